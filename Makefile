@@ -1,0 +1,33 @@
+# aiocri developer commands. `make test` is the README's test command.
+PY ?= .venv/bin/python
+PROTO_SRC := proto/runtime/v1/api.proto
+
+.PHONY: setup proto test lint demo bench clean
+
+setup: .venv/.installed
+
+.venv/.installed: pyproject.toml
+	test -x $(PY) || python3 -m venv .venv
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev,cli]'
+	touch $@
+
+# Regenerate aiocri/_proto from proto/ (messages + mypy stubs).
+proto: setup
+	$(PY) proto/generate.py
+
+lint: setup
+	$(PY) -m ruff check aiocri tests benchmarks
+	$(PY) -m mypy --strict aiocri
+
+test: setup
+	$(PY) -m pytest -q
+
+demo: setup
+	.venv/bin/aiocri demo
+
+bench: setup
+	$(PY) -m benchmarks
+
+clean:
+	rm -rf .venv .pytest_cache .mypy_cache .ruff_cache build *.egg-info

@@ -1,0 +1,1 @@
+"""Generated protobuf code only. Rebuilt by `make proto`; never edit by hand."""

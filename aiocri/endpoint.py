@@ -1,0 +1,149 @@
+"""Endpoints: parse, check and discover where a CRI runtime listens.
+
+Accepted forms: ``unix:///abs/path``, a bare absolute path, and
+``tcp://host:port`` only when the caller allows TCP (the CRI is meant for a
+local socket; a TCP endpoint is usually a mistake). Every check happens before
+any dial so that a typo fails at once with a clear :class:`EndpointError`.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+from urllib.parse import urlsplit
+
+from aiocri.errors import EndpointError
+
+__all__ = ["DEFAULT_ENDPOINTS", "Endpoint", "check_socket", "discover", "parse_endpoint"]
+
+#: crictl's default sockets, in crictl's order.
+DEFAULT_ENDPOINTS: tuple[str, ...] = (
+    "unix:///run/containerd/containerd.sock",
+    "unix:///run/crio/crio.sock",
+    "unix:///var/run/cri-dockerd.sock",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    """A parsed endpoint. ``target`` is what grpc dials."""
+
+    scheme: Literal["unix", "tcp"]
+    address: str  # socket path for unix, host:port for tcp
+
+    @property
+    def target(self) -> str:
+        return f"unix://{self.address}" if self.scheme == "unix" else self.address
+
+    @property
+    def path(self) -> str | None:
+        return self.address if self.scheme == "unix" else None
+
+    def __str__(self) -> str:
+        return f"{self.scheme}://{self.address}"
+
+
+def parse_endpoint(value: str | Endpoint, *, allow_tcp: bool = False) -> Endpoint:
+    """Parse ``value`` without touching the filesystem."""
+    if isinstance(value, Endpoint):
+        if value.scheme == "tcp" and not allow_tcp:
+            raise _tcp_refused(str(value))
+        return value
+    if not isinstance(value, str) or not value.strip():
+        raise EndpointError("empty runtime endpoint")
+    text = value.strip()
+    if text.startswith("/"):
+        return Endpoint("unix", os.path.normpath(text))
+    if "://" not in text:
+        raise EndpointError(
+            f"endpoint {text!r} is a relative path or has no scheme",
+            hint="use an absolute socket path such as unix:///run/containerd/containerd.sock",
+        )
+    parts = urlsplit(text)
+    if parts.scheme == "unix":
+        path = (parts.netloc + parts.path) if parts.netloc else parts.path
+        if not path.startswith("/"):
+            raise EndpointError(
+                f"endpoint {text!r} has a relative socket path",
+                hint="write unix:// followed by an absolute path (three slashes in all)",
+            )
+        return Endpoint("unix", os.path.normpath(path))
+    if parts.scheme == "tcp":
+        if not allow_tcp:
+            raise _tcp_refused(text)
+        if not parts.hostname or parts.port is None:
+            raise EndpointError(f"tcp endpoint {text!r} needs host:port")
+        host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+        return Endpoint("tcp", f"{host}:{parts.port}")
+    raise EndpointError(
+        f"unknown endpoint scheme {parts.scheme!r} in {text!r}",
+        hint="use unix:///path (or tcp://host:port with allow_tcp=True)",
+    )
+
+
+def _tcp_refused(text: str) -> EndpointError:
+    return EndpointError(
+        f"tcp endpoint {text!r} refused",
+        hint="CRI runtimes listen on unix sockets; pass allow_tcp=True if you really mean TCP",
+    )
+
+
+def check_socket(endpoint: Endpoint) -> None:
+    """Fail with a clear error unless ``endpoint`` is a unix socket we may use.
+
+    TCP endpoints pass untouched: only a dial can tell.
+    """
+    path = endpoint.path
+    if path is None:
+        return
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        raise EndpointError(
+            f"socket {path} does not exist",
+            endpoint=str(endpoint),
+            hint="start the runtime, or check the path (is it the runtime's CRI socket?)",
+        ) from None
+    except PermissionError:
+        raise _denied(endpoint) from None
+    except OSError as exc:
+        raise EndpointError(f"cannot inspect {path}: {exc.strerror}", endpoint=str(endpoint)) from None
+    if not stat.S_ISSOCK(st.st_mode):
+        kind = "a directory" if stat.S_ISDIR(st.st_mode) else "not a socket"
+        raise EndpointError(
+            f"{path} is {kind}",
+            endpoint=str(endpoint),
+            hint="point at the runtime's unix socket file, not at another file",
+        )
+    if not os.access(path, os.R_OK | os.W_OK):
+        raise _denied(endpoint)
+
+
+def _denied(endpoint: Endpoint) -> EndpointError:
+    return EndpointError(
+        f"permission denied on {endpoint.path}",
+        endpoint=str(endpoint),
+        hint="run as root or as a member of the socket's group",
+    )
+
+
+def discover(candidates: Sequence[str] = DEFAULT_ENDPOINTS) -> Endpoint:
+    """The first of ``candidates`` that is a usable socket, as crictl does."""
+    problems: list[str] = []
+    for candidate in candidates:
+        endpoint = parse_endpoint(candidate)
+        try:
+            check_socket(endpoint)
+        except EndpointError as exc:
+            problems.append(exc.message)
+            continue
+        return endpoint
+    raise EndpointError(
+        "no runtime endpoint given and none of the default sockets is usable ("
+        + "; ".join(problems)
+        + ")",
+        hint="pass the runtime endpoint explicitly (CONTAINER_RUNTIME_ENDPOINT for the CLI)",
+    )

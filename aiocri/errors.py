@@ -1,0 +1,229 @@
+"""The exceptions aiocri raises: one tree rooted in :class:`CRIError`.
+
+Each error keeps what the runtime said (gRPC code and details) plus where it
+happened (endpoint, RPC), and its message ends with what to do about it.
+Transport errors from grpc never escape: :func:`from_rpc_error` maps them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+import grpc
+
+if TYPE_CHECKING:
+    from aiocri.api import VersionResponse
+
+__all__ = [
+    "CRIError",
+    "ClientClosed",
+    "ConnectFailed",
+    "DeadlineExceeded",
+    "EndpointError",
+    "InvalidArgument",
+    "MessageTooLarge",
+    "NoSupportedVersion",
+    "NotACRIRuntime",
+    "NotFound",
+    "RestartRequired",
+    "RuntimeCallError",
+    "Unavailable",
+    "Unsupported",
+    "UnsupportedByRuntime",
+    "UnsupportedByVersion",
+    "from_rpc_error",
+]
+
+
+class CRIError(Exception):
+    """Root of every aiocri error.
+
+    ``code`` is the gRPC status code when the error came from a call (None for
+    errors raised before any call), ``details`` the runtime's own words.
+    """
+
+    #: What the caller can do about this kind of error; subclasses override.
+    hint = "see the runtime's logs for the cause"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: grpc.StatusCode | None = None,
+        details: str = "",
+        endpoint: str | None = None,
+        method: str | None = None,
+        hint: str | None = None,
+    ) -> None:
+        self.message = message
+        self.code = code
+        self.details = details
+        self.endpoint = endpoint
+        self.method = method
+        if hint is not None:
+            self.hint = hint
+        super().__init__(self._render())
+
+    def _render(self) -> str:
+        where = []
+        if self.method:
+            where.append(self.method)
+        if self.endpoint:
+            where.append(f"on {self.endpoint}")
+        text = self.message
+        if where:
+            text = f"{text} ({' '.join(where)})"
+        if self.details and self.details not in text:
+            text = f"{text}: {self.details}"
+        return f"{text}; {self.hint}" if self.hint else text
+
+
+# -- before any call ----------------------------------------------------------
+
+
+class EndpointError(CRIError, ValueError):
+    """The endpoint is malformed, missing, not a socket or not accessible."""
+
+    hint = "pass a unix socket as unix:///path/to/runtime.sock or an absolute path"
+
+
+class ConnectFailed(CRIError):
+    """No connection could be made before the connect timeout."""
+
+    hint = "check that the runtime is running and listening on this socket, or raise connect_timeout"
+
+
+class NotACRIRuntime(ConnectFailed):
+    """Something answers on the socket, but it does not speak the CRI."""
+
+    hint = "point the client at the runtime's CRI socket (for containerd, its main gRPC socket)"
+
+
+class NoSupportedVersion(CRIError):
+    """No CRI version that both the client and the runtime speak.
+
+    ``attempts`` maps each version tried to what the runtime answered.
+    """
+
+    hint = "upgrade the runtime to one that serves runtime.v1, or allow more versions"
+
+    def __init__(self, message: str, *, attempts: dict[str, str], endpoint: str | None = None):
+        self.attempts = dict(attempts)
+        tried = "; ".join(f"{v}: {answer}" for v, answer in attempts.items())
+        super().__init__(f"{message} (tried {tried})", endpoint=endpoint)
+
+
+class ClientClosed(CRIError):
+    """The client was closed; no call can be made through it any more."""
+
+    hint = "open a new client with aiocri.connect()"
+
+
+class RestartRequired(CRIError):
+    """The runtime came back without the CRI version this client pinned.
+
+    The kubelet's answer to this is to restart; so is ours. The client is now
+    terminal: every pending and later call raises this.
+    """
+
+    hint = "restart the client (a new aiocri.connect() negotiates again)"
+
+    def __init__(
+        self,
+        *,
+        pinned: str,
+        served: Sequence[str],
+        endpoint: str | None = None,
+        before: VersionResponse | None = None,
+        after: VersionResponse | None = None,
+    ) -> None:
+        self.pinned = pinned
+        self.served = tuple(served)
+        self.before = before
+        self.after = after
+        now = ", ".join(self.served) or "no version aiocri knows"
+        was = _describe(before)
+        is_now = _describe(after)
+        change = f" ({was} -> {is_now})" if was or is_now else ""
+        super().__init__(
+            f"runtime no longer serves the pinned CRI version {pinned}; it serves {now}{change}",
+            endpoint=endpoint,
+        )
+
+
+def _describe(version: VersionResponse | None) -> str:
+    if version is None:
+        return ""
+    return f"{version.runtime_name} {version.runtime_version}".strip()
+
+
+# -- from a call --------------------------------------------------------------
+
+
+class RuntimeCallError(CRIError):
+    """A call failed; the runtime (or the transport) gave a status code."""
+
+
+class NotFound(RuntimeCallError):
+    hint = "the object may have been removed; list again before retrying"
+
+
+class InvalidArgument(RuntimeCallError):
+    hint = "fix the request; the runtime rejected it as malformed"
+
+
+class Unavailable(RuntimeCallError):
+    hint = "the runtime is not reachable; the call may be retried once it is back"
+
+
+class DeadlineExceeded(RuntimeCallError):
+    hint = "the call took longer than its deadline; raise timeout= or check the runtime's load"
+
+
+class MessageTooLarge(RuntimeCallError):
+    hint = (
+        "raise max_message_size in aiocri.connect() (default 16 MiB), "
+        "or use the Stream* list RPCs where the runtime has them"
+    )
+
+
+class Unsupported(RuntimeCallError):
+    """The RPC cannot be served: by the pinned version or by the runtime."""
+
+
+class UnsupportedByVersion(Unsupported):
+    """The pinned CRI version has no such RPC; raised before any round trip."""
+
+    hint = "this RPC needs runtime.v1; connect to a runtime that serves it"
+
+
+class UnsupportedByRuntime(Unsupported):
+    """The runtime answered UNIMPLEMENTED for this RPC."""
+
+    hint = "this runtime does not implement this RPC; upgrade the runtime or avoid the call"
+
+
+_BY_CODE: dict[grpc.StatusCode, type[RuntimeCallError]] = {
+    grpc.StatusCode.NOT_FOUND: NotFound,
+    grpc.StatusCode.INVALID_ARGUMENT: InvalidArgument,
+    grpc.StatusCode.UNAVAILABLE: Unavailable,
+    grpc.StatusCode.DEADLINE_EXCEEDED: DeadlineExceeded,
+    grpc.StatusCode.UNIMPLEMENTED: UnsupportedByRuntime,
+}
+
+
+def from_rpc_error(
+    err: grpc.RpcError, *, method: str | None = None, endpoint: str | None = None
+) -> RuntimeCallError:
+    """Map a grpc error to the matching :class:`CRIError` subclass."""
+    code = err.code() if isinstance(err, grpc.aio.AioRpcError | grpc.Call) else None
+    details = (err.details() if isinstance(err, grpc.aio.AioRpcError | grpc.Call) else "") or ""
+    cls: type[RuntimeCallError] = RuntimeCallError
+    if code is not None:
+        cls = _BY_CODE.get(code, RuntimeCallError)
+        if code is grpc.StatusCode.RESOURCE_EXHAUSTED and "message larger than max" in details:
+            cls = MessageTooLarge
+    name = code.name if code is not None else "UNKNOWN"
+    return cls(f"CRI call failed with {name}", code=code, details=details,
+               method=method, endpoint=endpoint)
