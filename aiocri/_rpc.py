@@ -11,7 +11,7 @@ from google.protobuf.message_factory import GetMessageClass
 
 from aiocri._proto.runtime.v1 import api_pb2
 
-__all__ = ["RPCS", "RPC", "snake_case"]
+__all__ = ["RPC", "RPCS", "snake_case"]
 
 
 @dataclass(frozen=True, slots=True)

@@ -110,7 +110,9 @@ def check_socket(endpoint: Endpoint) -> None:
     except PermissionError:
         raise _denied(endpoint) from None
     except OSError as exc:
-        raise EndpointError(f"cannot inspect {path}: {exc.strerror}", endpoint=str(endpoint)) from None
+        raise EndpointError(
+            f"cannot inspect {path}: {exc.strerror}", endpoint=str(endpoint)
+        ) from None
     if not stat.S_ISSOCK(st.st_mode):
         kind = "a directory" if stat.S_ISDIR(st.st_mode) else "not a socket"
         raise EndpointError(

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from aiocri._rpc import RPCS, RPC
+from aiocri._rpc import RPC, RPCS
 
 __all__ = ["NEGOTIATION_ORDER", "V1", "V1ALPHA2", "VERSIONS", "CRIVersion", "resolve_versions"]
 

@@ -1,0 +1,71 @@
+"""aiocri: an asyncio client for the Kubernetes Container Runtime Interface.
+
+    import aiocri
+    from aiocri.api import ListContainersRequest
+
+    async with aiocri.connect("unix:///run/containerd/containerd.sock") as client:
+        print(client.version)                  # pinned CRI version: v1 or v1alpha2
+        containers = await client.runtime.list_containers()
+
+The client negotiates the CRI version like the kubelet (v1, then v1alpha2),
+pins it, redials after a runtime restart, re-checks the pinned version, and
+raises :class:`RestartRequired` when the upgraded runtime dropped it.
+"""
+
+from aiocri.channel import ConnectionEvent, ConnectionState, ConnectionStats, RedialPolicy
+from aiocri.client import CRIClient, connect
+from aiocri.endpoint import Endpoint, parse_endpoint
+from aiocri.errors import (
+    ClientClosed,
+    ConnectFailed,
+    CRIError,
+    DeadlineExceeded,
+    EndpointError,
+    InvalidArgument,
+    MessageTooLarge,
+    NoSupportedVersion,
+    NotACRIRuntime,
+    NotFound,
+    RestartRequired,
+    RuntimeCallError,
+    Unavailable,
+    Unsupported,
+    UnsupportedByRuntime,
+    UnsupportedByVersion,
+)
+from aiocri.services import ImageService, RuntimeService
+from aiocri.versions import V1, V1ALPHA2, CRIVersion
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "V1",
+    "V1ALPHA2",
+    "CRIClient",
+    "CRIError",
+    "CRIVersion",
+    "ClientClosed",
+    "ConnectFailed",
+    "ConnectionEvent",
+    "ConnectionState",
+    "ConnectionStats",
+    "DeadlineExceeded",
+    "Endpoint",
+    "EndpointError",
+    "ImageService",
+    "InvalidArgument",
+    "MessageTooLarge",
+    "NoSupportedVersion",
+    "NotACRIRuntime",
+    "NotFound",
+    "RedialPolicy",
+    "RestartRequired",
+    "RuntimeCallError",
+    "RuntimeService",
+    "Unavailable",
+    "Unsupported",
+    "UnsupportedByRuntime",
+    "UnsupportedByVersion",
+    "connect",
+    "parse_endpoint",
+]

@@ -1,0 +1,830 @@
+"""The channel manager: dial, negotiate, pin, watch, redial, re-check.
+
+One manager owns the grpc channel to one endpoint. It is the only module that
+talks to grpc: services hand it an RPC and a request, it picks the pinned
+version's method path, waits for READY, applies the deadline, maps errors and
+makes cancellation behave under anyio.
+
+Life of a connection::
+
+    CONNECTING --negotiated--> READY --lost--> RECONNECTING --Version ok--> READY
+                                               RECONNECTING --pinned gone--> RESTART_REQUIRED
+    any --close()--> CLOSED
+
+Why it is built this way (measured facts, see the project notes):
+- a grpc channel whose server died idles until kicked and then backs off on
+  its own schedule (1 s first, up to 120 s), so every redial attempt uses a
+  fresh channel with a local subchannel pool (no inherited backoff) and
+  tenacity decides when to try;
+- between attempts the socket file is watched, so a runtime that comes back
+  is dialled within about 10 ms instead of at the next backoff step;
+- a reconnect is never trusted before ``Version`` on the pinned version
+  answers again: that is how RESTART_REQUIRED is detected.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import math
+import os
+import time
+from collections import Counter, deque
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import anyio
+import anyio.abc
+import grpc
+import grpc.aio
+from google.protobuf.message import Message
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception_type,
+    stop_before_delay,
+    stop_never,
+    wait_exponential_jitter,
+)
+
+from aiocri._proto.runtime.v1 import api_pb2
+from aiocri._rpc import RPC, RPCS
+from aiocri.endpoint import Endpoint, check_socket
+from aiocri.errors import (
+    ClientClosed,
+    ConnectFailed,
+    CRIError,
+    DeadlineExceeded,
+    EndpointError,
+    NoSupportedVersion,
+    NotACRIRuntime,
+    RestartRequired,
+    Unavailable,
+    UnsupportedByVersion,
+    from_rpc_error,
+)
+from aiocri.versions import VERSIONS, CRIVersion
+
+__all__ = [
+    "ChannelManager",
+    "ConnectionEvent",
+    "ConnectionState",
+    "ConnectionStats",
+    "RedialPolicy",
+]
+
+log = logging.getLogger("aiocri.channel")
+
+DEFAULT_MAX_MESSAGE_SIZE = 16 * 1024 * 1024  # the kubelet's default
+# What the kubelet sends as its own API version in VersionRequest.
+_CLIENT_API_VERSION = "0.1.0"
+_SOCKET_POLL = 0.01  # seconds between socket-file checks while the runtime is down
+
+# Read-only RPCs: safe to send again after the connection broke under them.
+_RETRY_SAFE = frozenset(
+    name
+    for name in RPCS
+    if name.startswith(("List", "Stream"))
+    or name.endswith(("Status", "Stats", "FsInfo"))
+    or name in {"Version", "RuntimeConfig"}
+)
+
+
+class ConnectionState(enum.Enum):
+    CONNECTING = "connecting"
+    READY = "ready"
+    RECONNECTING = "reconnecting"
+    RESTART_REQUIRED = "restart_required"
+    CLOSED = "closed"
+
+    @property
+    def terminal(self) -> bool:
+        return self in (ConnectionState.RESTART_REQUIRED, ConnectionState.CLOSED)
+
+
+EventKind = Literal["state", "redial_attempt", "newer_version_available", "renegotiated"]
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionEvent:
+    """Something that happened to a connection, for subscribers and logs."""
+
+    kind: EventKind
+    state: ConnectionState
+    endpoint: str
+    pinned: str | None
+    attempt: int = 0
+    error: CRIError | None = None
+    #: CRI versions the runtime answered on (filled after a version check).
+    served: tuple[str, ...] = ()
+    at: float = field(default_factory=time.monotonic)
+
+
+@dataclass(frozen=True, slots=True)
+class RedialPolicy:
+    """How to dial and redial: tenacity's exponential backoff with jitter.
+
+    ``connect_timeout`` bounds start-up (a dead socket is retried that long);
+    ``give_up_after`` bounds an outage (None: never give up, like the kubelet).
+    """
+
+    initial: float = 0.02
+    maximum: float = 1.0
+    multiplier: float = 2.0
+    jitter: float = 0.02
+    attempt_timeout: float = 2.0
+    connect_timeout: float = 10.0
+    give_up_after: float | None = None
+
+
+@dataclass
+class ConnectionStats:
+    """Counters a user can read (``client.stats``)."""
+
+    calls: int = 0
+    errors: Counter[str] = field(default_factory=Counter)
+    redials: int = 0
+    redial_attempts: int = 0
+    state: ConnectionState = ConnectionState.CONNECTING
+    state_since: float = field(default_factory=time.monotonic)
+
+    @property
+    def time_in_state(self) -> float:
+        return time.monotonic() - self.state_since
+
+
+class _AttemptFailed(Exception):
+    """One dial attempt failed in a way worth retrying."""
+
+    def __init__(self, error: CRIError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+class _Subscriber:
+    def __init__(self, size: int) -> None:
+        self.queue: deque[ConnectionEvent] = deque(maxlen=size)
+        self.wake = anyio.Event()
+
+
+class _Broadcast:
+    """Fan-out of events to subscribers, bounded per subscriber (oldest dropped)."""
+
+    def __init__(self, size: int = 256) -> None:
+        self._size = size
+        self._subscribers: list[_Subscriber] = []
+        self._closed = False
+
+    def publish(self, event: ConnectionEvent) -> None:
+        for sub in self._subscribers:
+            sub.queue.append(event)
+            sub.wake.set()
+
+    def close(self) -> None:
+        self._closed = True
+        for sub in self._subscribers:
+            sub.wake.set()
+
+    async def subscribe(self) -> AsyncIterator[ConnectionEvent]:
+        sub = _Subscriber(self._size)
+        self._subscribers.append(sub)
+        try:
+            while True:
+                while sub.queue:
+                    yield sub.queue.popleft()
+                if self._closed:
+                    return
+                sub.wake = anyio.Event()
+                await sub.wake.wait()
+        finally:
+            self._subscribers.remove(sub)
+
+
+class ChannelManager:
+    """Owns the connection to one endpoint; see the module docstring.
+
+    Use as an async context manager: entering dials and negotiates, leaving
+    cancels the watcher, fails waiting calls with :class:`ClientClosed` and
+    closes every channel.
+    """
+
+    def __init__(
+        self,
+        endpoint: Endpoint,
+        *,
+        versions: tuple[CRIVersion, ...],
+        probe: Literal["Version", "ImageFsInfo"] = "Version",
+        max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
+        policy: RedialPolicy | None = None,
+        on_version_loss: Literal["fail", "renegotiate"] = "fail",
+        fail_fast: bool = False,
+    ) -> None:
+        if on_version_loss not in ("fail", "renegotiate"):
+            raise ValueError("on_version_loss must be 'fail' or 'renegotiate'")
+        self.endpoint = endpoint
+        self.versions = versions
+        self.policy = policy or RedialPolicy()
+        self.on_version_loss = on_version_loss
+        self.fail_fast = fail_fast
+        self.stats = ConnectionStats()
+        self._probe = RPCS[probe]
+        self._options: list[tuple[str, Any]] = [
+            ("grpc.max_receive_message_length", max_message_size),
+            ("grpc.max_send_message_length", max_message_size),
+            # A fresh pool per channel: a new channel must not inherit the
+            # backoff of the one that just lost its runtime.
+            ("grpc.use_local_subchannel_pool", 1),
+            ("grpc.initial_reconnect_backoff_ms", 20),
+            ("grpc.min_reconnect_backoff_ms", 100),
+            ("grpc.max_reconnect_backoff_ms", 1000),
+            # Idle channels go READY -> IDLE; we would read that as a loss.
+            ("grpc.client_idle_timeout_ms", 2**31 - 1),
+        ]
+        self._state = ConnectionState.CONNECTING
+        self._pinned: CRIVersion | None = None
+        self._version: api_pb2.VersionResponse | None = None
+        self._first_version: api_pb2.VersionResponse | None = None
+        self._channel: grpc.aio.Channel | None = None
+        self._generation = 0
+        self._unary: dict[str, grpc.aio.UnaryUnaryMultiCallable[Any, Any]] = {}
+        self._streams: dict[str, grpc.aio.UnaryStreamMultiCallable[Any, Any]] = {}
+        self._ready = anyio.Event()
+        self._loss = anyio.Event()
+        self._terminal_error: CRIError | None = None
+        self._terminal = anyio.Event()
+        self._events = _Broadcast()
+        self._task_group: anyio.abc.TaskGroup | None = None
+        self._old_channels: list[grpc.aio.Channel] = []
+        self._recheck_lock = anyio.Lock()
+
+    # -- public face -----------------------------------------------------------
+
+    @property
+    def state(self) -> ConnectionState:
+        return self._state
+
+    @property
+    def pinned(self) -> CRIVersion | None:
+        return self._pinned
+
+    @property
+    def version_response(self) -> api_pb2.VersionResponse | None:
+        """What the runtime last answered to the version check."""
+        return self._version
+
+    def events(self) -> AsyncIterator[ConnectionEvent]:
+        """Typed events from now on; ends when the connection is terminal."""
+        return self._events.subscribe()
+
+    async def wait_terminal(self) -> CRIError:
+        """Wait until RESTART_REQUIRED or CLOSED; return the error calls now get."""
+        await self._terminal.wait()
+        assert self._terminal_error is not None
+        return self._terminal_error
+
+    async def __aenter__(self) -> ChannelManager:
+        check_socket(self.endpoint)  # bad input fails before any dial
+        self._task_group = anyio.create_task_group()
+        await self._task_group.__aenter__()
+        try:
+            await self._negotiate()
+        except BaseException:
+            self._task_group.cancel_scope.cancel()
+            await self._task_group.__aexit__(None, None, None)
+            self._task_group = None
+            await self._close_channels()
+            raise
+        self._task_group.start_soon(self._supervise)
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+        tg, self._task_group = self._task_group, None
+        if tg is not None:
+            await tg.__aexit__(None, None, None)
+
+    async def close(self) -> None:
+        """Fail waiting and later calls with ClientClosed; stop the watcher; close channels."""
+        if self._state is not ConnectionState.CLOSED:
+            self._enter_terminal(
+                ConnectionState.CLOSED,
+                ClientClosed("the client was closed", endpoint=str(self.endpoint)),
+            )
+        if self._task_group is not None:
+            self._task_group.cancel_scope.cancel()
+        await self._close_channels()
+        self._events.close()
+
+    # -- the invoke path ---------------------------------------------------------
+
+    async def unary(self, rpc: RPC, request: Message | None, timeout: float | None) -> Any:
+        """Send one unary RPC on the pinned version; see the module docstring."""
+        stats = self.stats
+        stats.calls += 1
+        if request is None:
+            request = rpc.request_type()
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            if self._state is not ConnectionState.READY:
+                await self._wait_ready(rpc, deadline)
+            fn = self._unary.get(rpc.name)
+            if fn is None:
+                raise self._unsupported(rpc)
+            generation = self._generation
+            remaining = None if deadline is None else deadline - time.monotonic()
+            call = fn(request, timeout=remaining)
+            try:
+                return await call
+            except grpc.aio.AioRpcError as exc:
+                error = await self._call_failed(exc, rpc, generation)
+            except BaseException:
+                await self._abandon(call)
+                raise
+            # The connection broke under a read-only call: wait and send again.
+            retry = isinstance(error, Unavailable) and rpc.name in _RETRY_SAFE
+            if not retry or self.fail_fast:
+                raise error
+            if deadline is not None and time.monotonic() >= deadline:
+                raise error
+
+    async def stream(
+        self, rpc: RPC, request: Message | None, timeout: float | None
+    ) -> AsyncIterator[Any]:
+        """Open a server-streaming RPC and yield its messages."""
+        self.stats.calls += 1
+        if request is None:
+            request = rpc.request_type()
+        deadline = None if timeout is None else time.monotonic() + timeout
+        if self._state is not ConnectionState.READY:
+            await self._wait_ready(rpc, deadline)
+        fn = self._streams.get(rpc.name)
+        if fn is None:
+            raise self._unsupported(rpc)
+        generation = self._generation
+        remaining = None if deadline is None else deadline - time.monotonic()
+        call = fn(request, timeout=remaining)
+        responses = call.__aiter__()
+        try:
+            while True:
+                try:
+                    item = await responses.__anext__()
+                except StopAsyncIteration:
+                    return
+                except grpc.aio.AioRpcError as exc:
+                    raise await self._call_failed(exc, rpc, generation) from None
+                yield item
+        except BaseException:
+            await self._abandon(call)
+            raise
+
+    async def _abandon(self, call: grpc.aio.Call) -> None:
+        # grpc.aio turns an anyio cancellation into a bare CancelledError that
+        # anyio does not recognise; cancelling the RPC and passing one
+        # checkpoint lets anyio's own cancellation take over.
+        call.cancel()
+        await anyio.lowlevel.checkpoint()
+
+    def _unsupported(self, rpc: RPC) -> CRIError:
+        pinned = self._pinned.name if self._pinned else "?"
+        return UnsupportedByVersion(
+            f"{rpc.name} is not part of CRI {pinned}, the version this client pinned",
+            method=rpc.name,
+            endpoint=str(self.endpoint),
+        )
+
+    async def _wait_ready(self, rpc: RPC, deadline: float | None) -> None:
+        while self._state is not ConnectionState.READY:
+            if self._terminal_error is not None:
+                raise self._terminal_error
+            if self.fail_fast:
+                raise Unavailable(
+                    f"runtime is {self._state.value}",
+                    code=grpc.StatusCode.UNAVAILABLE,
+                    method=rpc.name,
+                    endpoint=str(self.endpoint),
+                    hint="retry later, or connect with fail_fast=False to wait for the redial",
+                )
+            wait = math.inf if deadline is None else deadline - time.monotonic()
+            if wait <= 0:
+                raise DeadlineExceeded(
+                    f"runtime still {self._state.value} when the deadline expired",
+                    code=grpc.StatusCode.DEADLINE_EXCEEDED,
+                    method=rpc.name,
+                    endpoint=str(self.endpoint),
+                )
+            ready = self._ready
+            with anyio.move_on_after(wait):
+                await ready.wait()
+
+    async def _call_failed(
+        self, exc: grpc.aio.AioRpcError, rpc: RPC, generation: int
+    ) -> CRIError:
+        code = exc.code()
+        self.stats.errors[code.name] += 1
+        if self._terminal_error is not None:
+            return self._terminal_error
+        error = from_rpc_error(exc, method=rpc.name, endpoint=str(self.endpoint))
+        if code is grpc.StatusCode.UNAVAILABLE or (
+            code is grpc.StatusCode.CANCELLED and generation != self._generation
+        ):
+            # Lost connection (or a call on a channel we replaced meanwhile).
+            self._report_loss(generation)
+            return error if code is grpc.StatusCode.UNAVAILABLE else Unavailable(
+                "connection to the runtime was replaced during the call",
+                code=grpc.StatusCode.UNAVAILABLE,
+                method=rpc.name,
+                endpoint=str(self.endpoint),
+            )
+        if code is grpc.StatusCode.UNIMPLEMENTED and self.stats.redials:
+            # After a reconnect, UNIMPLEMENTED may mean the runtime lost our
+            # version: check before blaming the RPC.
+            await self._recheck()
+            if self._terminal_error is not None:
+                return self._terminal_error
+        return error
+
+    def _report_loss(self, generation: int) -> None:
+        if generation == self._generation and self._state is ConnectionState.READY:
+            self._loss.set()
+
+    # -- negotiation ------------------------------------------------------------
+
+    async def _negotiate(self) -> None:
+        """Start-up: find the first version that answers, retrying a dead socket."""
+        policy = self.policy
+        last: list[CRIError] = []
+
+        async for attempt in self._retrying(stop_before_delay(policy.connect_timeout), start=True):
+            with attempt:
+                channel = self._new_channel()
+                attempts: dict[str, str] = {}
+                try:
+                    for version in self.versions:
+                        try:
+                            response = await self._check(channel, version)
+                        except grpc.aio.AioRpcError as exc:
+                            if exc.code() is grpc.StatusCode.UNAVAILABLE or (
+                                exc.code() is grpc.StatusCode.DEADLINE_EXCEEDED
+                            ):
+                                err = from_rpc_error(exc, method=self._probe.name,
+                                                     endpoint=str(self.endpoint))
+                                last[:] = [err]
+                                raise _AttemptFailed(err) from None
+                            answer = f"{exc.code().name} {exc.details() or ''}"
+                            attempts[version.name] = answer.strip()
+                            continue
+                        self._pin(version, response, channel)
+                        log.info("%s: pinned CRI %s (%s)", self.endpoint, version.name,
+                                 _runtime_name(response))
+                        self._set_state(ConnectionState.READY)
+                        return
+                except BaseException:
+                    await channel.close(None)
+                    raise
+                await channel.close(None)
+                raise NoSupportedVersion(
+                    "the runtime serves none of the CRI versions this client speaks",
+                    attempts=attempts,
+                    endpoint=str(self.endpoint),
+                )
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _check(self, channel: grpc.aio.Channel, version: CRIVersion) -> Any:
+        """The probe (Version, or ImageFsInfo for an image endpoint) on ``version``."""
+        probe = self._probe
+        fn = channel.unary_unary(
+            version.path(probe),
+            request_serializer=probe.request_type.SerializeToString,
+            response_deserializer=probe.response_type.FromString,
+        )
+        request = (
+            api_pb2.VersionRequest(version=_CLIENT_API_VERSION)
+            if probe.name == "Version"
+            else probe.request_type()
+        )
+        call = fn(request, timeout=self.policy.attempt_timeout)
+        try:
+            return await call
+        except grpc.aio.AioRpcError:
+            raise
+        except BaseException:
+            await self._abandon(call)
+            raise
+
+    def _pin(self, version: CRIVersion, response: Message, channel: grpc.aio.Channel) -> None:
+        if isinstance(response, api_pb2.VersionResponse):
+            self._version = response
+            if self._first_version is None:
+                self._first_version = response
+        self._pinned = version
+        old, self._channel = self._channel, channel
+        if old is not None and old is not channel:
+            # Calls still on it fail as CANCELLED and are retried (see _call_failed).
+            self._old_channels.append(old)
+            if self._task_group is not None:
+                self._task_group.start_soon(self._close_old_channels)
+        self._generation += 1
+        self._unary = {}
+        self._streams = {}
+        for rpc in RPCS.values():
+            if not version.has(rpc):
+                continue
+            path = version.path(rpc)
+            if rpc.server_streaming:
+                self._streams[rpc.name] = channel.unary_stream(
+                    path,
+                    request_serializer=rpc.request_type.SerializeToString,
+                    response_deserializer=rpc.response_type.FromString,
+                )
+            else:
+                self._unary[rpc.name] = channel.unary_unary(
+                    path,
+                    request_serializer=rpc.request_type.SerializeToString,
+                    response_deserializer=rpc.response_type.FromString,
+                )
+
+    def _new_channel(self) -> grpc.aio.Channel:
+        return grpc.aio.insecure_channel(self.endpoint.target, options=self._options)
+
+    # -- watching and redialling ---------------------------------------------------
+
+    async def _supervise(self) -> None:
+        while not self._state.terminal:
+            await self._wait_for_loss()
+            if self._state.terminal:
+                return
+            self._set_state(ConnectionState.RECONNECTING)
+            await self._redial()
+
+    async def _wait_for_loss(self) -> None:
+        """Return when the channel leaves READY or a call reported a loss."""
+        channel = self._channel
+        assert channel is not None
+        self._loss = anyio.Event()
+        loss = self._loss
+        async with anyio.create_task_group() as tg:
+
+            async def watch_channel() -> None:
+                state = channel.get_state(try_to_connect=True)
+                while state is grpc.ChannelConnectivity.READY:
+                    try:
+                        await channel.wait_for_state_change(state)
+                    except BaseException:
+                        await anyio.lowlevel.checkpoint()
+                        raise
+                    state = channel.get_state()
+                log.debug("%s: channel went %s", self.endpoint, state.name)
+                tg.cancel_scope.cancel()
+
+            async def watch_reports() -> None:
+                await loss.wait()
+                tg.cancel_scope.cancel()
+
+            tg.start_soon(watch_channel)
+            tg.start_soon(watch_reports)
+
+    async def _redial(self) -> None:
+        policy = self.policy
+        give_up = policy.give_up_after
+        stop = stop_never if give_up is None else stop_before_delay(give_up)
+        started = time.monotonic()
+        try:
+            async for attempt in self._retrying(stop, start=False):
+                with attempt:
+                    await self._redial_once(attempt.retry_state.attempt_number)
+        except _AttemptFailed as exc:
+            self._enter_terminal(
+                ConnectionState.CLOSED,
+                ConnectFailed(
+                    f"gave up redialling after {time.monotonic() - started:.1f} s "
+                    f"({exc.error.message})",
+                    endpoint=str(self.endpoint),
+                    hint="restart the client once the runtime is back, or raise give_up_after",
+                ),
+            )
+
+    async def _redial_once(self, attempt: int) -> None:
+        self.stats.redial_attempts += 1
+        pinned = self._pinned
+        assert pinned is not None
+        try:
+            check_socket(self.endpoint)
+        except EndpointError as exc:
+            raise _AttemptFailed(exc) from None
+        channel = self._new_channel()
+        try:
+            response = await self._check(channel, pinned)
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() is grpc.StatusCode.UNIMPLEMENTED:
+                await self._version_lost(channel)
+                return
+            await channel.close(None)
+            raise _AttemptFailed(
+                from_rpc_error(exc, method=self._probe.name, endpoint=str(self.endpoint))
+            ) from None
+        except BaseException:
+            await channel.close(None)
+            raise
+        self._pin(pinned, response, channel)
+        self.stats.redials += 1
+        log.info("%s: reconnected after %d attempt(s); CRI %s still served",
+                 self.endpoint, attempt, pinned.name)
+        self._set_state(ConnectionState.READY)
+        await self._announce_newer(channel, pinned)
+
+    async def _announce_newer(self, channel: grpc.aio.Channel, pinned: CRIVersion) -> None:
+        newer = self.versions[: self.versions.index(pinned)] if pinned in self.versions else ()
+        served = [v.name for v in newer if await self._answers(channel, v)]
+        if served:
+            log.info("%s: runtime now also serves CRI %s; staying on %s",
+                     self.endpoint, ", ".join(served), pinned.name)
+            self._publish("newer_version_available", served=(pinned.name, *served))
+
+    async def _answers(self, channel: grpc.aio.Channel, version: CRIVersion) -> bool:
+        try:
+            await self._check(channel, version)
+        except grpc.aio.AioRpcError:
+            return False
+        return True
+
+    async def _version_lost(self, channel: grpc.aio.Channel) -> None:
+        pinned = self._pinned
+        assert pinned is not None
+        served: list[str] = []
+        after: api_pb2.VersionResponse | None = None
+        for version in VERSIONS.values():
+            if version is pinned:
+                continue
+            try:
+                response = await self._check(channel, version)
+            except grpc.aio.AioRpcError:
+                continue
+            served.append(version.name)
+            if isinstance(response, api_pb2.VersionResponse) and after is None:
+                after = response
+        usable = [v for v in self.versions if v.name in served]
+        if self.on_version_loss == "renegotiate" and usable:
+            response = await self._check(channel, usable[0])
+            self._pin(usable[0], response, channel)
+            self.stats.redials += 1
+            log.warning("%s: runtime dropped CRI %s; renegotiated to %s",
+                        self.endpoint, pinned.name, usable[0].name)
+            self._set_state(ConnectionState.READY)
+            self._publish("renegotiated", served=tuple(served))
+            return
+        await channel.close(None)
+        self._enter_terminal(
+            ConnectionState.RESTART_REQUIRED,
+            RestartRequired(
+                pinned=pinned.name,
+                served=served,
+                endpoint=str(self.endpoint),
+                before=self._first_version,
+                after=after,
+            ),
+            served=tuple(served),
+        )
+
+    async def _recheck(self) -> None:
+        """Version check on the current channel (after an unexpected UNIMPLEMENTED)."""
+        async with self._recheck_lock:
+            channel, pinned = self._channel, self._pinned
+            if channel is None or pinned is None or self._state.terminal:
+                return
+            try:
+                await self._check(channel, pinned)
+            except grpc.aio.AioRpcError as exc:
+                if exc.code() is grpc.StatusCode.UNIMPLEMENTED:
+                    await self._version_lost(channel)
+
+    def _retrying(self, stop: Any, *, start: bool) -> AsyncRetrying:
+        policy = self.policy
+        return AsyncRetrying(
+            wait=wait_exponential_jitter(
+                initial=policy.initial, max=policy.maximum,
+                exp_base=policy.multiplier, jitter=policy.jitter,
+            ),
+            stop=stop,
+            # Only our own failures: never CancelledError (tenacity would
+            # retry it and outlive the caller's timeout).
+            retry=retry_if_exception_type(_AttemptFailed),
+            sleep=self._sleep_watching_socket,
+            before_sleep=self._before_sleep if not start else None,
+            retry_error_callback=None if not start else self._connect_gave_up,
+            reraise=True,
+        )
+
+    def _connect_gave_up(self, retry_state: RetryCallState) -> Any:
+        outcome = retry_state.outcome
+        exc = outcome.exception() if outcome is not None else None
+        error = exc.error if isinstance(exc, _AttemptFailed) else None
+        details = error.details if error is not None else ""
+        cls = NotACRIRuntime if _looks_foreign(details) else ConnectFailed
+        raise cls(
+            f"could not reach a CRI runtime within {self.policy.connect_timeout:g} s "
+            f"({retry_state.attempt_number} attempts)",
+            code=error.code if error else None,
+            details=details,
+            endpoint=str(self.endpoint),
+        )
+
+    def _before_sleep(self, retry_state: RetryCallState) -> None:
+        n = retry_state.attempt_number
+        outcome = retry_state.outcome
+        exc = outcome.exception() if outcome is not None else None
+        error = exc.error if isinstance(exc, _AttemptFailed) else None
+        # Powers of two only: one line per doubling keeps a long outage quiet.
+        level = logging.INFO if n & (n - 1) == 0 else logging.DEBUG
+        log.log(level, "%s: redial attempt %d failed (%s); next in %.2f s", self.endpoint, n,
+                error.message if error else exc, retry_state.upcoming_sleep)
+        self._publish("redial_attempt", attempt=n, error=error)
+
+    async def _sleep_watching_socket(self, seconds: float) -> None:
+        """Sleep for the backoff, but wake as soon as the socket file changes."""
+        path = self.endpoint.path
+        if path is None:
+            await anyio.sleep(seconds)
+            return
+        before = _identity(path)
+        until = time.monotonic() + seconds
+        while (left := until - time.monotonic()) > 0:
+            await anyio.sleep(min(left, _SOCKET_POLL))
+            now = _identity(path)
+            if now is not None and now != before:
+                return
+
+    # -- state ------------------------------------------------------------------
+
+    def _set_state(self, state: ConnectionState, **extra: Any) -> None:
+        if state is self._state:
+            return
+        previous, self._state = self._state, state
+        self.stats.state = state
+        self.stats.state_since = time.monotonic()
+        if state is ConnectionState.READY:
+            self._ready.set()
+        elif previous is ConnectionState.READY:
+            self._ready = anyio.Event()
+        level = logging.INFO if state is ConnectionState.READY else logging.WARNING
+        log.log(level, "%s: %s -> %s", self.endpoint, previous.value, state.value)
+        self._publish("state", **extra)
+
+    def _enter_terminal(self, state: ConnectionState, error: CRIError, **extra: Any) -> None:
+        # RESTART_REQUIRED may still become CLOSED; CLOSED is the end.
+        if self._state is ConnectionState.CLOSED or self._state is state:
+            return
+        self._terminal_error = error
+        self._set_state(state, error=error, **extra)
+        self._ready.set()  # wake every waiting call: they raise the terminal error
+        self._terminal.set()
+        if state is ConnectionState.RESTART_REQUIRED:
+            log.error("%s: %s", self.endpoint, error)
+        if self._task_group is not None and state is ConnectionState.RESTART_REQUIRED:
+            self._task_group.start_soon(self._close_channels)
+        self._events.close()
+
+    def _publish(self, kind: EventKind, **extra: Any) -> None:
+        self._events.publish(
+            ConnectionEvent(
+                kind=kind,
+                state=self._state,
+                endpoint=str(self.endpoint),
+                pinned=self._pinned.name if self._pinned else None,
+                **extra,
+            )
+        )
+
+    async def _close_old_channels(self) -> None:
+        channels, self._old_channels = self._old_channels, []
+        with anyio.CancelScope(shield=True):
+            for channel in channels:
+                await channel.close(None)
+
+    async def _close_channels(self) -> None:
+        channels = [c for c in (*self._old_channels, self._channel) if c is not None]
+        self._old_channels = []
+        self._channel = None
+        with anyio.CancelScope(shield=True):
+            for channel in channels:
+                await channel.close(None)
+
+
+def _identity(path: str) -> tuple[int, int, float] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino, st.st_ctime)
+
+
+def _runtime_name(response: Any) -> str:
+    if isinstance(response, api_pb2.VersionResponse):
+        return f"{response.runtime_name} {response.runtime_version}".strip()
+    return "image service"
+
+
+def _looks_foreign(details: str) -> bool:
+    # What grpc says when the peer is not an HTTP/2 gRPC server.
+    text = details.lower()
+    return any(s in text for s in ("http1", "protocol", "frame", "socket closed", "handshake"))

@@ -1,0 +1,209 @@
+"""RuntimeService and ImageService: one typed async method per CRI RPC.
+
+Each method is one line: a descriptor naming the request and response types.
+At import time the descriptor checks itself against the protobuf service
+descriptors (name, types, streaming), and tests check that every RPC has one,
+so the table cannot drift from the schema. All calls go through the channel
+manager's single invoke path (pinned version, deadline, errors, cancellation).
+
+    status = await client.runtime.container_status(ContainerStatusRequest(container_id=cid))
+    async for event in client.runtime.get_container_events():
+        ...
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar, overload
+
+from google.protobuf.message import Message
+
+from aiocri import api
+from aiocri._rpc import RPC, RPCS, snake_case
+
+if TYPE_CHECKING:
+    from aiocri.channel import ChannelManager
+
+__all__ = ["ImageService", "RuntimeService"]
+
+Req = TypeVar("Req", bound=Message, contravariant=True)
+Resp = TypeVar("Resp", bound=Message, covariant=True)
+ReqT = TypeVar("ReqT", bound=Message)
+RespT = TypeVar("RespT", bound=Message)
+
+#: Use the service's default deadline (see CRIClient: 2 min, image pulls longer).
+DEFAULT: Any = object()
+
+
+class UnaryMethod(Protocol[Req, Resp]):
+    def __call__(self, request: Req | None = None, /, *, timeout: float | None = ...) -> (
+        Awaitable[Resp]
+    ): ...
+
+
+class StreamMethod(Protocol[Req, Resp]):
+    def __call__(self, request: Req | None = None, /, *, timeout: float | None = ...) -> (
+        AsyncIterator[Resp]
+    ): ...
+
+
+class _Service:
+    """Base of the two services: binds RPC descriptors to a channel manager."""
+
+    _service_name: str
+    _rpcs: dict[str, RPC]
+
+    def __init__(self, manager: ChannelManager, *, timeout: float | None,
+                 timeouts: dict[str, float | None] | None = None) -> None:
+        self._manager = manager
+        self._timeout = timeout
+        self._timeouts = timeouts or {}
+
+    def _deadline(self, rpc: RPC) -> float | None:
+        return self._timeouts.get(rpc.name, self._timeout)
+
+
+class _RPCDescriptor(Generic[ReqT, RespT]):
+    streaming = False
+
+    def __init__(self, request_type: type[ReqT], response_type: type[RespT]) -> None:
+        self._types = (request_type, response_type)
+        self.rpc: RPC
+
+    def __set_name__(self, owner: type[_Service], attr: str) -> None:
+        matches = [r for r in RPCS.values() if snake_case(r.name) == attr]
+        if len(matches) != 1:
+            raise TypeError(f"{owner.__name__}.{attr} matches no CRI RPC")
+        rpc = matches[0]
+        expected = (rpc.request_type, rpc.response_type)
+        if (rpc.service != owner._service_name or self._types != expected
+                or rpc.server_streaming != self.streaming):
+            raise TypeError(f"{owner.__name__}.{attr} disagrees with the schema of {rpc.name}")
+        self.rpc = rpc
+        self.attr = attr
+        if "_rpcs" not in owner.__dict__:
+            owner._rpcs = {}
+        owner._rpcs[rpc.name] = rpc
+
+
+class _Unary(_RPCDescriptor[ReqT, RespT]):
+    @overload
+    def __get__(self, obj: None, owner: type[_Service]) -> _Unary[ReqT, RespT]: ...
+    @overload
+    def __get__(self, obj: _Service, owner: type[_Service]) -> UnaryMethod[ReqT, RespT]: ...
+    def __get__(self, obj: _Service | None, owner: type[_Service]) -> Any:
+        if obj is None:
+            return self
+        rpc, unary, default = self.rpc, obj._manager.unary, obj._deadline(self.rpc)
+
+        def call(request: Message | None = None, /, *, timeout: float | None = DEFAULT) -> Any:
+            return unary(rpc, request, default if timeout is DEFAULT else timeout)
+
+        call.__name__ = self.attr
+        call.__doc__ = f"Send {rpc.service}.{rpc.name} and return its response."
+        obj.__dict__[self.attr] = call  # bound once per service object
+        return call
+
+
+class _Stream(_RPCDescriptor[ReqT, RespT]):
+    streaming = True
+
+    @overload
+    def __get__(self, obj: None, owner: type[_Service]) -> _Stream[ReqT, RespT]: ...
+    @overload
+    def __get__(self, obj: _Service, owner: type[_Service]) -> StreamMethod[ReqT, RespT]: ...
+    def __get__(self, obj: _Service | None, owner: type[_Service]) -> Any:
+        if obj is None:
+            return self
+        rpc, stream, default = self.rpc, obj._manager.stream, obj._deadline(self.rpc)
+
+        def call(request: Message | None = None, /, *, timeout: float | None = DEFAULT) -> Any:
+            return stream(rpc, request, default if timeout is DEFAULT else timeout)
+
+        call.__name__ = self.attr
+        call.__doc__ = f"Open {rpc.service}.{rpc.name} and iterate over its responses."
+        obj.__dict__[self.attr] = call
+        return call
+
+
+def unary(request_type: type[ReqT], response_type: type[RespT]) -> _Unary[ReqT, RespT]:
+    return _Unary(request_type, response_type)
+
+
+def stream(request_type: type[ReqT], response_type: type[RespT]) -> _Stream[ReqT, RespT]:
+    return _Stream(request_type, response_type)
+
+
+class RuntimeService(_Service):
+    """Pods, containers, exec endpoints, stats, events and runtime status."""
+
+    _service_name = "RuntimeService"
+
+    version = unary(api.VersionRequest, api.VersionResponse)
+    run_pod_sandbox = unary(api.RunPodSandboxRequest, api.RunPodSandboxResponse)
+    stop_pod_sandbox = unary(api.StopPodSandboxRequest, api.StopPodSandboxResponse)
+    remove_pod_sandbox = unary(api.RemovePodSandboxRequest, api.RemovePodSandboxResponse)
+    pod_sandbox_status = unary(api.PodSandboxStatusRequest, api.PodSandboxStatusResponse)
+    list_pod_sandbox = unary(api.ListPodSandboxRequest, api.ListPodSandboxResponse)
+    stream_pod_sandboxes = stream(api.StreamPodSandboxesRequest, api.StreamPodSandboxesResponse)
+    create_container = unary(api.CreateContainerRequest, api.CreateContainerResponse)
+    start_container = unary(api.StartContainerRequest, api.StartContainerResponse)
+    stop_container = unary(api.StopContainerRequest, api.StopContainerResponse)
+    remove_container = unary(api.RemoveContainerRequest, api.RemoveContainerResponse)
+    list_containers = unary(api.ListContainersRequest, api.ListContainersResponse)
+    stream_containers = stream(api.StreamContainersRequest, api.StreamContainersResponse)
+    container_status = unary(api.ContainerStatusRequest, api.ContainerStatusResponse)
+    update_container_resources = unary(
+        api.UpdateContainerResourcesRequest, api.UpdateContainerResourcesResponse
+    )
+    reopen_container_log = unary(api.ReopenContainerLogRequest, api.ReopenContainerLogResponse)
+    exec_sync = unary(api.ExecSyncRequest, api.ExecSyncResponse)
+    exec = unary(api.ExecRequest, api.ExecResponse)
+    attach = unary(api.AttachRequest, api.AttachResponse)
+    port_forward = unary(api.PortForwardRequest, api.PortForwardResponse)
+    container_stats = unary(api.ContainerStatsRequest, api.ContainerStatsResponse)
+    list_container_stats = unary(api.ListContainerStatsRequest, api.ListContainerStatsResponse)
+    stream_container_stats = stream(
+        api.StreamContainerStatsRequest, api.StreamContainerStatsResponse
+    )
+    pod_sandbox_stats = unary(api.PodSandboxStatsRequest, api.PodSandboxStatsResponse)
+    list_pod_sandbox_stats = unary(
+        api.ListPodSandboxStatsRequest, api.ListPodSandboxStatsResponse
+    )
+    stream_pod_sandbox_stats = stream(
+        api.StreamPodSandboxStatsRequest, api.StreamPodSandboxStatsResponse
+    )
+    update_runtime_config = unary(api.UpdateRuntimeConfigRequest, api.UpdateRuntimeConfigResponse)
+    status = unary(api.StatusRequest, api.StatusResponse)
+    checkpoint_container = unary(
+        api.CheckpointContainerRequest, api.CheckpointContainerResponse
+    )
+    checkpoint_pod = unary(api.CheckpointPodRequest, api.CheckpointPodResponse)
+    restore_pod = unary(api.RestorePodRequest, api.RestorePodResponse)
+    get_container_events = stream(api.GetEventsRequest, api.ContainerEventResponse)
+    list_metric_descriptors = unary(
+        api.ListMetricDescriptorsRequest, api.ListMetricDescriptorsResponse
+    )
+    list_pod_sandbox_metrics = unary(
+        api.ListPodSandboxMetricsRequest, api.ListPodSandboxMetricsResponse
+    )
+    stream_pod_sandbox_metrics = stream(
+        api.StreamPodSandboxMetricsRequest, api.StreamPodSandboxMetricsResponse
+    )
+    runtime_config = unary(api.RuntimeConfigRequest, api.RuntimeConfigResponse)
+    update_pod_sandbox_resources = unary(
+        api.UpdatePodSandboxResourcesRequest, api.UpdatePodSandboxResourcesResponse
+    )
+
+
+class ImageService(_Service):
+    """Images: list, status, pull, remove, filesystem usage."""
+
+    _service_name = "ImageService"
+
+    list_images = unary(api.ListImagesRequest, api.ListImagesResponse)
+    stream_images = stream(api.StreamImagesRequest, api.StreamImagesResponse)
+    image_status = unary(api.ImageStatusRequest, api.ImageStatusResponse)
+    pull_image = unary(api.PullImageRequest, api.PullImageResponse)
+    remove_image = unary(api.RemoveImageRequest, api.RemoveImageResponse)
+    image_fs_info = unary(api.ImageFsInfoRequest, api.ImageFsInfoResponse)
