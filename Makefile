@@ -24,7 +24,7 @@ test: setup
 	$(PY) -m pytest -q
 
 demo: setup
-	.venv/bin/aiocri demo
+	.venv/bin/aiocri demo $(DEMO_ARGS)
 
 bench: setup
 	$(PY) -m benchmarks
