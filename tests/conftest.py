@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.containerd_fixture import containerd  # noqa: F401  (session fixture)
+
 
 @pytest.fixture
 def anyio_backend() -> str:
