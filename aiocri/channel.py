@@ -168,7 +168,7 @@ class _Subscriber:
         self.wake = anyio.Event()
 
 
-class _Broadcast:
+class EventBroadcast:
     """Fan-out of events to subscribers, bounded per subscriber (oldest dropped)."""
 
     def __init__(self, size: int = 256) -> None:
@@ -219,6 +219,7 @@ class ChannelManager:
         policy: RedialPolicy | None = None,
         on_version_loss: Literal["fail", "renegotiate"] = "fail",
         fail_fast: bool = False,
+        events: EventBroadcast | None = None,
     ) -> None:
         if on_version_loss not in ("fail", "renegotiate"):
             raise ValueError("on_version_loss must be 'fail' or 'renegotiate'")
@@ -253,10 +254,11 @@ class ChannelManager:
         self._loss = anyio.Event()
         self._terminal_error: CRIError | None = None
         self._terminal = anyio.Event()
-        self._events = _Broadcast()
+        self._events = events if events is not None else EventBroadcast()
         self._task_group: anyio.abc.TaskGroup | None = None
         self._old_channels: list[grpc.aio.Channel] = []
         self._recheck_lock = anyio.Lock()
+        self._supervisor_scope = anyio.CancelScope()
 
     # -- public face -----------------------------------------------------------
 
@@ -295,7 +297,7 @@ class ChannelManager:
             self._task_group = None
             await self._close_channels()
             raise
-        self._task_group.start_soon(self._supervise)
+        self._task_group.start_soon(self._run_supervisor)
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
@@ -311,8 +313,9 @@ class ChannelManager:
                 ConnectionState.CLOSED,
                 ClientClosed("the client was closed", endpoint=str(self.endpoint)),
             )
-        if self._task_group is not None:
-            self._task_group.cancel_scope.cancel()
+        # Cancel only our own task: the task group's scope also holds the
+        # caller's `async with` body, which close() must not cancel.
+        self._supervisor_scope.cancel()
         await self._close_channels()
         self._events.close()
 
@@ -425,14 +428,17 @@ class ChannelManager:
         if self._terminal_error is not None:
             return self._terminal_error
         error = from_rpc_error(exc, method=rpc.name, endpoint=str(self.endpoint))
-        if code is grpc.StatusCode.UNAVAILABLE or (
-            code is grpc.StatusCode.CANCELLED and generation != self._generation
-        ):
-            # Lost connection (or a call on a channel we replaced meanwhile).
+        if code is grpc.StatusCode.UNAVAILABLE:
             self._report_loss(generation)
-            return error if code is grpc.StatusCode.UNAVAILABLE else Unavailable(
-                "connection to the runtime was replaced during the call",
-                code=grpc.StatusCode.UNAVAILABLE,
+            return error
+        if code is grpc.StatusCode.CANCELLED:
+            # We never see our own cancellations here (they raise CancelledError),
+            # so the peer cancelled: a runtime shutting down, or a channel we replaced.
+            self._report_loss(generation)
+            return Unavailable(
+                "the call was cancelled by the runtime or its connection was replaced",
+                code=code,
+                details=exc.details() or "",
                 method=rpc.name,
                 endpoint=str(self.endpoint),
             )
@@ -548,6 +554,10 @@ class ChannelManager:
         return grpc.aio.insecure_channel(self.endpoint.target, options=self._options)
 
     # -- watching and redialling ---------------------------------------------------
+
+    async def _run_supervisor(self) -> None:
+        with self._supervisor_scope:
+            await self._supervise()
 
     async def _supervise(self) -> None:
         while not self._state.terminal:
@@ -702,7 +712,7 @@ class ChannelManager:
         policy = self.policy
         return AsyncRetrying(
             wait=wait_exponential_jitter(
-                initial=policy.initial, max=policy.maximum,
+                multiplier=policy.initial, max=policy.maximum,
                 exp_base=policy.multiplier, jitter=policy.jitter,
             ),
             stop=stop,

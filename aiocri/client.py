@@ -15,6 +15,7 @@ from aiocri.channel import (
     ConnectionEvent,
     ConnectionState,
     ConnectionStats,
+    EventBroadcast,
     RedialPolicy,
 )
 from aiocri.endpoint import Endpoint, discover, parse_endpoint
@@ -101,10 +102,11 @@ class CRIClient:
         return self._image_manager.stats
 
     def events(self) -> AsyncIterator[ConnectionEvent]:
-        """Connection events of both endpoints, until both are terminal."""
-        if not self.separate_image_endpoint:
-            return self._runtime_manager.events()
-        return _merge(self._runtime_manager.events(), self._image_manager.events())
+        """Connection events of both endpoints (``event.endpoint`` tells which).
+
+        Ends once either endpoint is terminal (restart required, or closed).
+        """
+        return self._runtime_manager.events()
 
     async def restart_required(self) -> RestartRequired:
         """Wait until either endpoint needs a client restart; return the error.
@@ -138,23 +140,6 @@ class CRIClient:
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.close()
-
-
-async def _merge(*sources: AsyncIterator[ConnectionEvent]) -> AsyncIterator[ConnectionEvent]:
-    send, receive = anyio.create_memory_object_stream[ConnectionEvent](256)
-    async with anyio.create_task_group() as tg:
-
-        async def pump(source: AsyncIterator[ConnectionEvent]) -> None:
-            async with send.clone() as out:
-                async for event in source:
-                    await out.send(event)
-
-        for source in sources:
-            tg.start_soon(pump, source)
-        send.close()
-        async with receive:
-            async for event in receive:
-                yield event
 
 
 @contextlib.asynccontextmanager
@@ -195,6 +180,8 @@ async def connect(
         runtime_ep if image_endpoint is None
         else parse_endpoint(image_endpoint, allow_tcp=allow_tcp)
     )
+    events = EventBroadcast()  # one stream of events for both endpoints
+
     def manager(endpoint: Endpoint, probe: Literal["Version", "ImageFsInfo"]) -> ChannelManager:
         return ChannelManager(
             endpoint,
@@ -204,6 +191,7 @@ async def connect(
             policy=redial,
             on_version_loss=on_version_loss,
             fail_fast=fail_fast,
+            events=events,
         )
 
     async with contextlib.AsyncExitStack() as stack:
