@@ -1,0 +1,171 @@
+"""Every CRI RPC through the typed services, over a real grpc server, on both versions."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+from google.protobuf.message import Message
+
+import aiocri
+from aiocri import api
+from aiocri._rpc import RPCS
+from aiocri.services import ImageService, RuntimeService
+from aiocri.testing import FakeRuntime
+from aiocri.versions import VERSIONS
+
+IMAGE = "docker.io/library/busybox:1.36"
+
+
+def test_every_rpc_has_exactly_one_typed_method() -> None:
+    declared = {**RuntimeService._rpcs, **ImageService._rpcs}
+    assert set(declared) == set(RPCS)
+    assert set(RuntimeService._rpcs).isdisjoint(ImageService._rpcs)
+    for rpc in RPCS.values():
+        owner = RuntimeService if rpc.service == "RuntimeService" else ImageService
+        assert getattr(owner, rpc.attr).rpc is rpc
+
+
+def test_a_descriptor_that_disagrees_with_the_schema_is_refused() -> None:
+    from aiocri.services import _Service, unary
+
+    with pytest.raises(Exception) as info:  # noqa: PT011 (3.11 wraps __set_name__ errors)
+
+        class Broken(_Service):
+            _service_name = "RuntimeService"
+            version = unary(api.StatusRequest, api.VersionResponse)
+
+    cause = info.value.__cause__ or info.value
+    assert isinstance(cause, TypeError)
+    assert "disagrees with the schema of Version" in str(cause)
+
+
+def _request(name: str, pod: str, cid: str) -> Message:
+    """A valid request for ``name`` against the ids the fake runtime just made."""
+    rpc = RPCS[name]
+    special: dict[str, Callable[[], Message]] = {
+        "RunPodSandbox": lambda: api.RunPodSandboxRequest(
+            config=api.PodSandboxConfig(metadata=api.PodSandboxMetadata(name="p", uid="u", namespace="n"))
+        ),
+        "CreateContainer": lambda: api.CreateContainerRequest(
+            pod_sandbox_id=pod,
+            config=api.ContainerConfig(
+                metadata=api.ContainerMetadata(name="c2"), image=api.ImageSpec(image=IMAGE)
+            ),
+        ),
+        "ExecSync": lambda: api.ExecSyncRequest(container_id=cid, cmd=["echo", "hi"]),
+        "Exec": lambda: api.ExecRequest(container_id=cid, cmd=["sh"], stdout=True),
+        "Attach": lambda: api.AttachRequest(container_id=cid, stdout=True),
+        "PortForward": lambda: api.PortForwardRequest(pod_sandbox_id=pod, port=[80]),
+        "ImageStatus": lambda: api.ImageStatusRequest(image=api.ImageSpec(image=IMAGE)),
+        "PullImage": lambda: api.PullImageRequest(image=api.ImageSpec(image=IMAGE)),
+        "RemoveImage": lambda: api.RemoveImageRequest(image=api.ImageSpec(image=IMAGE)),
+        "CheckpointContainer": lambda: api.CheckpointContainerRequest(
+            container_id=cid, location="/tmp/x.tar"
+        ),
+        "CheckpointPod": lambda: api.CheckpointPodRequest(pod_sandbox_id=pod, output_path="/tmp/p"),
+        "RestorePod": lambda: api.RestorePodRequest(
+            checkpoint_path="/tmp/p",
+            config=api.PodSandboxConfig(metadata=api.PodSandboxMetadata(name="restored", uid="r")),
+        ),
+    }
+    if name in special:
+        return special[name]()
+    request = rpc.request_type()
+    fields = request.DESCRIPTOR.fields_by_name
+    if "pod_sandbox_id" in fields:
+        request.pod_sandbox_id = pod  # type: ignore[attr-defined]
+    if "container_id" in fields:
+        request.container_id = cid  # type: ignore[attr-defined]
+    return request
+
+
+async def _call(client: aiocri.CRIClient, rt: FakeRuntime, name: str, request: Message) -> Any:
+    rpc = RPCS[name]
+    service: Any = client.runtime if rpc.service == "RuntimeService" else client.image
+    method = getattr(service, rpc.attr)
+    if not rpc.server_streaming:
+        return await method(request)
+    items = []
+    if name == "GetContainerEvents":
+        with anyio.fail_after(5):
+            async with anyio.create_task_group() as tg:
+
+                async def change() -> None:
+                    await rt.wait_for_event_streams(1)
+                    rt.state.add_pod("evt")
+
+                tg.start_soon(change)
+                async for item in method(request):
+                    items.append(item)
+                    break
+        return items
+    async for item in method(request):
+        items.append(item)
+    return items
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("served", ["v1", "v1alpha2"])
+async def test_every_rpc_on_each_version(sock_dir: Path, served: str) -> None:
+    version = VERSIONS[served]
+    async with (
+        FakeRuntime(str(sock_dir / "rt.sock"), versions=(served,)) as rt,
+        aiocri.connect(rt.endpoint) as client,
+    ):
+        assert client.version is version
+        answered: list[str] = []
+        for name, rpc in RPCS.items():
+            made = rt.populate(pods=1, containers_per_pod=1)
+            pod, cid = made.pod_ids[0], made.container_ids[0]
+            if name == "StartContainer":
+                cid = rt.state.add_container(pod, "fresh", start=False)
+            request = _request(name, pod, cid)
+            before = rt.calls_by_path[version.paths.get(name, "")]
+            if not version.has(rpc):
+                service: Any = client.runtime if rpc.service == "RuntimeService" else client.image
+                with pytest.raises(aiocri.UnsupportedByVersion, match=f"{name}.*{served}"):
+                    if rpc.server_streaming:
+                        async for _ in getattr(service, rpc.attr)(request):
+                            pass
+                    else:
+                        await getattr(service, rpc.attr)(request)
+                continue
+            response = await _call(client, rt, name, request)
+            # Sent on the pinned version's path, and typed as the schema says.
+            assert rt.calls_by_path[version.path(rpc)] == before + 1, name
+            for item in response if rpc.server_streaming else [response]:
+                assert type(item) is rpc.response_type
+            answered.append(name)
+        assert len(answered) == len(version.rpcs)
+
+
+@pytest.mark.anyio
+async def test_responses_carry_what_the_runtime_did(sock_dir: Path) -> None:
+    async with FakeRuntime(str(sock_dir / "rt.sock")) as rt, aiocri.connect(rt.endpoint) as client:
+        made = rt.populate(pods=2, containers_per_pod=3)
+        listed = await client.runtime.list_containers()
+        assert {c.id for c in listed.containers} == set(made.container_ids)
+        streamed = [c.id async for chunk in client.runtime.stream_containers()
+                    for c in chunk.containers]
+        assert sorted(streamed) == sorted(made.container_ids)
+        executed = await client.runtime.exec_sync(
+            api.ExecSyncRequest(container_id=made.container_ids[0], cmd=["echo", "hi"])
+        )
+        assert (executed.stdout, executed.exit_code) == (b"hi\n", 0)
+        with pytest.raises(aiocri.NotFound, match="not found"):
+            await client.runtime.container_status(api.ContainerStatusRequest(container_id="nope"))
+        image = await client.image.image_status(api.ImageStatusRequest(image=api.ImageSpec(image=IMAGE)))
+        assert IMAGE in image.image.repo_tags
+
+
+@pytest.mark.anyio
+async def test_per_call_timeout_overrides_default(sock_dir: Path) -> None:
+    async with FakeRuntime(str(sock_dir / "rt.sock")) as rt, aiocri.connect(rt.endpoint, timeout=0.2) as client:
+        rt.inject_latency("Status", 0.5)
+        with pytest.raises(aiocri.DeadlineExceeded):
+            await client.runtime.status()  # the client's default, 0.2 s
+        await client.runtime.status(timeout=5)
