@@ -80,6 +80,7 @@ DEFAULT_MAX_MESSAGE_SIZE = 16 * 1024 * 1024  # the kubelet's default
 # What the kubelet sends as its own API version in VersionRequest.
 _CLIENT_API_VERSION = "0.1.0"
 _SOCKET_POLL = 0.01  # seconds between socket-file checks while the runtime is down
+_FRESH_SOCKET_WINDOW = 1.0  # seconds of fast retries after the socket file changed
 
 # Read-only RPCs: safe to send again after the connection broke under them.
 _RETRY_SAFE = frozenset(
@@ -259,6 +260,8 @@ class ChannelManager:
         self._old_channels: list[grpc.aio.Channel] = []
         self._recheck_lock = anyio.Lock()
         self._supervisor_scope = anyio.CancelScope()
+        self._socket_identity = _identity(endpoint.path) if endpoint.path else None
+        self._socket_changed_at = -math.inf
 
     # -- public face -----------------------------------------------------------
 
@@ -313,10 +316,12 @@ class ChannelManager:
                 ConnectionState.CLOSED,
                 ClientClosed("the client was closed", endpoint=str(self.endpoint)),
             )
-        # Cancel only our own task: the task group's scope also holds the
-        # caller's `async with` body, which close() must not cancel.
-        self._supervisor_scope.cancel()
+        # Channels first: closing one completes grpc's pending connectivity
+        # watch, which would otherwise outlive the event loop. Then cancel only
+        # our own task: the task group's scope also holds the caller's
+        # `async with` body, which close() must not cancel.
         await self._close_channels()
+        self._supervisor_scope.cancel()
         self._events.close()
 
     # -- the invoke path ---------------------------------------------------------
@@ -710,11 +715,21 @@ class ChannelManager:
 
     def _retrying(self, stop: Any, *, start: bool) -> AsyncRetrying:
         policy = self.policy
+        backoff = wait_exponential_jitter(
+            multiplier=policy.initial, max=policy.maximum,
+            exp_base=policy.multiplier, jitter=policy.jitter,
+        )
+
+        def wait(retry_state: RetryCallState) -> float:
+            # A runtime creates its socket a little before it answers (containerd:
+            # 20-40 ms): right after the socket changed, retry at the first step
+            # instead of the grown backoff.
+            if time.monotonic() - self._socket_changed_at < _FRESH_SOCKET_WINDOW:
+                return policy.initial
+            return float(backoff(retry_state))
+
         return AsyncRetrying(
-            wait=wait_exponential_jitter(
-                multiplier=policy.initial, max=policy.maximum,
-                exp_base=policy.multiplier, jitter=policy.jitter,
-            ),
+            wait=wait,
             stop=stop,
             # Only our own failures: never CancelledError (tenacity would
             # retry it and outlive the caller's timeout).
@@ -756,13 +771,15 @@ class ChannelManager:
         if path is None:
             await anyio.sleep(seconds)
             return
-        before = _identity(path)
         until = time.monotonic() + seconds
         while (left := until - time.monotonic()) > 0:
             await anyio.sleep(min(left, _SOCKET_POLL))
             now = _identity(path)
-            if now is not None and now != before:
-                return
+            if now != self._socket_identity:
+                self._socket_identity = now
+                if now is not None:
+                    self._socket_changed_at = time.monotonic()
+                    return
 
     # -- state ------------------------------------------------------------------
 
@@ -776,7 +793,8 @@ class ChannelManager:
             self._ready.set()
         elif previous is ConnectionState.READY:
             self._ready = anyio.Event()
-        level = logging.INFO if state is ConnectionState.READY else logging.WARNING
+        quiet = state in (ConnectionState.READY, ConnectionState.CLOSED)
+        level = logging.INFO if quiet else logging.WARNING
         log.log(level, "%s: %s -> %s", self.endpoint, previous.value, state.value)
         self._publish("state", **extra)
 
