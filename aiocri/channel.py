@@ -348,7 +348,11 @@ class ChannelManager:
                 error = await self._call_failed(exc, rpc, generation)
             except BaseException:
                 await self._abandon(call)
+                del call, fn  # see below
                 raise
+            # A raised error's traceback keeps this frame: let it hold no
+            # channel, or grpc.aio cannot release its poller at close().
+            del call, fn
             # The connection broke under a read-only call: wait and send again.
             retry = isinstance(error, Unavailable) and rpc.name in _RETRY_SAFE
             if not retry or self.fail_fast:
@@ -373,6 +377,8 @@ class ChannelManager:
         remaining = None if deadline is None else deadline - time.monotonic()
         call = fn(request, timeout=remaining)
         responses = call.__aiter__()
+        del fn
+        error: CRIError | None = None
         try:
             while True:
                 try:
@@ -380,11 +386,15 @@ class ChannelManager:
                 except StopAsyncIteration:
                     return
                 except grpc.aio.AioRpcError as exc:
-                    raise await self._call_failed(exc, rpc, generation) from None
+                    error = await self._call_failed(exc, rpc, generation)
+                    break
                 yield item
         except BaseException:
             await self._abandon(call)
+            del call, responses  # as in unary()
             raise
+        del call, responses
+        raise error
 
     async def _abandon(self, call: grpc.aio.Call) -> None:
         # grpc.aio turns an anyio cancellation into a bare CancelledError that
@@ -833,6 +843,10 @@ class ChannelManager:
         channels = [c for c in (*self._old_channels, self._channel) if c is not None]
         self._old_channels = []
         self._channel = None
+        # Drop every reference to the channels: grpc.aio releases its process-wide
+        # poller (bound to this event loop) only when the last one is collected.
+        self._unary = {}
+        self._streams = {}
         with anyio.CancelScope(shield=True):
             for channel in channels:
                 await channel.close(None)
