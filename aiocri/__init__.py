@@ -33,6 +33,7 @@ from aiocri.errors import (
     UnsupportedByRuntime,
     UnsupportedByVersion,
 )
+from aiocri.poller import EventKind, LifecycleEvent, Poller
 from aiocri.services import ImageService, RuntimeService
 from aiocri.versions import V1, V1ALPHA2, CRIVersion
 
@@ -52,12 +53,15 @@ __all__ = [
     "DeadlineExceeded",
     "Endpoint",
     "EndpointError",
+    "EventKind",
     "ImageService",
     "InvalidArgument",
+    "LifecycleEvent",
     "MessageTooLarge",
     "NoSupportedVersion",
     "NotACRIRuntime",
     "NotFound",
+    "Poller",
     "RedialPolicy",
     "RestartRequired",
     "RuntimeCallError",

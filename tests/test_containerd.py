@@ -622,8 +622,10 @@ async def test_containerd_restart_under_load(containerd: Containerd, sig: signal
             assert after is not before
             assert (after.runtime_name, after.runtime_api_version) == ("containerd", "v1")
             assert after.runtime_version == before.runtime_version
-            # Loose bound: the redial backoff is capped at RedialPolicy.maximum (1 s).
-            assert ready_at - back_at < 3.0
+            # The socket watch and the fast retries after it (containerd answers
+            # 20-40 ms after creating its socket) make this ~50 ms; the bound is a
+            # generous sanity check, the benchmark measures it.
+            assert ready_at - back_at < 1.0
 
             # No call lost, none hung: each ended within its deadline, and the
             # read-only ones were re-sent after the redial, so all succeeded.
@@ -633,12 +635,12 @@ async def test_containerd_restart_under_load(containerd: Containerd, sig: signal
 
             # The poller: containerd 1.6 has neither GetContainerEvents nor the Stream*
             # lists, so "auto" relists with the unary lists; its first relist reported
-            # our containers created and started, and the restart added nothing.
+            # our running containers as started (the kubelet's PLEG does the same:
+            # no invented "created"), and the restart added nothing.
             assert (poller.stats.mode, poller.stats.container_list) == ("relist",
                                                                         "ListContainers")
             assert Counter((e.id, e.kind) for e in synced_events if e.id in cids) == Counter(
-                (cid, kind) for cid in cids
-                for kind in (EventKind.CONTAINER_CREATED, EventKind.CONTAINER_STARTED)
+                (cid, EventKind.CONTAINER_STARTED) for cid in cids
             )
             assert events == synced_events, [(e.kind, e.id) for e in events[len(synced_events):]]
 

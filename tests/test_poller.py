@@ -1,0 +1,516 @@
+"""The status poller against the embedded fake runtime (plus its pure diff helpers).
+
+Relist-mode tests use short periods (50 ms); event-mode tests use long periods so
+that only the event stream can explain a fast report.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import anyio
+import grpc
+import pytest
+
+import aiocri
+from aiocri import api
+from aiocri.poller import EventKind, LifecycleEvent, Poller, _diff, _steps
+from aiocri.testing import FakeRuntime
+
+pytestmark = pytest.mark.anyio
+
+FAST = aiocri.RedialPolicy(connect_timeout=2.0, initial=0.01, maximum=0.2)
+K = EventKind
+
+
+@pytest.fixture
+async def runtime(sock_dir: Path) -> AsyncIterator[FakeRuntime]:
+    async with FakeRuntime(str(sock_dir / "rt.sock")) as rt:
+        yield rt
+
+
+# -- helpers --------------------------------------------------------------------------
+
+
+async def next_event(poller: Poller, within: float = 5.0) -> LifecycleEvent:
+    with anyio.fail_after(within):
+        return await poller.__anext__()
+
+
+async def drain(poller: Poller) -> list[LifecycleEvent]:
+    """What is queued now, without waiting for more."""
+    out = []
+    while poller.pending:
+        out.append(await next_event(poller))
+    return out
+
+
+async def wait_relists(poller: Poller, n: int, within: float = 5.0) -> None:
+    """Wait until ``n`` more relists are done."""
+    target = poller.stats.relists + n
+    with anyio.fail_after(within):
+        while poller.stats.relists < target:
+            await anyio.sleep(0.01)
+
+
+async def events_until(poller: Poller, kind: EventKind, oid: str,
+                       within: float = 5.0) -> list[LifecycleEvent]:
+    """Events up to and including the first ``kind`` of ``oid``."""
+    out = []
+    with anyio.fail_after(within):
+        async for event in poller:
+            out.append(event)
+            if event.kind is kind and event.id == oid:
+                return out
+    raise AssertionError("the poller ended")
+
+
+async def collect(poller: Poller, out: list[LifecycleEvent]) -> None:
+    async for event in poller:
+        out.append(event)
+
+
+async def synced(poller: Poller) -> list[LifecycleEvent]:
+    await poller.wait_synced()
+    return await drain(poller)
+
+
+# -- pure helpers ----------------------------------------------------------------------
+
+
+def test_steps_go_forward_only() -> None:
+    assert _steps(0, 1) == (K.CONTAINER_CREATED,)
+    assert _steps(0, 2) == (K.CONTAINER_STARTED,)  # first seen running: no invented CREATED
+    assert _steps(1, 3) == (K.CONTAINER_EXITED,)
+    assert _steps(2, 2) == ()
+    assert _steps(3, 2) == ()  # a late "started" after "exited" gives nothing
+
+
+def _c(cid: str, state: int, created: int = 1) -> api.Container:
+    return api.Container(id=cid, state=state, created_at=created)  # type: ignore[arg-type]
+
+
+def test_diff_by_id_and_state() -> None:
+    old = {"a": _c("a", api.CONTAINER_RUNNING), "b": _c("b", api.CONTAINER_RUNNING),
+           "c": _c("c", api.CONTAINER_RUNNING)}
+    listing = [_c("a", api.CONTAINER_RUNNING), _c("b", api.CONTAINER_EXITED),
+               _c("d", api.CONTAINER_CREATED), _c("d", api.CONTAINER_CREATED)]
+    new, changed, removed = _diff(old, [listing])
+    assert set(new) == {"a", "b", "d"}
+    assert sorted(c.id for c in changed) == ["b", "d"]
+    assert [c.id for c in removed] == ["c"]
+    # nothing changed: nothing reported, even with a duplicate in the listing
+    assert _diff(new, [list(new.values()), [new["a"]]])[1:] == ([], [])
+    # a duplicate must not hide a removal
+    assert [c.id for c in _diff(new, [[new["a"], new["a"], new["b"]]])[2]] == ["d"]
+    # same id, new created_at: a change
+    _, changed3, _ = _diff(new, [[_c("a", api.CONTAINER_RUNNING, 2), new["b"], new["d"]]])
+    assert [c.id for c in changed3] == ["a"]
+
+
+def _event(kind: int, cid: str, pod: str | None, pod_state: int = api.SANDBOX_READY,
+           state: int | None = None, exit_code: int = 0) -> api.ContainerEventResponse:
+    event = api.ContainerEventResponse(container_id=cid, container_event_type=kind)  # type: ignore[arg-type]
+    if pod is not None:
+        event.pod_sandbox_status.CopyFrom(api.PodSandboxStatus(id=pod, state=pod_state))  # type: ignore[arg-type]
+    if state is not None:
+        event.containers_statuses.append(
+            api.ContainerStatus(id=cid, state=state, exit_code=exit_code))  # type: ignore[arg-type]
+    return event
+
+
+async def test_late_events_neither_go_back_nor_resurrect() -> None:
+    """Events applied after a newer relist (or event) change nothing and report nothing."""
+    poller = Poller(object(), mode="events")  # type: ignore[arg-type] (statuses are in the events)
+    apply = poller._apply_runtime_event
+    created, started, stopped, deleted = (
+        api.CONTAINER_CREATED_EVENT, api.CONTAINER_STARTED_EVENT,
+        api.CONTAINER_STOPPED_EVENT, api.CONTAINER_DELETED_EVENT)
+    await apply(_event(created, "p", "p"))
+    await apply(_event(created, "c", "p", state=api.CONTAINER_CREATED))
+    await apply(_event(started, "c", "p", state=api.CONTAINER_RUNNING))
+    # stopping the pod: its container stops first (the pod's status still says ready)
+    stop_c = _event(stopped, "c", "p", state=api.CONTAINER_EXITED, exit_code=7)
+    await apply(stop_c)
+    await apply(_event(stopped, "p", "p", pod_state=api.SANDBOX_NOTREADY))
+    events = await drain(poller)
+    assert [(e.kind, e.id) for e in events] == [
+        (K.POD_READY, "p"), (K.CONTAINER_CREATED, "c"), (K.CONTAINER_STARTED, "c"),
+        (K.CONTAINER_EXITED, "c"), (K.POD_NOT_READY, "p")]
+    assert events[3].exit_code == 7
+    # late copies: a "ready" pod status, a "running" container
+    await apply(stop_c)
+    await apply(_event(started, "c", "p", state=api.CONTAINER_RUNNING))
+    assert await drain(poller) == []
+    assert poller.snapshot.pods["p"].state == api.SANDBOX_NOTREADY
+    assert poller.snapshot.containers["c"].state == api.CONTAINER_EXITED
+    # removals, then late events about the removed ones
+    await apply(_event(deleted, "c", "p", pod_state=api.SANDBOX_NOTREADY))
+    await apply(_event(deleted, "p", None))
+    assert [(e.kind, e.id) for e in await drain(poller)] == [
+        (K.CONTAINER_REMOVED, "c"), (K.POD_REMOVED, "p")]
+    await apply(stop_c)
+    await apply(_event(created, "d", "p", state=api.CONTAINER_CREATED))
+    assert [(e.kind, e.id) for e in await drain(poller)] == [(K.CONTAINER_CREATED, "d")]
+    assert set(poller.snapshot.containers) == {"d"}
+    assert poller.snapshot.pods == {}
+
+
+# -- relist mode -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("initial_statuses", [False, True])
+async def test_first_relist_reports_everything(
+    runtime: FakeRuntime, initial_statuses: bool
+) -> None:
+    made = runtime.populate(pods=2, containers_per_pod=2)
+    exited = made.container_ids[3]
+    runtime.state.exit_container(exited, exit_code=5)
+    created = runtime.state.add_container(made.pod_ids[0], "late", start=False)
+    runtime.state.stop_pod_sandbox(made.pod_ids[1])  # its running container exits (0)
+    async with aiocri.connect(runtime.endpoint) as client, Poller(
+        client, period=0.05, mode="relist", initial_statuses=initial_statuses
+    ) as poller:
+        assert not poller.snapshot.synced
+        events = await synced(poller)
+        snap = poller.snapshot
+        assert snap.synced
+        assert set(snap.pods) == set(made.pod_ids)
+        assert set(snap.containers) == {*made.container_ids, created}
+        with pytest.raises(TypeError):
+            snap.containers["x"] = api.Container()  # type: ignore[index]
+        assert len(snap.containers_of(made.pod_ids[0])) == 3
+        # one event per object, for the state it is in
+        assert Counter(e.id for e in events).most_common(1)[0][1] == 1
+        kinds = {e.id: e.kind for e in events}
+        assert kinds == {
+            made.pod_ids[0]: K.POD_READY, made.pod_ids[1]: K.POD_NOT_READY,
+            made.container_ids[0]: K.CONTAINER_STARTED, made.container_ids[1]: K.CONTAINER_STARTED,
+            made.container_ids[2]: K.CONTAINER_EXITED, exited: K.CONTAINER_EXITED,
+            created: K.CONTAINER_CREATED,
+        }
+        codes = {e.id: e.exit_code for e in events if e.kind is K.CONTAINER_EXITED}
+        assert codes == {exited: 5, made.container_ids[2]: 0}
+        # ready pods first, stopped ones after their containers
+        assert (events[0].kind, events[-1].kind) == (K.POD_READY, K.POD_NOT_READY)
+        assert {e.pod_id for e in events if e.id in made.container_ids[:2]} == {made.pod_ids[0]}
+        # statuses: for exit codes only, unless asked for all
+        with_status = {e.id for e in events if e.status is not None}
+        assert all(e.status.id == e.id for e in events if e.status is not None)
+        assert with_status == (set(kinds) if initial_statuses else set(codes))
+        assert poller.stats.status_fetches == len(with_status)
+        assert poller.stats.mode == "relist"
+        assert poller.stats.container_list == "StreamContainers"  # v1 runtime: streamed
+        assert poller.stats.events_emitted == len(events) == 7
+
+
+async def test_exit_reported_once_with_its_code(runtime: FakeRuntime) -> None:
+    made = runtime.populate(pods=1, containers_per_pod=2)
+    async with aiocri.connect(runtime.endpoint) as client, \
+            Poller(client, period=0.05, mode="relist") as poller:
+        await synced(poller)
+        fetches = poller.stats.status_fetches
+        await wait_relists(poller, 2)
+        assert poller.stats.status_fetches == fetches  # nothing changed: no status calls
+        runtime.state.exit_container(made.container_ids[1], exit_code=42)
+        event = await next_event(poller)
+        assert (event.kind, event.id, event.exit_code) == (
+            K.CONTAINER_EXITED, made.container_ids[1], 42)
+        assert event.state == api.CONTAINER_EXITED
+        assert isinstance(event.status, api.ContainerStatus)
+        assert event.status.finished_at > 0
+        assert event.pod_id == made.pod_ids[0]
+        await wait_relists(poller, 4)
+        assert await drain(poller) == []  # reported once
+        assert poller.snapshot.containers[made.container_ids[1]].state == api.CONTAINER_EXITED
+
+
+@pytest.mark.parametrize("mode", ["relist", "auto"])
+async def test_created_started_exited_removed(runtime: FakeRuntime, mode: str) -> None:
+    pod = runtime.state.add_pod("web")
+    async with aiocri.connect(runtime.endpoint) as client, \
+            Poller(client, period=0.05, mode=mode) as poller:  # type: ignore[arg-type]
+        assert [e.kind for e in await synced(poller)] == [K.POD_READY]
+        if mode == "auto":
+            await runtime.wait_for_event_streams()
+        cid = runtime.state.add_container(pod, "app", start=False)
+        seen = await events_until(poller, K.CONTAINER_CREATED, cid)
+        assert [e.kind for e in seen] == [K.CONTAINER_CREATED]
+        assert cid in poller.snapshot.containers
+        runtime.state.start_container(cid)
+        assert [e.kind for e in await events_until(poller, K.CONTAINER_STARTED, cid)] == [
+            K.CONTAINER_STARTED]
+        runtime.state.stop_container(cid)
+        seen = await events_until(poller, K.CONTAINER_EXITED, cid)
+        assert [e.kind for e in seen] == [K.CONTAINER_EXITED]
+        assert seen[0].exit_code == 0
+        runtime.state.remove_container(cid)
+        seen = await events_until(poller, K.CONTAINER_REMOVED, cid)
+        assert [(e.kind, e.pod_id) for e in seen] == [(K.CONTAINER_REMOVED, pod)]
+        assert cid not in poller.snapshot.containers
+        await wait_relists(poller, 1 if mode == "relist" else 0)
+        assert await drain(poller) == []
+        assert poller.stats.mode == ("events" if mode == "auto" else "relist")
+
+
+@pytest.mark.parametrize("mode", ["relist", "auto"])
+async def test_pod_not_ready_then_removed(runtime: FakeRuntime, mode: str) -> None:
+    made = runtime.populate(pods=2, containers_per_pod=2)
+    pod, (c1, c2) = made.pod_ids[0], made.container_ids[:2]
+    async with aiocri.connect(runtime.endpoint) as client, \
+            Poller(client, period=0.05, mode=mode) as poller:  # type: ignore[arg-type]
+        await synced(poller)
+        if mode == "auto":
+            await runtime.wait_for_event_streams()
+        runtime.state.stop_pod_sandbox(pod)
+        seen = await events_until(poller, K.POD_NOT_READY, pod)
+        assert Counter((e.kind, e.id) for e in seen) == Counter(
+            {(K.CONTAINER_EXITED, c1): 1, (K.CONTAINER_EXITED, c2): 1, (K.POD_NOT_READY, pod): 1})
+        assert poller.snapshot.pods[pod].state == api.SANDBOX_NOTREADY
+        runtime.state.remove_pod_sandbox(pod)
+        seen = await events_until(poller, K.POD_REMOVED, pod)
+        assert [(e.kind, e.id) for e in seen][-1] == (K.POD_REMOVED, pod)
+        assert Counter((e.kind, e.id) for e in seen[:-1]) == Counter(
+            {(K.CONTAINER_REMOVED, c1): 1, (K.CONTAINER_REMOVED, c2): 1})
+        assert pod not in poller.snapshot.pods
+        assert not set(poller.snapshot.containers) & {c1, c2}
+        assert len(poller.snapshot.containers) == 2  # the other pod's
+        await wait_relists(poller, 1 if mode == "relist" else 0)
+        assert await drain(poller) == []
+
+
+async def test_v1alpha2_runtime_relists_with_unary_lists(sock_dir: Path) -> None:
+    async with FakeRuntime(str(sock_dir / "rt.sock"), versions=("v1alpha2",)) as rt:
+        made = rt.populate(pods=1, containers_per_pod=2)
+        async with aiocri.connect(rt.endpoint) as client, \
+                Poller(client, period=0.05) as poller:  # auto
+            assert len(await synced(poller)) == 1 + 2
+            assert client.version is aiocri.V1ALPHA2
+            assert poller.stats.mode == "relist"
+            assert (poller.stats.pod_list, poller.stats.container_list) == (
+                "ListPodSandbox", "ListContainers")
+            rt.state.exit_container(made.container_ids[0], exit_code=3)
+            event = await next_event(poller)
+            assert (event.kind, event.exit_code) == (K.CONTAINER_EXITED, 3)
+            # v1alpha2 has neither: nothing was even sent
+            assert rt.calls["GetContainerEvents"] == rt.calls["StreamContainers"] == 0
+            assert rt.calls["StreamPodSandboxes"] == 0
+            assert rt.calls["ListContainers"] == poller.stats.relists
+
+
+async def test_events_mode_is_strict(sock_dir: Path) -> None:
+    async with FakeRuntime(str(sock_dir / "rt.sock"), versions=("v1alpha2",)) as rt, \
+            aiocri.connect(rt.endpoint) as client, Poller(client, mode="events") as poller:
+        with anyio.fail_after(5), pytest.raises(aiocri.UnsupportedByVersion):
+            await poller.wait_synced()
+        with pytest.raises(aiocri.UnsupportedByVersion):
+            await next_event(poller)
+
+
+# -- event mode ------------------------------------------------------------------------------
+
+
+async def test_event_mode_reports_fast(runtime: FakeRuntime) -> None:
+    made = runtime.populate(pods=1, containers_per_pod=2)
+    period = 10.0  # a relist cannot explain a report within a second or two
+    async with aiocri.connect(runtime.endpoint) as client, \
+            Poller(client, period=period, resync_period=30.0) as poller:
+        await synced(poller)
+        await runtime.wait_for_event_streams()
+        snap = poller.snapshot
+        relists = poller.stats.relists
+        started = time.monotonic()
+        runtime.state.exit_container(made.container_ids[0], exit_code=9)
+        event = await next_event(poller, within=period / 5)
+        assert time.monotonic() - started < period / 5
+        assert (event.kind, event.id, event.exit_code) == (
+            K.CONTAINER_EXITED, made.container_ids[0], 9)
+        assert poller.stats.relists == relists
+        assert poller.stats.mode == "events"
+        assert poller.stats.runtime_events >= 1
+        # the snapshot follows the events; the one read before did not change
+        assert poller.snapshot.containers[event.id].state == api.CONTAINER_EXITED
+        assert snap.containers[event.id].state == api.CONTAINER_RUNNING
+        cid = runtime.state.add_container(made.pod_ids[0], "new")
+        seen = await events_until(poller, K.CONTAINER_STARTED, cid, within=period / 5)
+        assert [e.kind for e in seen] == [K.CONTAINER_CREATED, K.CONTAINER_STARTED]
+        assert poller.snapshot.containers[cid].pod_sandbox_id == made.pod_ids[0]
+
+
+async def test_events_unimplemented_falls_back_to_relist(runtime: FakeRuntime) -> None:
+    runtime.inject_errors("GetContainerEvents", code=grpc.StatusCode.UNIMPLEMENTED)
+    made = runtime.populate(pods=1, containers_per_pod=1)
+    async with aiocri.connect(runtime.endpoint) as client:
+        async with Poller(client, period=0.05) as poller:
+            await synced(poller)
+            with anyio.fail_after(5):
+                while poller.stats.mode != "relist":
+                    await anyio.sleep(0.01)
+            runtime.state.exit_container(made.container_ids[0], exit_code=1)
+            event = await next_event(poller)
+            assert (event.kind, event.exit_code) == (K.CONTAINER_EXITED, 1)
+            assert runtime.calls["GetContainerEvents"] == 1  # not asked again
+        async with Poller(client, mode="events") as strict:
+            with pytest.raises(aiocri.UnsupportedByRuntime):
+                await next_event(strict)
+
+
+# -- restarts and upgrades ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("how", ["stop", "kill"])
+@pytest.mark.parametrize("mode", ["relist", "auto"])
+async def test_runtime_restart_reports_only_real_changes(
+    runtime: FakeRuntime, mode: str, how: str
+) -> None:
+    made = runtime.populate(pods=2, containers_per_pod=2)
+    victim, gone = made.container_ids[1], made.container_ids[3]
+    async with aiocri.connect(runtime.endpoint, redial=FAST) as client, \
+            Poller(client, period=0.05, mode=mode) as poller:  # type: ignore[arg-type]
+        assert len(await synced(poller)) == 2 + 4
+        await (runtime.stop() if how == "stop" else runtime.kill())
+        # while the runtime is down, a container dies and another is removed
+        runtime.state.exit_container(victim, exit_code=137, reason="OOMKilled")
+        runtime.state.remove_container(gone)
+        await anyio.sleep(0.3)
+        assert await drain(poller) == []  # nothing to say while it is away
+        await runtime.start()
+        seen = await events_until(poller, K.CONTAINER_EXITED, victim)
+        if mode == "relist":
+            await wait_relists(poller, 3)
+        else:  # a resync relist after the stream came back, one more a period later
+            await anyio.sleep(0.3)
+            assert poller.stats.stream_opens >= 2
+        seen += await drain(poller)
+        assert client.stats.redials >= 1
+        assert sorted((e.kind.value, e.id) for e in seen) == sorted([
+            (K.CONTAINER_EXITED.value, victim),
+            (K.CONTAINER_REMOVED.value, gone),  # its exit was not seen: not invented
+        ])
+        assert [e.exit_code for e in seen if e.kind is K.CONTAINER_EXITED] == [137]
+        # and the poller goes on watching
+        if mode == "auto":
+            await runtime.wait_for_event_streams()
+        runtime.state.exit_container(made.container_ids[0], exit_code=2)
+        event = await next_event(poller)
+        assert (event.kind, event.id) == (K.CONTAINER_EXITED, made.container_ids[0])
+        assert poller.stats.mode == ("events" if mode == "auto" else "relist")
+
+
+async def test_upgrade_dropping_the_pinned_version_ends_with_restart_required(
+    sock_dir: Path,
+) -> None:
+    async with FakeRuntime(str(sock_dir / "rt.sock"), versions=("v1alpha2",)) as rt:
+        rt.populate(pods=1, containers_per_pod=1)
+        async with aiocri.connect(rt.endpoint, redial=FAST) as client, \
+                Poller(client, period=0.05) as poller:
+            assert len(await synced(poller)) == 2
+            await rt.upgrade(versions=("v1",), down_for=0.1)
+            got: list[LifecycleEvent] = []
+            with anyio.fail_after(5), pytest.raises(aiocri.RestartRequired) as caught:
+                await collect(poller, got)
+            assert got == []
+            assert caught.value.pinned == "v1alpha2"
+            assert caught.value.served == ("v1",)
+            with pytest.raises(aiocri.RestartRequired):  # and it stays so
+                await next_event(poller)
+
+
+async def test_closed_client_ends_the_iteration(runtime: FakeRuntime) -> None:
+    # The client lives in another task, which closes it by leaving its `async with`.
+    # (Not `await client.close()` inside the block: that cancels the block's own body,
+    # see the report on ChannelManager.close.)
+    runtime.populate(pods=1, containers_per_pod=1)
+    clients: list[aiocri.CRIClient] = []
+    ready, done = anyio.Event(), anyio.Event()
+
+    async def own_client() -> None:
+        async with aiocri.connect(runtime.endpoint) as client:
+            clients.append(client)
+            ready.set()
+            await done.wait()
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(own_client)
+        await ready.wait()
+        async with Poller(clients[0], period=0.05, mode="relist") as poller:
+            assert len(await synced(poller)) == 2
+            runtime.state.add_container(next(iter(runtime.state.pods)), "x")
+            await wait_relists(poller, 2)
+            done.set()  # the owner closes the client
+            got: list[LifecycleEvent] = []
+            with anyio.fail_after(5), pytest.raises(aiocri.ClientClosed):
+                await collect(poller, got)  # what was queued first, then the error
+            assert [e.kind for e in got] == [K.CONTAINER_STARTED]
+
+
+# -- big nodes, slow consumers ---------------------------------------------------------------
+
+
+async def test_slow_consumer_gets_latest_event_per_object(runtime: FakeRuntime) -> None:
+    made = runtime.populate(pods=3, containers_per_pod=2)
+    pods, cids = made.pod_ids, made.container_ids
+    async with aiocri.connect(runtime.endpoint) as client, \
+            Poller(client, period=0.05, mode="relist", max_pending=4) as poller:
+        await poller.wait_synced()  # 9 events, one per object: none to coalesce
+        assert (poller.pending, poller.coalesced) == (9, 0)
+        # the consumer sleeps while things change: exits, then removals
+        runtime.state.exit_container(cids[0], exit_code=3)
+        runtime.state.exit_container(cids[1], exit_code=4)
+        await wait_relists(poller, 2)
+        runtime.state.remove_container(cids[0])
+        runtime.state.stop_pod_sandbox(pods[2])
+        await wait_relists(poller, 2)
+        assert poller.stats.events_emitted == 9 + 2 + 1 + 3  # exits; removal; pod stop
+        assert poller.coalesced == 2 + 1 + 3
+        events = await drain(poller)
+        assert len(events) == 9  # the latest event of each object, nothing lost
+        latest = {e.id: (e.kind, e.exit_code) for e in events}
+        assert len(latest) == 9
+        assert latest[cids[0]] == (K.CONTAINER_REMOVED, None)
+        assert latest[cids[1]] == (K.CONTAINER_EXITED, 4)
+        assert latest[cids[4]] == latest[cids[5]] == (K.CONTAINER_EXITED, 0)
+        assert latest[pods[2]] == (K.POD_NOT_READY, None)
+        assert latest[cids[2]] == (K.CONTAINER_STARTED, None)  # unchanged
+        # the queue is plain again: every event comes through, in order
+        runtime.state.remove_container(cids[1])
+        runtime.state.remove_container(cids[2])
+        seen = await events_until(poller, K.CONTAINER_REMOVED, cids[2])
+        assert [(e.kind, e.id) for e in seen] == [
+            (K.CONTAINER_REMOVED, cids[1]), (K.CONTAINER_REMOVED, cids[2])]
+        assert poller.coalesced == 6
+
+
+async def test_stream_list_unimplemented_falls_back_to_unary(runtime: FakeRuntime) -> None:
+    runtime.inject_errors("StreamContainers", code=grpc.StatusCode.UNIMPLEMENTED)
+    made = runtime.populate(pods=2, containers_per_pod=2)
+    async with aiocri.connect(runtime.endpoint, redial=FAST) as client, \
+            Poller(client, period=0.05, mode="relist") as poller:
+        assert len(await synced(poller)) == 2 + 4
+        assert poller.stats.container_list == "ListContainers"
+        assert poller.stats.pod_list == "StreamPodSandboxes"  # decided per RPC
+        await wait_relists(poller, 3)
+        assert runtime.calls["StreamContainers"] == 1  # remembered
+        runtime.clear_injections()
+        await runtime.restart(down_for=0.1)  # e.g. an upgraded runtime: probe again
+        await wait_relists(poller, 3)
+        assert poller.stats.container_list == "StreamContainers"
+        assert runtime.calls["StreamContainers"] >= 2
+        assert await drain(poller) == []
+        assert len(poller.snapshot.containers) == len(made.container_ids)
+
+
+async def test_unary_list_too_large_is_an_error(sock_dir: Path) -> None:
+    async with FakeRuntime(str(sock_dir / "rt.sock"), versions=("v1alpha2",)) as rt:
+        rt.populate(pods=1, containers_per_pod=20)
+        async with aiocri.connect(rt.endpoint, max_message_size=4096) as client, \
+                Poller(client, period=0.05) as poller:
+            with anyio.fail_after(5), pytest.raises(aiocri.MessageTooLarge) as caught:
+                await poller.wait_synced()
+            assert "max_message_size" in str(caught.value)
+            assert any("Stream" in note for note in caught.value.__notes__)
+            with pytest.raises(aiocri.MessageTooLarge):
+                await next_event(poller)
