@@ -32,6 +32,7 @@ import time
 from collections import Counter, deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from types import TracebackType
 from typing import Any, Literal
 
 import anyio
@@ -303,11 +304,17 @@ class ChannelManager:
         self._task_group.start_soon(self._run_supervisor)
         return self
 
-    async def __aexit__(self, *exc_info: object) -> None:
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool | None:
         await self.close()
         tg, self._task_group = self._task_group, None
-        if tg is not None:
-            await tg.__aexit__(None, None, None)
+        if tg is None:
+            return None
+        return await tg.__aexit__(exc_type, exc, tb)
 
     async def close(self) -> None:
         """Fail waiting and later calls with ClientClosed; stop the watcher; close channels."""
