@@ -85,6 +85,20 @@ class _RPCDescriptor(Generic[ReqT, RespT]):
             owner._rpcs = {}
         owner._rpcs[rpc.name] = rpc
 
+    def _bind(self, service: _Service) -> Any:
+        """The method for one service object, cached in its __dict__ (bound once)."""
+        rpc, default = self.rpc, service._deadline(self.rpc)
+        invoke = service._manager.stream if self.streaming else service._manager.unary
+
+        def call(request: Message | None = None, /, *, timeout: float | None = DEFAULT) -> Any:
+            return invoke(rpc, request, default if timeout is DEFAULT else timeout)
+
+        call.__name__ = self.attr
+        verb = "Open" if self.streaming else "Send"
+        call.__doc__ = f"{verb} {rpc.service}.{rpc.name} (deadline: timeout=, default {default} s)."
+        service.__dict__[self.attr] = call
+        return call
+
 
 class _Unary(_RPCDescriptor[ReqT, RespT]):
     @overload
@@ -92,17 +106,7 @@ class _Unary(_RPCDescriptor[ReqT, RespT]):
     @overload
     def __get__(self, obj: _Service, owner: type[_Service]) -> UnaryMethod[ReqT, RespT]: ...
     def __get__(self, obj: _Service | None, owner: type[_Service]) -> Any:
-        if obj is None:
-            return self
-        rpc, unary, default = self.rpc, obj._manager.unary, obj._deadline(self.rpc)
-
-        def call(request: Message | None = None, /, *, timeout: float | None = DEFAULT) -> Any:
-            return unary(rpc, request, default if timeout is DEFAULT else timeout)
-
-        call.__name__ = self.attr
-        call.__doc__ = f"Send {rpc.service}.{rpc.name} and return its response."
-        obj.__dict__[self.attr] = call  # bound once per service object
-        return call
+        return self if obj is None else self._bind(obj)
 
 
 class _Stream(_RPCDescriptor[ReqT, RespT]):
@@ -113,17 +117,7 @@ class _Stream(_RPCDescriptor[ReqT, RespT]):
     @overload
     def __get__(self, obj: _Service, owner: type[_Service]) -> StreamMethod[ReqT, RespT]: ...
     def __get__(self, obj: _Service | None, owner: type[_Service]) -> Any:
-        if obj is None:
-            return self
-        rpc, stream, default = self.rpc, obj._manager.stream, obj._deadline(self.rpc)
-
-        def call(request: Message | None = None, /, *, timeout: float | None = DEFAULT) -> Any:
-            return stream(rpc, request, default if timeout is DEFAULT else timeout)
-
-        call.__name__ = self.attr
-        call.__doc__ = f"Open {rpc.service}.{rpc.name} and iterate over its responses."
-        obj.__dict__[self.attr] = call
-        return call
+        return self if obj is None else self._bind(obj)
 
 
 def unary(request_type: type[ReqT], response_type: type[RespT]) -> _Unary[ReqT, RespT]:
