@@ -1,0 +1,22 @@
+"""The typer application with every subcommand registered."""
+
+from __future__ import annotations
+
+import importlib
+
+import typer
+
+from aiocri._cli.common import app
+
+__all__ = ["build_app"]
+
+# Imported in this order: their commands register on import, and the help lists the
+# panels in registration order (inspect, change, follow, try it).
+_COMMAND_MODULES = ("cmd_read", "cmd_write", "cmd_watch", "cmd_tools")
+
+
+def build_app() -> typer.Typer:
+    """The ``aiocri`` typer app with all its commands."""
+    for name in _COMMAND_MODULES:
+        importlib.import_module(f"aiocri._cli.{name}")
+    return app

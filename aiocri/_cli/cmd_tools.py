@@ -1,0 +1,54 @@
+"""``fake-runtime`` (the embedded fake CRI runtime in the foreground) and ``demo``."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from aiocri._cli.common import TRY, command
+
+__all__ = ["demo_cmd", "fake_runtime_cmd"]
+
+
+@command("fake-runtime", TRY)
+def fake_runtime_cmd(
+    socket: Annotated[str, typer.Option("--socket", help="Unix socket path to serve on")],
+    versions: Annotated[str, typer.Option(
+        "--versions", help="CRI versions to serve, e.g. v1,v1alpha2")] = "v1,v1alpha2",
+    pods: Annotated[int, typer.Option("--pods", help="Running pods to create")] = 0,
+    containers_per_pod: Annotated[int, typer.Option(
+        "--containers-per-pod", help="Running containers per pod")] = 0,
+    churn_per_second: Annotated[float, typer.Option(
+        "--churn-per-second", help="Container crash-restarts per second")] = 0.0,
+    runtime_name: Annotated[str, typer.Option("--runtime-name")] = "aiocri-fake",
+    runtime_version: Annotated[str, typer.Option("--runtime-version")] = "1.0.0",
+    seed: Annotated[int, typer.Option("--seed", help="Id seed: same seed, same ids")] = 0,
+) -> None:
+    """Serve the embedded fake CRI runtime in the foreground until Ctrl-C (for tests, demos)."""
+    from aiocri.testing import main as serve_main
+
+    argv = [
+        "--socket", socket, "--versions", versions, "--pods", str(pods),
+        "--containers-per-pod", str(containers_per_pod),
+        "--churn-per-second", str(churn_per_second),
+        "--runtime-name", runtime_name, "--runtime-version", runtime_version,
+        "--seed", str(seed),
+    ]  # fmt: skip
+    raise SystemExit(serve_main(argv))
+
+
+@command("demo", TRY)
+def demo_cmd(
+    quick: Annotated[bool, typer.Option(
+        "--quick", help="A ~10 s run for CI instead of about a minute")] = False,
+    pods: Annotated[int | None, typer.Option(
+        "--pods", help="Pods to start with (default 30, quick 10)", show_default=False)] = None,
+    containers_per_pod: Annotated[int | None, typer.Option(
+        "--containers-per-pod", help="Containers per pod (default 10)",
+        show_default=False)] = None,
+) -> None:
+    """Show version pinning, redial and restart-required on the embedded fake runtime."""
+    from aiocri.demo import main as demo_main
+
+    raise SystemExit(demo_main(quick=quick, pods=pods, containers_per_pod=containers_per_pod))

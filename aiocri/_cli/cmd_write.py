@@ -1,0 +1,306 @@
+"""Subcommands that change things: exec, runp, create, start, stop, rm, stopp, rmp, pull, rmi.
+
+Ids may be given in full or as unique prefixes (resolved with a List call, as
+crictl users expect). Each prints what crictl prints on success.
+"""
+
+from __future__ import annotations
+
+import sys
+import uuid
+from typing import Annotated
+
+import typer
+
+from aiocri import api
+from aiocri._cli.common import CHANGE, command, load_message, settings_of
+from aiocri._cli.runner import CLIError, resolve_container, resolve_pod, run
+from aiocri.client import CRIClient
+
+IdsArg = Annotated[list[str], typer.Argument(metavar="ID...", help="Ids or unique id prefixes")]
+
+
+# -- exec ------------------------------------------------------------------------------------
+
+
+@command("exec", CHANGE, context_settings={"allow_interspersed_args": False})
+def exec_cmd(
+    ctx: typer.Context,
+    container: Annotated[str, typer.Argument(
+        metavar="CONTAINER", help="Container id or id prefix")],
+    cmd: Annotated[list[str], typer.Argument(
+        metavar="-- CMD", help="The command and its arguments, after --")],
+    sync: Annotated[bool, typer.Option(
+        "-s", "--sync", hidden=True, help="Accepted for crictl; ExecSync is the only mode")
+    ] = True,
+    timeout: Annotated[int, typer.Option(
+        "--timeout", help="Seconds the command may run (0: no limit)")] = 0,
+) -> None:
+    """Run a command in a running container (ExecSync); exit with the command's exit code."""
+    del sync  # ExecSync is the only mode: streaming exec needs a TTY-capable transport
+    settings = settings_of(ctx)
+    argv = cmd[1:] if cmd and cmd[0] == "--" else cmd
+    if not argv:
+        raise typer.BadParameter("give the command after --, e.g. aiocri exec ID -- ls /")
+
+    async def body(client: CRIClient) -> int:
+        cid = await resolve_container(client, container)
+        # kubelet's rule: no deadline without a command timeout, else timeout + the usual one.
+        deadline = None if timeout <= 0 else timeout + settings.timeout
+        r = await client.runtime.exec_sync(
+            api.ExecSyncRequest(container_id=cid, cmd=argv, timeout=max(timeout, 0)),
+            timeout=deadline,
+        )
+        sys.stdout.buffer.write(r.stdout)
+        sys.stdout.flush()
+        sys.stderr.buffer.write(r.stderr)
+        sys.stderr.flush()
+        return r.exit_code
+
+    run(settings, "executing in the container", body)
+
+
+# -- pods ------------------------------------------------------------------------------------
+
+
+def _load_pod_config(path: str) -> api.PodSandboxConfig:
+    config = load_message(path, api.PodSandboxConfig, what="pod config")
+    if not config.HasField("metadata"):
+        raise CLIError(f"pod config {path} has no metadata; add metadata: name, namespace")
+    if not config.metadata.uid:
+        config.metadata.uid = str(uuid.uuid4())  # as crictl does
+    if not config.metadata.name or not config.metadata.namespace:
+        raise CLIError(f"pod config {path} needs metadata.name and metadata.namespace")
+    return config
+
+
+@command("runp", CHANGE)
+def runp_cmd(
+    ctx: typer.Context,
+    pod_config: Annotated[str, typer.Argument(
+        metavar="POD_CONFIG.json|yaml", help="A PodSandboxConfig file")],
+    runtime: Annotated[str, typer.Option(
+        "--runtime", help="Runtime handler (default: the runtime's default)")] = "",
+) -> None:
+    """Run a new pod sandbox; print its id."""
+    settings = settings_of(ctx)
+    config = _load_pod_config(pod_config)
+
+    async def body(client: CRIClient) -> None:
+        r = await client.runtime.run_pod_sandbox(
+            api.RunPodSandboxRequest(config=config, runtime_handler=runtime))
+        print(r.pod_sandbox_id)
+
+    run(settings, "running the pod sandbox", body)
+
+
+@command("stopp", CHANGE)
+def stopp_cmd(ctx: typer.Context, pods: IdsArg) -> None:
+    """Stop one or more pod sandboxes (and their containers)."""
+    settings = settings_of(ctx)
+
+    async def body(client: CRIClient) -> None:
+        for ident in pods:
+            pid = await resolve_pod(client, ident)
+            await client.runtime.stop_pod_sandbox(api.StopPodSandboxRequest(pod_sandbox_id=pid))
+            print(f"Stopped sandbox {pid}")
+
+    run(settings, "stopping pod sandboxes", body)
+
+
+@command("rmp", CHANGE)
+def rmp_cmd(
+    ctx: typer.Context,
+    pods: Annotated[list[str] | None, typer.Argument(
+        metavar="ID...", help="Ids or unique id prefixes")] = None,
+    force: Annotated[bool, typer.Option(
+        "-f", "--force", help="Stop a ready pod before removing it")] = False,
+    all: Annotated[bool, typer.Option("-a", "--all", help="Remove every pod sandbox")] = False,
+) -> None:
+    """Remove one or more pod sandboxes (and their containers)."""
+    settings = settings_of(ctx)
+    if not pods and not all:
+        raise typer.BadParameter("give pod ids, or --all")
+
+    async def body(client: CRIClient) -> None:
+        if all:
+            ids = [p.id for p in (await client.runtime.list_pod_sandbox()).items]
+        else:
+            ids = [await resolve_pod(client, ident) for ident in pods or []]
+        for pid in ids:
+            status = await client.runtime.pod_sandbox_status(
+                api.PodSandboxStatusRequest(pod_sandbox_id=pid))
+            if status.status.state == api.SANDBOX_READY:
+                if not force:
+                    raise CLIError(f"pod sandbox {pid} is ready; stop it first or use --force")
+                await client.runtime.stop_pod_sandbox(
+                    api.StopPodSandboxRequest(pod_sandbox_id=pid))
+            await client.runtime.remove_pod_sandbox(api.RemovePodSandboxRequest(pod_sandbox_id=pid))
+            print(f"Removed sandbox {pid}")
+
+    run(settings, "removing pod sandboxes", body)
+
+
+# -- containers ----------------------------------------------------------------------------------
+
+
+@command("create", CHANGE)
+def create_cmd(
+    ctx: typer.Context,
+    pod: Annotated[str, typer.Argument(metavar="POD_ID", help="Pod sandbox id or id prefix")],
+    container_config: Annotated[str, typer.Argument(
+        metavar="CONTAINER_CONFIG.json|yaml", help="A ContainerConfig file")],
+    pod_config: Annotated[str, typer.Argument(
+        metavar="POD_CONFIG.json|yaml", help="The pod's PodSandboxConfig file")],
+    with_pull: Annotated[bool, typer.Option(
+        "--with-pull", help="Pull the image before creating the container")] = False,
+) -> None:
+    """Create a new container in a pod sandbox; print its id."""
+    settings = settings_of(ctx)
+    config = load_message(container_config, api.ContainerConfig, what="container config")
+    if not config.metadata.name:
+        raise CLIError(f"container config {container_config} needs metadata.name")
+    if not config.image.image:
+        raise CLIError(f"container config {container_config} needs image.image")
+    sandbox = _load_pod_config(pod_config)
+
+    async def body(client: CRIClient) -> None:
+        pid = await resolve_pod(client, pod)
+        if with_pull:
+            await client.image.pull_image(
+                api.PullImageRequest(image=config.image, sandbox_config=sandbox))
+        r = await client.runtime.create_container(api.CreateContainerRequest(
+            pod_sandbox_id=pid, config=config, sandbox_config=sandbox))
+        print(r.container_id)
+
+    run(settings, "creating the container", body)
+
+
+@command("start", CHANGE)
+def start_cmd(ctx: typer.Context, containers: IdsArg) -> None:
+    """Start one or more created containers."""
+    settings = settings_of(ctx)
+
+    async def body(client: CRIClient) -> None:
+        for ident in containers:
+            cid = await resolve_container(client, ident)
+            await client.runtime.start_container(api.StartContainerRequest(container_id=cid))
+            print(cid)
+
+    run(settings, "starting containers", body)
+
+
+@command("stop", CHANGE)
+def stop_cmd(
+    ctx: typer.Context,
+    containers: IdsArg,
+    timeout: Annotated[int, typer.Option(
+        "--timeout", help="Seconds to wait before killing the container")] = 0,
+) -> None:
+    """Stop one or more running containers."""
+    settings = settings_of(ctx)
+
+    async def body(client: CRIClient) -> None:
+        for ident in containers:
+            cid = await resolve_container(client, ident)
+            await client.runtime.stop_container(
+                api.StopContainerRequest(container_id=cid, timeout=max(timeout, 0)),
+                timeout=settings.timeout + max(timeout, 0),
+            )
+            print(cid)
+
+    run(settings, "stopping containers", body)
+
+
+@command("rm", CHANGE)
+def rm_cmd(
+    ctx: typer.Context,
+    containers: Annotated[list[str] | None, typer.Argument(
+        metavar="ID...", help="Ids or unique id prefixes")] = None,
+    force: Annotated[bool, typer.Option(
+        "-f", "--force", help="Stop a running container before removing it")] = False,
+    all: Annotated[bool, typer.Option("-a", "--all", help="Remove every container")] = False,
+) -> None:
+    """Remove one or more containers."""
+    settings = settings_of(ctx)
+    if not containers and not all:
+        raise typer.BadParameter("give container ids, or --all")
+
+    async def body(client: CRIClient) -> None:
+        if all:
+            ids = [c.id for c in (await client.runtime.list_containers()).containers]
+        else:
+            ids = [await resolve_container(client, ident) for ident in containers or []]
+        for cid in ids:
+            status = await client.runtime.container_status(
+                api.ContainerStatusRequest(container_id=cid))
+            if status.status.state == api.CONTAINER_RUNNING:
+                if not force:
+                    raise CLIError(f"container {cid} is running; stop it first or use --force")
+                await client.runtime.stop_container(api.StopContainerRequest(container_id=cid))
+            await client.runtime.remove_container(api.RemoveContainerRequest(container_id=cid))
+            print(cid)
+
+    run(settings, "removing containers", body)
+
+
+# -- images ------------------------------------------------------------------------------------
+
+
+@command("pull", CHANGE)
+def pull_cmd(
+    ctx: typer.Context,
+    image: Annotated[str, typer.Argument(metavar="IMAGE", help="Image reference")],
+    creds: Annotated[str | None, typer.Option(
+        "--creds", metavar="USER[:PASSWORD]", help="Registry credentials")] = None,
+    auth: Annotated[str | None, typer.Option(
+        "--auth", metavar="BASE64", help="Registry auth string (base64 user:password)")] = None,
+    pod_config: Annotated[str | None, typer.Option(
+        "--pod-config", metavar="FILE", help="PodSandboxConfig to pull the image for")] = None,
+    pull_timeout: Annotated[float, typer.Option(
+        "--pull-timeout", help="Seconds the pull may take (0: no limit)")] = 0.0,
+) -> None:
+    """Pull an image; print its reference."""
+    settings = settings_of(ctx)
+    request = api.PullImageRequest(image=api.ImageSpec(image=image))
+    if creds and auth:
+        raise CLIError("give --creds or --auth, not both")
+    if creds:
+        user, _, password = creds.partition(":")
+        if not user:
+            raise CLIError("--creds needs a user name: USER[:PASSWORD]")
+        request.auth.username, request.auth.password = user, password
+    elif auth:
+        request.auth.auth = auth
+    if pod_config:
+        request.sandbox_config.CopyFrom(_load_pod_config(pod_config))
+
+    async def body(client: CRIClient) -> None:
+        r = await client.image.pull_image(
+            request, timeout=pull_timeout if pull_timeout > 0 else None)
+        print(f"Image is up to date for {r.image_ref}")
+
+    run(settings, "pulling the image", body)
+
+
+@command("rmi", CHANGE)
+def rmi_cmd(
+    ctx: typer.Context,
+    images: Annotated[list[str], typer.Argument(
+        metavar="IMAGE...", help="Image ids or references")],
+) -> None:
+    """Remove one or more images (every tag of each)."""
+    settings = settings_of(ctx)
+
+    async def body(client: CRIClient) -> None:
+        for ref in images:
+            status = await client.image.image_status(
+                api.ImageStatusRequest(image=api.ImageSpec(image=ref)))
+            if not status.HasField("image") or not status.image.id:
+                raise CLIError(f"no such image {ref!r}; list images with 'aiocri images'")
+            await client.image.remove_image(
+                api.RemoveImageRequest(image=api.ImageSpec(image=status.image.id)))
+            for name in status.image.repo_tags or [status.image.id]:
+                print(f"Deleted: {name}")
+
+    run(settings, "removing images", body)

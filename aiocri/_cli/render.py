@@ -1,0 +1,242 @@
+"""CRI messages as crictl prints them, and the small formatting helpers.
+
+JSON follows crictl (``protojson`` with ``EmitDefaultValues``): lowerCamel
+field names, fields without presence printed even when empty, 64-bit integers
+as strings, enums by name; ``KeyValue.value`` (bytes on the wire) as plain
+text. YAML is the same data with sorted keys, as crictl's ``JSONToYAML``.
+Tables are rich tables without borders, like crictl's tabwriter columns.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import enum
+import json
+import sys
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, TextIO
+
+import yaml
+from google.protobuf import json_format
+from google.protobuf.descriptor import FieldDescriptor
+from google.protobuf.message import Message
+from rich.console import Console
+from rich.table import Table
+
+from aiocri import api
+
+__all__ = [
+    "OutputFormat",
+    "dump",
+    "human_duration",
+    "human_size",
+    "info_dict",
+    "make_table",
+    "message_dict",
+    "parse_message",
+    "rfc3339",
+    "stdout_console",
+    "truncate_id",
+]
+
+_KEY_VALUE = api.KeyValue.DESCRIPTOR.full_name
+TRUNCATED_ID_LEN = 13  # crictl's truncatedIDLen
+
+
+class OutputFormat(enum.StrEnum):
+    table = "table"
+    json = "json"
+    yaml = "yaml"
+
+
+# -- messages <-> dicts ---------------------------------------------------------------
+
+
+def message_dict(message: Message) -> dict[str, Any]:
+    """``message`` as crictl's JSON would show it."""
+    data = json_format.MessageToDict(message, always_print_fields_with_no_presence=True)
+    _walk_key_values(data, message.DESCRIPTOR, _decode_value)
+    return data
+
+
+def parse_message(data: Any, message: Message, *, source: str) -> None:
+    """Fill ``message`` from a decoded JSON/YAML document (snake_case or lowerCamel keys).
+
+    Raises ValueError with one line naming ``source`` and the bad field.
+    """
+    if not isinstance(data, dict):
+        raise ValueError(f"{source} must hold a JSON/YAML object (a mapping of fields)")
+    _walk_key_values(data, message.DESCRIPTOR, _encode_value)
+    try:
+        json_format.ParseDict(data, message)
+    except json_format.ParseError as exc:
+        text = str(exc).splitlines()[0] if str(exc) else "not a valid message"
+        raise ValueError(
+            f"{source} is not a valid {message.DESCRIPTOR.name}: {text}"
+        ) from None
+
+
+def _decode_value(value: Any) -> Any:
+    if isinstance(value, str):
+        try:
+            return base64.b64decode(value).decode("utf-8", errors="replace")
+        except ValueError:
+            return value
+    return value
+
+
+def _encode_value(value: Any) -> Any:
+    # crictl's config files carry env values as text; the wire type is bytes.
+    if isinstance(value, str):
+        return base64.b64encode(value.encode()).decode()
+    return value
+
+
+def _walk_key_values(data: Any, descriptor: Any, fix: Callable[[Any], Any]) -> None:
+    """Apply ``fix`` to the ``value`` of every KeyValue inside ``data``."""
+    if not isinstance(data, dict):
+        return
+    if descriptor.full_name == _KEY_VALUE:
+        if "value" in data:
+            data["value"] = fix(data["value"])
+        return
+    for fd in descriptor.fields:
+        if fd.type != FieldDescriptor.TYPE_MESSAGE:
+            continue
+        sub: Any = fd.message_type
+        for key in dict.fromkeys((fd.json_name, fd.name)):
+            if key not in data:
+                continue
+            value = data[key]
+            if sub.GetOptions().map_entry:
+                value_fd: Any = sub.fields_by_name["value"]
+                if value_fd.type == FieldDescriptor.TYPE_MESSAGE and isinstance(value, dict):
+                    for item in value.values():
+                        _walk_key_values(item, value_fd.message_type, fix)
+            elif isinstance(value, list):
+                for item in value:
+                    _walk_key_values(item, sub, fix)
+            else:
+                _walk_key_values(value, sub, fix)
+
+
+def info_dict(info: Mapping[str, str]) -> dict[str, Any]:
+    """The verbose ``info`` map as crictl shows it: JSON objects decoded, strings unquoted."""
+    out: dict[str, Any] = {}
+    for key in sorted(info):
+        value = info[key]
+        if value.startswith("{"):
+            try:
+                out[key] = json.loads(value)
+                continue
+            except ValueError:
+                pass
+        out[key] = value.strip('"')
+    return out
+
+
+def with_times(data: dict[str, Any], **nanos: int | None) -> dict[str, Any]:
+    """Replace nanosecond timestamps by RFC 3339 text (crictl's inspect output)."""
+    for key, value in nanos.items():
+        data[key] = rfc3339(value)
+    return data
+
+
+def rfc3339(nanos: int | None) -> str:
+    """Go's ``time.Unix(0, n).Format(time.RFC3339Nano)``; None is Go's zero time."""
+    if nanos is None:
+        return "0001-01-01T00:00:00Z"
+    seconds, frac = divmod(nanos, 1_000_000_000)
+    stamp = dt.datetime.fromtimestamp(seconds, tz=dt.UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    digits = f"{frac:09d}".rstrip("0")
+    return f"{stamp}.{digits}Z" if digits else f"{stamp}Z"
+
+
+# -- output -----------------------------------------------------------------------------
+
+
+def dump(data: Any, fmt: OutputFormat, stream: TextIO | None = None) -> None:
+    """Print ``data`` as indented JSON or as YAML with sorted keys (crictl's forms)."""
+    out = stream or sys.stdout
+    if fmt is OutputFormat.yaml:
+        out.write(yaml.safe_dump(data, sort_keys=True, default_flow_style=False,
+                                 allow_unicode=True))
+    else:
+        out.write(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+    out.flush()
+
+
+def stdout_console() -> Console:
+    """A console for tables: the terminal's width, or unbounded when piped (no wrapping)."""
+    console = Console(highlight=False)
+    if not console.is_terminal:
+        console = Console(highlight=False, width=100_000, no_color=True)
+    return console
+
+
+def make_table(headers: Sequence[str], rows: Iterable[Sequence[str]]) -> Table:
+    """A borderless table with crictl's look: upper-case headers, columns of text."""
+    table = Table(box=None, show_edge=False, pad_edge=False, padding=(0, 3, 0, 0),
+                  header_style="bold", expand=False)
+    for header in headers:
+        table.add_column(header, no_wrap=True, overflow="ignore")
+    for row in rows:
+        table.add_row(*row)
+    return table
+
+
+# -- humanising ---------------------------------------------------------------------------
+
+
+def truncate_id(ident: str, prefix: str = "", *, full: bool = False) -> str:
+    """crictl's getTruncatedID: drop ``prefix``, keep 13 characters."""
+    ident = ident.removeprefix(prefix)
+    return ident if full else ident[:TRUNCATED_ID_LEN]
+
+
+def human_duration(seconds: float) -> str:
+    """go-units HumanDuration, as crictl's CREATED column shows ages."""
+    s = int(seconds)
+    if s < 1:
+        return "Less than a second"
+    if s == 1:
+        return "1 second"
+    if s < 60:
+        return f"{s} seconds"
+    minutes = s // 60
+    if minutes == 1:
+        return "About a minute"
+    if minutes < 60:
+        return f"{minutes} minutes"
+    hours = int(seconds / 3600 + 0.5)
+    if hours == 1:
+        return "About an hour"
+    if hours < 48:
+        return f"{hours} hours"
+    if hours < 24 * 7 * 2:
+        return f"{hours // 24} days"
+    if hours < 24 * 30 * 2:
+        return f"{hours // 24 // 7} weeks"
+    if hours < 24 * 365 * 2:
+        return f"{hours // 24 // 30} months"
+    return f"{int(seconds / 3600) // 24 // 365} years"
+
+
+def age(nanos: int, now: float | None = None) -> str:
+    """``N units ago`` from a nanosecond timestamp."""
+    now = time.time() if now is None else now
+    return human_duration(max(0.0, now - nanos / 1e9)) + " ago"
+
+
+_SIZE_UNITS = ("B", "kB", "MB", "GB", "TB", "PB", "EB", "ZB", "YB")
+
+
+def human_size(size: float, precision: int = 4) -> str:
+    """go-units HumanSizeWithPrecision (decimal units): 2.05MB, 320kB."""
+    i = 0
+    while size >= 1000.0 and i < len(_SIZE_UNITS) - 1:
+        size /= 1000.0
+        i += 1
+    return f"{size:.{precision}g}{_SIZE_UNITS[i]}"

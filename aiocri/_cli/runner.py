@@ -1,0 +1,270 @@
+"""Run one command's coroutine on a connected client; failures become one line and a code.
+
+Expected failures (every :class:`~aiocri.CRIError`, bad files and flags, Ctrl-C)
+print a single line on stderr: what failed, where, and what to try, and exit
+non-zero. ``--debug`` adds the gRPC code, the runtime's details and the
+traceback. Unexpected exceptions also print one line (plus the traceback under
+``--debug``) so the command never dumps a traceback on a user by surprise.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import logging
+import os
+import sys
+import traceback
+from collections.abc import Awaitable, Callable
+from typing import NoReturn
+
+import anyio
+
+from aiocri import api
+from aiocri._cli.settings import Settings, SettingsError
+from aiocri.channel import RedialPolicy
+from aiocri.client import CRIClient, connect
+from aiocri.endpoint import discover, parse_endpoint
+from aiocri.errors import CRIError, RestartRequired
+
+__all__ = [
+    "EXIT_INTERRUPTED",
+    "CLIError",
+    "configure_logging",
+    "current_endpoint",
+    "fail",
+    "resolve_container",
+    "resolve_pod",
+    "run",
+]
+
+EXIT_INTERRUPTED = 130
+log = logging.getLogger("aiocri.cli")
+_endpoint: contextvars.ContextVar[str] = contextvars.ContextVar("endpoint", default="")
+
+
+def current_endpoint() -> str:
+    """The runtime endpoint the running command connected to ("" before connecting)."""
+    return _endpoint.get()
+
+
+class CLIError(Exception):
+    """A failure the user can fix; printed as one line."""
+
+    def __init__(self, message: str, *, code: int = 1) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class _CLIHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """The handler the command installs (found again and replaced on the next call)."""
+
+
+def configure_logging(debug: bool) -> None:
+    """``--debug`` shows aiocri's own log (connection states, redials); quiet otherwise."""
+    logger = logging.getLogger("aiocri")
+    for old in [h for h in logger.handlers if isinstance(h, _CLIHandler)]:
+        logger.removeHandler(old)
+    handler = _CLIHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    # Quiet unless --debug: the command reports what matters itself, in one line.
+    handler.setLevel(logging.DEBUG if debug else logging.CRITICAL + 1)
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG if debug else logging.CRITICAL)
+    logger.propagate = False
+
+
+def _leaf(exc: BaseException) -> BaseException:
+    """The one real error inside task-group exception groups, if there is exactly one."""
+    while isinstance(exc, BaseExceptionGroup):
+        real = [e for e in exc.exceptions if not isinstance(e, asyncio.CancelledError)]
+        if len(real) != 1:
+            return exc
+        exc = real[0]
+    return exc
+
+
+# The library's advice names connect() arguments; the command's user has flags instead.
+_CLI_WORDS = (
+    ("raise connect_timeout", "raise -t/--timeout"),
+    ("raise timeout=", "raise -t/--timeout"),
+    ("raise give_up_after", "raise -t/--timeout"),
+    ("CONTAINER_RUNTIME_ENDPOINT for the CLI", "-r or CONTAINER_RUNTIME_ENDPOINT"),
+    ("open a new client with aiocri.connect()", "run the command again"),
+    ("restart the client (a new aiocri.connect() negotiates again)",
+     "run the command again (it negotiates again)"),
+)
+
+
+def _for_cli(text: str) -> str:
+    for library, cli in _CLI_WORDS:
+        text = text.replace(library, cli)
+    return text
+
+
+def fail(
+    action: str, exc: BaseException, *, debug: bool, endpoint: str | None = None
+) -> NoReturn:
+    """Print ``exc`` as one line (more under ``debug``) and exit with the right code.
+
+    ``endpoint`` (when known) is named in lines whose error does not name it.
+    """
+    exc = _leaf(exc)
+    code = 1
+    if isinstance(exc, KeyboardInterrupt):
+        sys.stderr.write("aiocri: interrupted\n")
+        raise SystemExit(EXIT_INTERRUPTED)
+    if isinstance(exc, CRIError):
+        line = f"aiocri: {action} failed: {_for_cli(str(exc))}"
+        extra = [
+            f"  error: {type(exc).__module__}.{type(exc).__qualname__}",
+            f"  grpc code: {exc.code.name if exc.code is not None else '-'}",
+            f"  details: {exc.details or '-'}",
+            f"  endpoint: {exc.endpoint or '-'}  method: {exc.method or '-'}",
+        ]
+    elif isinstance(exc, CLIError):
+        where = f" on {endpoint}" if endpoint else ""
+        what = f"{action} failed{where}: " if action else ""
+        line, extra, code = f"aiocri: {what}{exc}", [], exc.code
+    elif isinstance(exc, SettingsError | ValueError):
+        line, extra = f"aiocri: {exc}", []
+    elif isinstance(exc, BrokenPipeError):  # e.g. `aiocri ps | head -1`: not an error
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # so that the exit's flush does not fail again
+        raise SystemExit(1)
+    else:
+        hint = "" if debug else "; rerun with --debug for the traceback"
+        where = f" on {endpoint}" if endpoint else ""
+        line = (f"aiocri: {action} failed{where} with an unexpected "
+                f"{type(exc).__name__}: {exc}{hint}")
+        extra = []
+    sys.stderr.write(" ".join(line.split("\n")) + "\n")
+    if debug:
+        for item in extra:
+            sys.stderr.write(item + "\n")
+        sys.stderr.write("".join(traceback.format_exception(exc)))
+    sys.stderr.flush()
+    raise SystemExit(code)
+
+
+def run(
+    settings: Settings,
+    action: str,
+    body: Callable[[CRIClient], Awaitable[int | None]],
+    *,
+    interrupt_ok: bool = False,
+    on_restart_required: Callable[[RestartRequired], None] | None = None,
+) -> None:
+    """Connect as ``settings`` say, await ``body(client)``, exit with its code (None: 0).
+
+    ``action`` names what the command does ("listing containers") for error lines.
+    ``interrupt_ok``: Ctrl-C is the normal way to end this command (exit 0).
+    ``on_restart_required``: instead of failing when the runtime drops the pinned CRI
+    version, call this and run ``body`` again on a new client (which negotiates again).
+    """
+
+    where: list[str] = []
+
+    async def main() -> int | None:
+        endpoint = (
+            discover() if settings.runtime_endpoint is None
+            else parse_endpoint(settings.runtime_endpoint, allow_tcp=True)  # as crictl
+        )
+        where.append(str(endpoint))
+        _endpoint.set(str(endpoint))
+        while True:
+            try:
+                async with connect(
+                    endpoint,
+                    settings.image_endpoint,
+                    timeout=settings.timeout,
+                    image_pull_timeout=None,
+                    allow_tcp=True,
+                    redial=RedialPolicy(
+                        connect_timeout=settings.timeout,
+                        attempt_timeout=settings.timeout,
+                    ),
+                ) as client:
+                    log.debug("connected to %s: CRI %s (%s %s)", endpoint, client.version,
+                              client.runtime_version.runtime_name,
+                              client.runtime_version.runtime_version)
+                    return await body(client)
+            except Exception as exc:
+                leaf = _leaf(exc)
+                if on_restart_required is None or not isinstance(leaf, RestartRequired):
+                    raise
+                on_restart_required(leaf)
+
+    run_coroutine(settings, action, main, interrupt_ok=interrupt_ok, where=where)
+
+
+def run_coroutine(
+    settings: Settings,
+    action: str,
+    main: Callable[[], Awaitable[int | None]],
+    *,
+    interrupt_ok: bool = False,
+    where: list[str] | None = None,
+) -> None:
+    """Run ``main`` under anyio (asyncio) and exit like :func:`run`.
+
+    ``where``: filled with the endpoint once known, for error lines.
+    """
+    try:
+        code = anyio.run(main, backend="asyncio")
+    except KeyboardInterrupt:
+        if interrupt_ok:
+            raise SystemExit(0) from None
+        fail(action, KeyboardInterrupt(), debug=settings.debug)
+    except SystemExit:
+        raise
+    except BaseException as exc:
+        leaf = _leaf(exc)
+        if isinstance(leaf, KeyboardInterrupt) and interrupt_ok:
+            raise SystemExit(0) from None
+        if isinstance(leaf, SystemExit):
+            raise leaf from None
+        fail(action, exc, debug=settings.debug, endpoint=where[-1] if where else None)
+    raise SystemExit(code or 0)
+
+
+# -- id prefixes ------------------------------------------------------------------------
+
+
+async def resolve_container(client: CRIClient, ident: str) -> str:
+    """The full id of the one container whose id is or starts with ``ident`` (crictl-like)."""
+    if not ident:
+        raise CLIError("container id must not be empty")
+    found = await client.runtime.list_containers(
+        api.ListContainersRequest(filter=api.ContainerFilter(id=ident))
+    )
+    ids = sorted({c.id for c in found.containers if c.id.startswith(ident)})
+    if not ids:
+        # Some runtimes match only whole ids in the filter: match prefixes here.
+        everything = await client.runtime.list_containers(api.ListContainersRequest())
+        ids = sorted({c.id for c in everything.containers if c.id.startswith(ident)})
+    return _one("container", ident, ids, "aiocri ps -a")
+
+
+async def resolve_pod(client: CRIClient, ident: str) -> str:
+    """The full id of the one pod sandbox whose id is or starts with ``ident``."""
+    if not ident:
+        raise CLIError("pod sandbox id must not be empty")
+    found = await client.runtime.list_pod_sandbox(
+        api.ListPodSandboxRequest(filter=api.PodSandboxFilter(id=ident))
+    )
+    ids = sorted({p.id for p in found.items if p.id.startswith(ident)})
+    if not ids:
+        everything = await client.runtime.list_pod_sandbox(api.ListPodSandboxRequest())
+        ids = sorted({p.id for p in everything.items if p.id.startswith(ident)})
+    return _one("pod sandbox", ident, ids, "aiocri pods")
+
+
+def _one(kind: str, ident: str, ids: list[str], lister: str) -> str:
+    if len(ids) == 1:
+        return ids[0]
+    if not ids:
+        raise CLIError(f"no {kind} has the id or id prefix {ident!r}; list them with '{lister}'")
+    raise CLIError(
+        f"{kind} id prefix {ident!r} is ambiguous ({len(ids)} match); give more characters"
+    )
