@@ -760,3 +760,5 @@ def test_read_only_commands_against_containerd(containerd: Any) -> None:
         check_read_only_commands(containerd.endpoint)
     finally:
         anyio.run(remove_pod, pod_id)
+        for leftover in Path("/sys/fs/cgroup").glob("*/aiocri-cli-test"):
+            leftover.rmdir()  # empty once the pod is gone; containerd leaves the folder
