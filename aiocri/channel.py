@@ -81,7 +81,7 @@ DEFAULT_MAX_MESSAGE_SIZE = 16 * 1024 * 1024  # the kubelet's default
 # What the kubelet sends as its own API version in VersionRequest.
 _CLIENT_API_VERSION = "0.1.0"
 _SOCKET_POLL = 0.01  # seconds between socket-file checks while the runtime is down
-_FRESH_SOCKET_WINDOW = 1.0  # seconds of fast retries after the socket file changed
+_FRESH_SOCKET_WINDOW = 1.0  # seconds of fast retries after a sign of the runtime's return
 
 # Read-only RPCs: safe to send again after the connection broke under them.
 _RETRY_SAFE = frozenset(
@@ -262,7 +262,7 @@ class ChannelManager:
         self._recheck_lock = anyio.Lock()
         self._supervisor_scope = anyio.CancelScope()
         self._socket_identity = _identity(endpoint.path) if endpoint.path else None
-        self._socket_changed_at = -math.inf
+        self._fast_retry_from = -math.inf
 
     # -- public face -----------------------------------------------------------
 
@@ -652,6 +652,10 @@ class ChannelManager:
                 await self._version_lost(channel)
                 return
             await channel.close(None)
+            if exc.code() is not grpc.StatusCode.UNAVAILABLE:
+                # Something answered (containerd: UNKNOWN "server is not initialized
+                # yet" while it restores its pods): it is starting, keep retrying fast.
+                self._fast_retry_from = time.monotonic()
             raise _AttemptFailed(
                 from_rpc_error(exc, method=self._probe.name, endpoint=str(self.endpoint))
             ) from None
@@ -738,10 +742,10 @@ class ChannelManager:
         )
 
         def wait(retry_state: RetryCallState) -> float:
-            # A runtime creates its socket a little before it answers (containerd:
-            # 20-40 ms): right after the socket changed, retry at the first step
-            # instead of the grown backoff.
-            if time.monotonic() - self._socket_changed_at < _FRESH_SOCKET_WINDOW:
+            # A runtime creates its socket before it answers (containerd: 20 ms to
+            # ~1 s, growing with its pods): after the socket changed or the runtime
+            # answered "not ready", retry at the first step, not the grown backoff.
+            if time.monotonic() - self._fast_retry_from < _FRESH_SOCKET_WINDOW:
                 return policy.initial
             return float(backoff(retry_state))
 
@@ -795,7 +799,7 @@ class ChannelManager:
             if now != self._socket_identity:
                 self._socket_identity = now
                 if now is not None:
-                    self._socket_changed_at = time.monotonic()
+                    self._fast_retry_from = time.monotonic()
                     return
 
     # -- state ------------------------------------------------------------------

@@ -457,3 +457,20 @@ async def test_counters(runtime: FakeRuntime) -> None:
         assert stats.errors["NOT_FOUND"] == 1
         assert stats.state is ConnectionState.READY
         assert stats.time_in_state >= 0
+
+
+async def test_runtime_answering_not_ready_is_retried_fast(runtime: FakeRuntime) -> None:
+    # containerd answers UNKNOWN "server is not initialized yet" until it has
+    # restored its pods (up to ~1 s): keep retrying at the first step meanwhile,
+    # so READY follows its first real answer, not the grown backoff.
+    async with aiocri.connect(runtime.endpoint, redial=FAST) as client:
+        runtime.inject_errors("Version", code=grpc.StatusCode.UNKNOWN,
+                              details="server is not initialized yet")
+        await runtime.restart(down_for=0.3)
+        await anyio.sleep(2.1)  # past the window, just after a grown-backoff attempt
+        assert client.state is ConnectionState.RECONNECTING
+        runtime.clear_injections("Version")
+        cleared = time.monotonic()
+        await _wait_state(client, ConnectionState.READY)
+        # The grown backoff would be ~1 s here; generous bound.
+        assert time.monotonic() - cleared < 0.4
