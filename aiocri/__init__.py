@@ -12,6 +12,8 @@ pins it, redials after a runtime restart, re-checks the pinned version, and
 raises :class:`RestartRequired` when the upgraded runtime dropped it.
 """
 
+import logging
+
 from aiocri.channel import ConnectionEvent, ConnectionState, ConnectionStats, RedialPolicy
 from aiocri.client import CRIClient, connect
 from aiocri.endpoint import Endpoint, parse_endpoint
@@ -38,6 +40,9 @@ from aiocri.services import ImageService, RuntimeService
 from aiocri.versions import V1, V1ALPHA2, CRIVersion
 
 __version__ = "0.1.0"
+
+# A library logs, the application decides where it goes (no lastResort output).
+logging.getLogger("aiocri").addHandler(logging.NullHandler())
 
 __all__ = [
     "V1",
