@@ -15,7 +15,8 @@ import json
 import secrets
 import time
 import zlib
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from typing import Any
 
 import grpc
 from google.protobuf.message import Message
@@ -409,14 +410,20 @@ class FakeServicer:
 
     def list_pod_sandbox(self, request: pb.ListPodSandboxRequest, version: CRIVersion) -> Response:
         f = request.filter if request.HasField("filter") else None
+        return self._cached_list("pods", f, self.state.pods_bytes, self._pod_items)
+
+    def _cached_list(
+        self, kind: str, f: Any, everything: Callable[[], bytes], items: Callable[[Any], Any]
+    ) -> Response:
+        """A list answer as bytes, cached per filter until the state changes."""
         if f is None:
-            return self.state.pods_bytes()
-        key = ("pods", f.SerializeToString(deterministic=True))
+            return everything()
+        key = (kind, f.SerializeToString(deterministic=True))
         hit = self._filtered.get(key)
         if hit is not None and hit[0] == self.state.generation:
             return hit[1]
-        items = self._pod_items(f)
-        return items if isinstance(items, bytes) else self._store(key, b"".join(items))
+        found = items(f)
+        return found if isinstance(found, bytes) else self._store(key, b"".join(found))
 
     async def stream_pod_sandboxes(
         self, request: pb.StreamPodSandboxesRequest, version: CRIVersion
@@ -469,14 +476,8 @@ class FakeServicer:
 
     def list_containers(self, request: pb.ListContainersRequest, version: CRIVersion) -> Response:
         f = request.filter if request.HasField("filter") else None
-        if f is None:
-            return self.state.containers_bytes()
-        key = ("containers", f.SerializeToString(deterministic=True))
-        hit = self._filtered.get(key)
-        if hit is not None and hit[0] == self.state.generation:
-            return hit[1]
-        items = self._container_items(f)
-        return items if isinstance(items, bytes) else self._store(key, b"".join(items))
+        return self._cached_list("containers", f, self.state.containers_bytes,
+                                 self._container_items)
 
     async def stream_containers(
         self, request: pb.StreamContainersRequest, version: CRIVersion
