@@ -13,6 +13,12 @@ raises :class:`RestartRequired` when the upgraded runtime dropped it.
 """
 
 import logging
+import os
+
+# grpc's documented default verbosity is ERROR, but grpcio 1.85's C core prints
+# INFO transport notices (a GOAWAY on every runtime restart) to stderr. Restore
+# the documented default unless the user chose; read once, when grpc loads.
+os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
 
 from aiocri.channel import ConnectionEvent, ConnectionState, ConnectionStats, RedialPolicy
 from aiocri.client import CRIClient, connect
