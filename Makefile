@@ -2,7 +2,7 @@
 PY ?= .venv/bin/python
 PROTO_SRC := proto/runtime/v1/api.proto
 
-.PHONY: setup proto test lint demo bench clean
+.PHONY: setup system-deps proto test lint demo bench clean
 
 setup: .venv/.installed
 
@@ -20,7 +20,11 @@ lint: setup
 	$(PY) -m ruff check aiocri tests benchmarks
 	$(PY) -m mypy --strict aiocri
 
-test: setup
+# The containerd tests need Debian packages: installed here when run as root.
+system-deps:
+	@sh .ci/system-deps
+
+test: setup system-deps
 	$(PY) -m pytest -q
 
 demo: setup
