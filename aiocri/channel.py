@@ -18,8 +18,14 @@ Why it is built this way (measured facts, see the project notes):
   tenacity decides when to try;
 - between attempts the socket file is watched, so a runtime that comes back
   is dialled within about 10 ms instead of at the next backoff step;
+- a runtime answers "not ready" for a while after creating its socket
+  (containerd restores its pods first), so retries stay at the first step
+  while it does;
 - a reconnect is never trusted before ``Version`` on the pinned version
-  answers again: that is how RESTART_REQUIRED is detected.
+  answers again: that is how RESTART_REQUIRED is detected;
+- read-only calls that the lost connection broke (UNAVAILABLE, or CANCELLED
+  by a runtime shutting down) are sent again once READY, within their own
+  deadline; calls that change state are not, and raise ``Unavailable``.
 """
 
 from __future__ import annotations
