@@ -474,3 +474,29 @@ async def test_runtime_answering_not_ready_is_retried_fast(runtime: FakeRuntime)
         await _wait_state(client, ConnectionState.READY)
         # The grown backoff would be ~1 s here; generous bound.
         assert time.monotonic() - cleared < 0.4
+
+
+async def test_calls_that_change_state_are_not_sent_twice(runtime: FakeRuntime) -> None:
+    from aiocri.api import PodSandboxConfig, PodSandboxMetadata, RunPodSandboxRequest
+
+    runtime.inject_latency("RunPodSandbox", 1.0)
+    request = RunPodSandboxRequest(
+        config=PodSandboxConfig(metadata=PodSandboxMetadata(name="once", uid="u1", namespace="n"))
+    )
+    outcome: list[BaseException] = []
+
+    async def run_pod() -> None:
+        try:
+            await client.runtime.run_pod_sandbox(request, timeout=10)
+        except aiocri.CRIError as exc:
+            outcome.append(exc)
+
+    async with aiocri.connect(runtime.endpoint, redial=FAST) as client:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(run_pod)
+            await anyio.sleep(0.2)  # in flight on the runtime
+            await runtime.restart(down_for=0.2)
+        assert isinstance(outcome[0], aiocri.Unavailable)
+        await _wait_state(client, ConnectionState.READY)
+        runtime.inject_latency("RunPodSandbox", 0.0)
+        assert runtime.calls["RunPodSandbox"] == 1  # not re-sent after the redial
