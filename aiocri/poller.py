@@ -633,19 +633,14 @@ class Poller:
 
     async def _list_pods(self) -> list[Iterable[api.PodSandbox]]:
         runtime = self._client.runtime
-        if self._stream_usable("StreamPodSandboxes"):
-            chunks: list[Iterable[api.PodSandbox]] = []
-            stream = runtime.stream_pod_sandboxes(self._stream_pods_req)
-            try:
-                async for chunk in stream:
-                    chunks.append(chunk.pod_sandboxes)
-            except Unsupported as exc:
-                self._stream_unusable("StreamPodSandboxes", exc)
-            else:
-                self.stats.pod_list = "StreamPodSandboxes"
-                return chunks
-            finally:
-                await _aclose(stream)
+        chunks = await self._list(
+            "StreamPodSandboxes",
+            lambda: runtime.stream_pod_sandboxes(self._stream_pods_req),
+            lambda chunk: chunk.pod_sandboxes,
+        )
+        if chunks is not None:
+            self.stats.pod_list = "StreamPodSandboxes"
+            return chunks
         try:
             response = await runtime.list_pod_sandbox(self._list_pods_req)
         except MessageTooLarge as exc:
@@ -655,25 +650,39 @@ class Poller:
 
     async def _list_containers(self) -> list[Iterable[api.Container]]:
         runtime = self._client.runtime
-        if self._stream_usable("StreamContainers"):
-            chunks: list[Iterable[api.Container]] = []
-            stream = runtime.stream_containers(self._stream_containers_req)
-            try:
-                async for chunk in stream:
-                    chunks.append(chunk.containers)
-            except Unsupported as exc:
-                self._stream_unusable("StreamContainers", exc)
-            else:
-                self.stats.container_list = "StreamContainers"
-                return chunks
-            finally:
-                await _aclose(stream)
+        chunks = await self._list(
+            "StreamContainers",
+            lambda: runtime.stream_containers(self._stream_containers_req),
+            lambda chunk: chunk.containers,
+        )
+        if chunks is not None:
+            self.stats.container_list = "StreamContainers"
+            return chunks
         try:
             response = await runtime.list_containers(self._list_containers_req)
         except MessageTooLarge as exc:
             raise _too_large(exc, "containers") from None
         self.stats.container_list = "ListContainers"
         return [response.containers]
+
+    async def _list(
+        self, rpc: str, open_stream: Callable[[], AsyncIterator[Any]],
+        items: Callable[[Any], Iterable[_Obj]],
+    ) -> list[Iterable[_Obj]] | None:
+        """The chunks of a Stream* list, or None when it is unusable (use the unary list)."""
+        if not self._stream_usable(rpc):
+            return None
+        chunks: list[Iterable[_Obj]] = []
+        stream = open_stream()
+        try:
+            async for chunk in stream:
+                chunks.append(items(chunk))
+        except Unsupported as exc:
+            self._stream_unusable(rpc, exc)
+            return None
+        finally:
+            await _aclose(stream)
+        return chunks
 
     async def _relist(self, started: float) -> None:
         """One relist: list, diff, fetch statuses of what changed, emit, swap the snapshot."""
