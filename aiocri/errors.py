@@ -217,8 +217,9 @@ def from_rpc_error(
     err: grpc.RpcError, *, method: str | None = None, endpoint: str | None = None
 ) -> RuntimeCallError:
     """Map a grpc error to the matching :class:`CRIError` subclass."""
-    code = err.code() if isinstance(err, grpc.aio.AioRpcError | grpc.Call) else None
-    details = (err.details() if isinstance(err, grpc.aio.AioRpcError | grpc.Call) else "") or ""
+    has_status = isinstance(err, grpc.aio.AioRpcError | grpc.Call)
+    code = err.code() if has_status else None
+    details = (err.details() if has_status else "") or ""
     cls: type[RuntimeCallError] = RuntimeCallError
     if code is not None:
         cls = _BY_CODE.get(code, RuntimeCallError)
