@@ -12,6 +12,7 @@ helper that spawns that process.
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import random
 import signal
@@ -170,6 +171,8 @@ class FakeRuntime:
             if server is not None:
                 with anyio.CancelScope(shield=True):
                     await server.stop(grace)
+                del server
+                _release_grpc_cycles()
             remove_socket_file(self.socket_path)
 
     async def kill(self) -> None:
@@ -302,6 +305,16 @@ def churn_once(state: FakeState, rng: random.Random) -> str | None:
     state.start_container(new_id)
     state.remove_container(victim.id)
     return new_id
+
+
+def _release_grpc_cycles() -> None:
+    # A handler that aborted or was cancelled leaves grpc's per-call state in a
+    # reference cycle that holds the stopped server. Until a collection frees
+    # it, grpc.aio keeps its process-wide completion queue, and the late
+    # completions of that server reach the *next* event loop, which fails with
+    # "Event loop is closed" (one loop per test under pytest). Collect now,
+    # while this loop still runs.
+    gc.collect()
 
 
 async def churn(state: FakeState, per_second: float, *, seed: int | None = None) -> None:
