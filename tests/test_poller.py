@@ -17,7 +17,7 @@ import pytest
 
 import aiocri
 from aiocri import api
-from aiocri.poller import EventKind, LifecycleEvent, Poller, _diff, _steps
+from aiocri.poller import EventKind, LifecycleEvent, Poller, _Diff, _steps
 from aiocri.testing import FakeRuntime
 
 pytestmark = pytest.mark.anyio
@@ -91,6 +91,14 @@ def test_steps_go_forward_only() -> None:
 
 def _c(cid: str, state: int, created: int = 1) -> api.Container:
     return api.Container(id=cid, state=state, created_at=created)  # type: ignore[arg-type]
+
+
+def _diff(old: dict[str, api.Container], chunks: list[list[api.Container]]
+          ) -> tuple[dict[str, api.Container], list[api.Container], list[api.Container]]:
+    diff = _Diff(old)
+    for chunk in chunks:
+        diff.add(chunk)
+    return diff.result()
 
 
 def test_diff_by_id_and_state() -> None:
