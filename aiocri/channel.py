@@ -36,7 +36,7 @@ import math
 import os
 import time
 from collections import Counter, deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Literal
@@ -339,8 +339,13 @@ class ChannelManager:
 
     # -- the invoke path ---------------------------------------------------------
 
-    async def unary(self, rpc: RPC, request: Message | None, timeout: float | None) -> Any:
-        """Send one unary RPC on the pinned version; see the module docstring."""
+    async def unary(self, rpc: RPC, request: Message | None, timeout: float | None,
+                    decode: Callable[[bytes], Any] | None = None) -> Any:
+        """Send one unary RPC on the pinned version; see the module docstring.
+
+        ``decode`` parses the response instead of the RPC's own message class
+        (the poller's lean list views, :mod:`aiocri._lean`).
+        """
         stats = self.stats
         stats.calls += 1
         if request is None:
@@ -352,6 +357,8 @@ class ChannelManager:
             fn = self._unary.get(rpc.name)
             if fn is None:
                 raise self._unsupported(rpc)
+            if decode is not None:
+                fn = self._decoded(rpc, decode)
             generation = self._generation
             remaining = None if deadline is None else deadline - time.monotonic()
             call = fn(request, timeout=remaining)
@@ -374,9 +381,10 @@ class ChannelManager:
                 raise error
 
     async def stream(
-        self, rpc: RPC, request: Message | None, timeout: float | None
+        self, rpc: RPC, request: Message | None, timeout: float | None,
+        decode: Callable[[bytes], Any] | None = None,
     ) -> AsyncIterator[Any]:
-        """Open a server-streaming RPC and yield its messages."""
+        """Open a server-streaming RPC and yield its messages (``decode``: as in unary())."""
         self.stats.calls += 1
         if request is None:
             request = rpc.request_type()
@@ -386,6 +394,8 @@ class ChannelManager:
         fn = self._streams.get(rpc.name)
         if fn is None:
             raise self._unsupported(rpc)
+        if decode is not None:
+            fn = self._decoded(rpc, decode)
         generation = self._generation
         remaining = None if deadline is None else deadline - time.monotonic()
         call = fn(request, timeout=remaining)
@@ -408,6 +418,16 @@ class ChannelManager:
             raise
         del call, responses
         raise error
+
+    def _decoded(self, rpc: RPC, decode: Callable[[bytes], Any]) -> Any:
+        # Made per call on the current channel (the poller's lists: a few per
+        # period); the cached callables keep every other call free of this.
+        assert self._channel is not None
+        assert self._pinned is not None
+        make = self._channel.unary_stream if rpc.server_streaming else self._channel.unary_unary
+        return make(self._pinned.path(rpc),
+                    request_serializer=rpc.request_type.SerializeToString,
+                    response_deserializer=decode)
 
     async def _abandon(self, call: grpc.aio.Call) -> None:
         # grpc.aio turns an anyio cancellation into a bare CancelledError that

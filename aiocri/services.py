@@ -13,7 +13,7 @@ manager's single invoke path (pinned version, deadline, errors, cancellation).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar, overload
 
 from google.protobuf.message import Message
@@ -61,6 +61,13 @@ class _Service:
 
     def _deadline(self, rpc: RPC) -> float | None:
         return self._timeouts.get(rpc.name, self._timeout)
+
+    def _call_decoded(self, name: str, request: Message, decode: Callable[[bytes], Any]) -> Any:
+        """Call an RPC with its default deadline, ``decode`` parsing the responses
+        (the poller's lean list views); a coroutine, or an async iterator for a stream."""
+        rpc = self._rpcs[name]
+        invoke = self._manager.stream if rpc.server_streaming else self._manager.unary
+        return invoke(rpc, request, self._deadline(rpc), decode)
 
 
 class _RPCDescriptor(Generic[ReqT, RespT]):

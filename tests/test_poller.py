@@ -191,6 +191,17 @@ async def test_first_relist_reports_everything(
         with pytest.raises(TypeError):
             snap.containers["x"] = api.Container()  # type: ignore[index]
         assert len(snap.containers_of(made.pod_ids[0])) == 3
+        # relists keep lean entries; the snapshot gives whole messages, built once
+        late = snap.containers[created]
+        assert isinstance(late, api.Container) and late is snap.containers[created]
+        assert (late.metadata.name, late.labels["io.kubernetes.container.name"],
+                late.pod_sandbox_id, late.image.image) == (
+            "late", "late", made.pod_ids[0], "docker.io/library/busybox:1.36")
+        pod0 = runtime.state.get_pod(made.pod_ids[0]).config
+        assert snap.pods[made.pod_ids[0]].labels == pod0.labels
+        assert snap.pods[made.pod_ids[0]].metadata == pod0.metadata
+        assert "late" in {c.metadata.name for c in snap.containers_of(made.pod_ids[0])}
+        assert all(isinstance(c, api.Container) for c in snap.containers.values())
         # one event per object, for the state it is in
         assert Counter(e.id for e in events).most_common(1)[0][1] == 1
         kinds = {e.id: e.kind for e in events}
