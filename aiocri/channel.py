@@ -30,6 +30,7 @@ Why it is built this way (measured facts, see the project notes):
 
 from __future__ import annotations
 
+import asyncio
 import enum
 import logging
 import math
@@ -89,14 +90,22 @@ _CLIENT_API_VERSION = "0.1.0"
 _SOCKET_POLL = 0.01  # seconds between socket-file checks while the runtime is down
 _FRESH_SOCKET_WINDOW = 1.0  # seconds of fast retries after a sign of the runtime's return
 
-# Read-only RPCs: safe to send again after the connection broke under them.
+# Read-only unary RPCs: safe to send again after the connection broke under them
+# (streams are never re-opened here: their reader decides).
 _RETRY_SAFE = frozenset(
     name
-    for name in RPCS
-    if name.startswith(("List", "Stream"))
-    or name.endswith(("Status", "Stats", "FsInfo"))
-    or name in {"Version", "RuntimeConfig"}
+    for name, rpc in RPCS.items()
+    if not rpc.server_streaming
+    and (name.startswith("List") or name.endswith(("Status", "Stats", "FsInfo"))
+         or name in {"Version", "RuntimeConfig"})
 )
+#: How long one probe's verdict on a READY channel answers for other failing calls.
+_PROBE_REUSE = 0.5
+#: Probe answers meaning "nothing usable answered": the runtime is down or the
+#: connection broke. UNIMPLEMENTED alone means "not this version"; any other answer
+#: is a runtime that is there but not ready (containerd: UNKNOWN "server is not
+#: initialized yet" while it restores its pods).
+_CONNECTION_TROUBLE = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED})
 
 
 class ConnectionState(enum.Enum):
@@ -111,14 +120,14 @@ class ConnectionState(enum.Enum):
         return self in (ConnectionState.RESTART_REQUIRED, ConnectionState.CLOSED)
 
 
-EventKind = Literal["state", "redial_attempt", "newer_version_available", "renegotiated"]
+ConnectionEventKind = Literal["state", "redial_attempt", "newer_version_available", "renegotiated"]
 
 
 @dataclass(frozen=True, slots=True)
 class ConnectionEvent:
     """Something that happened to a connection, for subscribers and logs."""
 
-    kind: EventKind
+    kind: ConnectionEventKind
     state: ConnectionState
     endpoint: str
     pinned: str | None
@@ -266,6 +275,9 @@ class ChannelManager:
         self._task_group: anyio.abc.TaskGroup | None = None
         self._old_channels: list[grpc.aio.Channel] = []
         self._recheck_lock = anyio.Lock()
+        self._probe_lock = anyio.Lock()
+        #: The last verdict on a READY channel after UNAVAILABLE: (generation, at, lost).
+        self._probed: tuple[int, float, bool] | None = None
         self._supervisor_scope = anyio.CancelScope()
         self._socket_identity = _identity(endpoint.path) if endpoint.path else None
         self._fast_retry_from = -math.inf
@@ -323,7 +335,8 @@ class ChannelManager:
         return await tg.__aexit__(exc_type, exc, tb)
 
     async def close(self) -> None:
-        """Fail waiting and later calls with ClientClosed; stop the watcher; close channels."""
+        """Fail waiting, in-flight and later calls with ClientClosed; stop the watcher;
+        close the channels."""
         if self._state is not ConnectionState.CLOSED:
             self._enter_terminal(
                 ConnectionState.CLOSED,
@@ -335,7 +348,6 @@ class ChannelManager:
         # `async with` body, which close() must not cancel.
         await self._close_channels()
         self._supervisor_scope.cancel()
-        self._events.close()
 
     # -- the invoke path ---------------------------------------------------------
 
@@ -365,7 +377,13 @@ class ChannelManager:
             try:
                 return await call
             except grpc.aio.AioRpcError as exc:
-                error = await self._call_failed(exc, rpc, generation)
+                error, broke = await self._call_failed(exc, rpc, generation)
+            except asyncio.CancelledError:
+                await self._abandon(call)
+                if not _cancelled_by_grpc():
+                    del call, fn  # see below
+                    raise
+                error, broke = self._call_dropped(rpc), True
             except BaseException:
                 await self._abandon(call)
                 del call, fn  # see below
@@ -373,9 +391,9 @@ class ChannelManager:
             # A raised error's traceback keeps this frame: let it hold no
             # channel, or grpc.aio cannot release its poller at close().
             del call, fn
-            # The connection broke under a read-only call: wait and send again.
-            retry = isinstance(error, Unavailable) and rpc.name in _RETRY_SAFE
-            if not retry or self.fail_fast:
+            # The connection broke under a read-only call: wait for the redial and
+            # send it again. A runtime that itself answered UNAVAILABLE is believed.
+            if not (broke and rpc.name in _RETRY_SAFE) or self.fail_fast:
                 raise error
             if deadline is not None and time.monotonic() >= deadline:
                 raise error
@@ -409,7 +427,13 @@ class ChannelManager:
                 except StopAsyncIteration:
                     return
                 except grpc.aio.AioRpcError as exc:
-                    error = await self._call_failed(exc, rpc, generation)
+                    error, _ = await self._call_failed(exc, rpc, generation)
+                    break
+                except asyncio.CancelledError:
+                    await self._abandon(call)
+                    if not _cancelled_by_grpc():
+                        raise
+                    error = self._call_dropped(rpc)
                     break
                 yield item
         except BaseException:
@@ -470,45 +494,87 @@ class ChannelManager:
 
     async def _call_failed(
         self, exc: grpc.aio.AioRpcError, rpc: RPC, generation: int
-    ) -> CRIError:
+    ) -> tuple[CRIError, bool]:
+        """The error to raise, and whether the connection broke under the call."""
         code = exc.code()
         self.stats.errors[code.name] += 1
         if self._terminal_error is not None:
-            return self._terminal_error
+            return self._terminal_error, False
         error = from_rpc_error(exc, method=rpc.name, endpoint=str(self.endpoint))
         if code is grpc.StatusCode.UNAVAILABLE:
+            if not await self._connection_lost(generation):
+                return error, False  # the runtime's own answer: no redial, no resend
             self._report_loss(generation)
-            return error
+            return error, True
         if code is grpc.StatusCode.CANCELLED:
-            # We never see our own cancellations here (they raise CancelledError),
-            # so the peer cancelled: a runtime shutting down, or a channel we replaced.
+            # Our own cancellations raise CancelledError instead: the peer cancelled
+            # (a runtime shutting down).
             self._report_loss(generation)
             return Unavailable(
-                "the call was cancelled by the runtime or its connection was replaced",
+                "the call was cancelled by the runtime",
                 code=code,
                 details=exc.details() or "",
                 method=rpc.name,
                 endpoint=str(self.endpoint),
-            )
+            ), True
         if code is grpc.StatusCode.UNIMPLEMENTED and self.stats.redials:
             # After a reconnect, UNIMPLEMENTED may mean the runtime lost our
             # version: check before blaming the RPC.
             await self._recheck()
             if self._terminal_error is not None:
-                return self._terminal_error
-        return error
+                return self._terminal_error, False
+        return error, False
+
+    def _call_dropped(self, rpc: RPC) -> CRIError:
+        """grpc cancelled a call because we closed its channel: say why."""
+        if self._terminal_error is not None:
+            return self._terminal_error
+        return Unavailable(
+            "the connection was replaced (redial) while the call was in flight; "
+            "it may or may not have reached the runtime",
+            code=grpc.StatusCode.UNAVAILABLE,
+            method=rpc.name,
+            endpoint=str(self.endpoint),
+        )
 
     def _report_loss(self, generation: int) -> None:
+        # RECONNECTING at once: calls retried after this wait for the redial
+        # instead of going back to the broken channel.
         if generation == self._generation and self._state is ConnectionState.READY:
             self._loss.set()
+            self._set_state(ConnectionState.RECONNECTING)
+
+    async def _connection_lost(self, generation: int) -> bool:
+        """After UNAVAILABLE: did the connection break, or did the runtime answer so?
+
+        A channel that still says READY is asked with the probe RPC; one verdict
+        serves every call that fails meanwhile (1,000 calls failing at once make
+        one probe, not 1,000).
+        """
+        channel, pinned = self._channel, self._pinned
+        if (generation != self._generation or channel is None or pinned is None
+                or self._state is not ConnectionState.READY):
+            return True  # already replaced, or being redialled
+        if channel.get_state() is not grpc.ChannelConnectivity.READY:
+            return True
+        async with self._probe_lock:
+            probed = self._probed
+            if (probed is not None and probed[0] == generation
+                    and time.monotonic() - probed[1] < _PROBE_REUSE):
+                return probed[2]
+            try:
+                await self._check(channel, pinned)
+                lost = False
+            except grpc.aio.AioRpcError as exc:
+                lost = exc.code() in _CONNECTION_TROUBLE
+            self._probed = (generation, time.monotonic(), lost)
+            return lost
 
     # -- negotiation ------------------------------------------------------------
 
     async def _negotiate(self) -> None:
         """Start-up: find the first version that answers, retrying a dead socket."""
         policy = self.policy
-        last: list[CRIError] = []
-
         async for attempt in self._retrying(stop_before_delay(policy.connect_timeout), start=True):
             with attempt:
                 channel = self._new_channel()
@@ -518,13 +584,8 @@ class ChannelManager:
                         try:
                             response = await self._check(channel, version)
                         except grpc.aio.AioRpcError as exc:
-                            if exc.code() is grpc.StatusCode.UNAVAILABLE or (
-                                exc.code() is grpc.StatusCode.DEADLINE_EXCEEDED
-                            ):
-                                err = from_rpc_error(exc, method=self._probe.name,
-                                                     endpoint=str(self.endpoint))
-                                last[:] = [err]
-                                raise _AttemptFailed(err) from None
+                            if exc.code() is not grpc.StatusCode.UNIMPLEMENTED:
+                                raise self._attempt_failed(exc) from None
                             answer = f"{exc.code().name} {exc.details() or ''}"
                             attempts[version.name] = answer.strip()
                             continue
@@ -543,6 +604,14 @@ class ChannelManager:
                     endpoint=str(self.endpoint),
                 )
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def _attempt_failed(self, exc: grpc.aio.AioRpcError) -> _AttemptFailed:
+        """A probe answered neither OK nor UNIMPLEMENTED: retry (start-up and redial)."""
+        if exc.code() not in _CONNECTION_TROUBLE:
+            # Something answered: a runtime that is starting. Retry at the first step.
+            self._fast_retry_from = time.monotonic()
+        return _AttemptFailed(
+            from_rpc_error(exc, method=self._probe.name, endpoint=str(self.endpoint)))
 
     async def _check(self, channel: grpc.aio.Channel, version: CRIVersion) -> Any:
         """The probe (Version, or ImageFsInfo for an image endpoint) on ``version``."""
@@ -574,11 +643,13 @@ class ChannelManager:
         self._pinned = version
         old, self._channel = self._channel, channel
         if old is not None and old is not channel:
-            # Calls still on it fail as CANCELLED and are retried (see _call_failed).
+            # grpc cancels the calls still on it: unary()/stream() raise Unavailable
+            # for them (read-only unary calls are sent again on the new channel).
             self._old_channels.append(old)
             if self._task_group is not None:
                 self._task_group.start_soon(self._close_old_channels)
         self._generation += 1
+        self._loss = anyio.Event()
         self._unary = {}
         self._streams = {}
         for rpc in RPCS.values():
@@ -619,8 +690,7 @@ class ChannelManager:
         """Return when the channel leaves READY or a call reported a loss."""
         channel = self._channel
         assert channel is not None
-        self._loss = anyio.Event()
-        loss = self._loss
+        loss = self._loss  # made in _pin: a report before this wait is kept
         async with anyio.create_task_group() as tg:
 
             async def watch_channel() -> None:
@@ -658,7 +728,8 @@ class ChannelManager:
                     f"gave up redialling after {time.monotonic() - started:.1f} s "
                     f"({exc.error.message})",
                     endpoint=str(self.endpoint),
-                    hint="restart the client once the runtime is back, or raise give_up_after",
+                    hint="restart the client once the runtime is back, or allow a longer "
+                         "outage with connect(..., redial=RedialPolicy(give_up_after=...))",
                 ),
             )
 
@@ -675,16 +746,14 @@ class ChannelManager:
             response = await self._check(channel, pinned)
         except grpc.aio.AioRpcError as exc:
             if exc.code() is grpc.StatusCode.UNIMPLEMENTED:
-                await self._version_lost(channel)
+                try:
+                    await self._version_lost(channel)
+                except BaseException:
+                    await channel.close(None)
+                    raise
                 return
             await channel.close(None)
-            if exc.code() is not grpc.StatusCode.UNAVAILABLE:
-                # Something answered (containerd: UNKNOWN "server is not initialized
-                # yet" while it restores its pods): it is starting, keep retrying fast.
-                self._fast_retry_from = time.monotonic()
-            raise _AttemptFailed(
-                from_rpc_error(exc, method=self._probe.name, endpoint=str(self.endpoint))
-            ) from None
+            raise self._attempt_failed(exc) from None
         except BaseException:
             await channel.close(None)
             raise
@@ -713,22 +782,22 @@ class ChannelManager:
     async def _version_lost(self, channel: grpc.aio.Channel) -> None:
         pinned = self._pinned
         assert pinned is not None
-        served: list[str] = []
-        after: api_pb2.VersionResponse | None = None
+        answers: dict[str, Any] = {}
         for version in VERSIONS.values():
             if version is pinned:
                 continue
             try:
-                response = await self._check(channel, version)
-            except grpc.aio.AioRpcError:
-                continue
-            served.append(version.name)
-            if isinstance(response, api_pb2.VersionResponse) and after is None:
-                after = response
-        usable = [v for v in self.versions if v.name in served]
+                answers[version.name] = await self._check(channel, version)
+            except grpc.aio.AioRpcError as exc:
+                if exc.code() is not grpc.StatusCode.UNIMPLEMENTED:
+                    # No verdict from a runtime that did not really answer.
+                    raise self._attempt_failed(exc) from None
+        served = list(answers)
+        after = next((r for r in answers.values()
+                      if isinstance(r, api_pb2.VersionResponse)), None)
+        usable = [v for v in self.versions if v.name in answers]
         if self.on_version_loss == "renegotiate" and usable:
-            response = await self._check(channel, usable[0])
-            self._pin(usable[0], response, channel)
+            self._pin(usable[0], answers[usable[0].name], channel)
             self.stats.redials += 1
             log.warning("%s: runtime dropped CRI %s; renegotiated to %s",
                         self.endpoint, pinned.name, usable[0].name)
@@ -758,7 +827,10 @@ class ChannelManager:
                 await self._check(channel, pinned)
             except grpc.aio.AioRpcError as exc:
                 if exc.code() is grpc.StatusCode.UNIMPLEMENTED:
-                    await self._version_lost(channel)
+                    try:
+                        await self._version_lost(channel)
+                    except _AttemptFailed:
+                        self._report_loss(self._generation)  # the redial decides
 
     def _retrying(self, stop: Any, *, start: bool) -> AsyncRetrying:
         policy = self.policy
@@ -859,7 +931,7 @@ class ChannelManager:
             self._task_group.start_soon(self._close_channels)
         self._events.close()
 
-    def _publish(self, kind: EventKind, **extra: Any) -> None:
+    def _publish(self, kind: ConnectionEventKind, **extra: Any) -> None:
         self._events.publish(
             ConnectionEvent(
                 kind=kind,
@@ -872,9 +944,7 @@ class ChannelManager:
 
     async def _close_old_channels(self) -> None:
         channels, self._old_channels = self._old_channels, []
-        with anyio.CancelScope(shield=True):
-            for channel in channels:
-                await channel.close(None)
+        await _close(channels)
 
     async def _close_channels(self) -> None:
         channels = [c for c in (*self._old_channels, self._channel) if c is not None]
@@ -884,9 +954,20 @@ class ChannelManager:
         # poller (bound to this event loop) only when the last one is collected.
         self._unary = {}
         self._streams = {}
-        with anyio.CancelScope(shield=True):
-            for channel in channels:
-                await channel.close(None)
+        await _close(channels)
+
+
+async def _close(channels: list[grpc.aio.Channel]) -> None:
+    with anyio.CancelScope(shield=True):
+        for channel in channels:
+            await channel.close(None)
+
+
+def _cancelled_by_grpc() -> bool:
+    """Inside ``except CancelledError``: grpc cancelled the call (we closed its
+    channel), not somebody cancelling the calling task (that counts in cancelling())."""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() == 0
 
 
 def _identity(path: str) -> tuple[int, int, float] | None:

@@ -252,7 +252,115 @@ async def test_renegotiate_policy_switches_in_place(sock_dir: Path) -> None:
             tg.cancel_scope.cancel()
         assert client.state is ConnectionState.READY
         assert client.version is aiocri.V1
+        # the version found while checking is pinned with its answer: no second probe
+        assert rt.calls_by_path["/runtime.v1.RuntimeService/Version"] == 1
         assert (await client.runtime.version()).runtime_api_version == "v1"
+
+
+async def test_renegotiate_survives_a_failing_probe(sock_dir: Path) -> None:
+    """An UNAVAILABLE while probing the other versions is a failed redial attempt,
+    retried; it never escapes as a raw grpc error or leaks the new channel."""
+    async with (
+        FakeRuntime(str(sock_dir / "rt.sock"), versions=("v1alpha2",)) as rt,
+        aiocri.connect(rt.endpoint, redial=FAST, on_version_loss="renegotiate") as client,
+    ):
+        await rt.stop()
+        await _wait_state(client, ConnectionState.RECONNECTING)
+        rt.inject_errors("Version", count=1)  # the first answer after the upgrade
+        await rt.start(versions=("v1",))
+        with anyio.fail_after(5):
+            while client.version is not aiocri.V1:
+                await anyio.sleep(0.01)
+        assert client.state is ConnectionState.READY
+        assert (await client.runtime.version()).runtime_api_version == "v1"
+
+
+async def test_startup_waits_for_a_runtime_that_is_not_ready(runtime: FakeRuntime) -> None:
+    """containerd answers UNKNOWN "server is not initialized yet" while it restores
+    its pods: that is a runtime starting, not a version it lacks."""
+    runtime.inject_errors("Version", code=grpc.StatusCode.UNKNOWN,
+                          details="server is not initialized yet")
+
+    async def ready_later() -> None:
+        await anyio.sleep(0.3)
+        runtime.clear_injections()
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(ready_later)
+        started = time.monotonic()
+        async with aiocri.connect(runtime.endpoint, redial=FAST) as client:
+            assert client.version is aiocri.V1
+        assert time.monotonic() - started >= 0.3
+
+
+async def test_runtime_answering_unavailable_is_believed(runtime: FakeRuntime) -> None:
+    """UNAVAILABLE from the runtime itself over a healthy connection: the call fails
+    with it at once; no redial, no resend loop."""
+    runtime.inject_errors("ListContainers", code=grpc.StatusCode.UNAVAILABLE)
+    async with aiocri.connect(runtime.endpoint, redial=FAST) as client:
+        for _ in range(3):
+            with pytest.raises(aiocri.Unavailable, match="injected"):
+                await client.runtime.list_containers(timeout=2.0)
+        assert runtime.calls["ListContainers"] == 3
+        assert client.stats.redials == 0
+        assert client.state is ConnectionState.READY
+        runtime.clear_injections()
+        await client.runtime.list_containers()
+
+
+async def test_calls_in_flight_when_the_channel_is_replaced(runtime: FakeRuntime) -> None:
+    """A redial closes the old channel under calls still on it: grpc cancels them.
+    A read-only call is sent again on the new channel; a state-changing one fails
+    with Unavailable. Neither leaks a bare CancelledError to the caller."""
+    made = runtime.populate(pods=1, containers_per_pod=1)
+    runtime.inject_latency("ListContainers", 0.5)
+    runtime.inject_latency("StopContainer", 0.5)
+    async with aiocri.connect(runtime.endpoint, redial=FAST) as client:
+        outcome: dict[str, object] = {}
+
+        async def call(name: str, fn: object) -> None:
+            try:
+                outcome[name] = await fn()  # type: ignore[operator]
+            except aiocri.CRIError as exc:
+                outcome[name] = exc
+            except asyncio.CancelledError:
+                outcome[name] = "bare CancelledError"
+                raise
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(call, "list", client.runtime.list_containers)
+            tg.start_soon(call, "stop", lambda: client.runtime.stop_container(
+                aiocri.api.StopContainerRequest(container_id=made.container_ids[0])))
+            await anyio.sleep(0.1)
+            # the runtime cancels one call: a lost connection, as far as a client knows
+            runtime.inject_errors("Version", code=grpc.StatusCode.CANCELLED, count=1)
+            await client.runtime.version()  # read-only: sent again after the redial
+            await _wait_state(client, ConnectionState.READY)
+        assert client.stats.redials == 1
+        assert isinstance(outcome["list"], aiocri.api.ListContainersResponse)
+        assert isinstance(outcome["stop"], aiocri.Unavailable), outcome["stop"]
+        assert "replaced" in str(outcome["stop"])
+
+
+async def test_close_fails_calls_in_flight_with_client_closed(runtime: FakeRuntime) -> None:
+    runtime.inject_latency("ListContainers", 2.0)
+    async with aiocri.connect(runtime.endpoint) as client:
+        outcome: list[object] = []
+
+        async def call() -> None:
+            try:
+                await client.runtime.list_containers()
+            except aiocri.CRIError as exc:
+                outcome.append(exc)
+            except asyncio.CancelledError:
+                outcome.append("bare CancelledError")
+                raise
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(call)
+            await anyio.sleep(0.2)
+            await client.close()
+        assert len(outcome) == 1 and isinstance(outcome[0], aiocri.ClientClosed), outcome
 
 
 async def test_long_outage_calls_fail_within_deadline_then_recover(runtime: FakeRuntime) -> None:
