@@ -20,7 +20,7 @@ from google.protobuf.message_factory import GetMessageClass
 
 from aiocri._proto.runtime.v1 import api_pb2
 
-__all__ = ["LISTS", "full"]
+__all__ = ["ITEMS", "LISTS", "full"]
 
 #: The fields a relist reads, per listed message.
 _KEEP = {
@@ -73,6 +73,8 @@ def _build() -> dict[str, type[Message]]:
 
 #: Lean response classes by RPC name (``LISTS["StreamContainers"].FromString``).
 LISTS: dict[str, type[Message]] = _build()
+#: The repeated field holding the objects in each list response ("containers", "items"...).
+ITEMS: dict[str, str] = {rpc: cls.DESCRIPTOR.fields[0].name for rpc, cls in LISTS.items()}
 
 
 def full(lean: Any, cls: type[Message]) -> Any:

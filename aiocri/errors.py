@@ -91,7 +91,10 @@ class EndpointError(CRIError, ValueError):
 class ConnectFailed(CRIError):
     """No connection could be made before the connect timeout."""
 
-    hint = "check that the runtime runs and listens on this socket, or raise connect_timeout"
+    hint = (
+        "check that the runtime runs and listens on this socket, or allow more time with "
+        "connect(..., redial=RedialPolicy(connect_timeout=...))"
+    )
 
 
 class NotACRIRuntime(ConnectFailed):

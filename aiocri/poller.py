@@ -95,7 +95,8 @@ import anyio
 import anyio.abc
 
 from aiocri import api
-from aiocri._lean import LISTS, full
+from aiocri._lean import ITEMS, LISTS, full
+from aiocri._rpc import RPCS
 from aiocri.errors import (
     CRIError,
     DeadlineExceeded,
@@ -389,10 +390,8 @@ class Poller:
         self._tg: anyio.abc.TaskGroup | None = None
         self._workers: anyio.abc.TaskGroup | None = None
         self._work_scope = anyio.CancelScope()
-        self._list_pods_req = api.ListPodSandboxRequest()
-        self._list_containers_req = api.ListContainersRequest()
-        self._stream_pods_req = api.StreamPodSandboxesRequest()
-        self._stream_containers_req = api.StreamContainersRequest()
+        # The list requests (no filter), made once.
+        self._list_requests = {rpc: RPCS[rpc].request_type() for rpc in LISTS}
 
     # -- public face -----------------------------------------------------------------
 
@@ -693,41 +692,24 @@ class Poller:
                  rpc, type(exc).__name__)
         self._no_stream_at[rpc] = self._client.stats.redials
 
-    async def _list_pods(self, sink: Callable[[Iterable[_Listed]], None]) -> None:
-        call = self._client.runtime._call_decoded
+    async def _list_objects(
+        self, sink: Callable[[Iterable[_Obj]], None], what: str, stream_rpc: str, list_rpc: str
+    ) -> str:
+        """List pods or containers into ``sink`` (the Stream* list when usable, else the
+        unary one); return the RPC used."""
+        call, requests = self._client.runtime._call_decoded, self._list_requests
         if await self._list(
-            "StreamPodSandboxes",
-            lambda: call("StreamPodSandboxes", self._stream_pods_req,
-                         LISTS["StreamPodSandboxes"].FromString),
-            lambda chunk: sink(chunk.pod_sandboxes),
+            stream_rpc,
+            lambda: call(stream_rpc, requests[stream_rpc], LISTS[stream_rpc].FromString),
+            lambda chunk: sink(getattr(chunk, ITEMS[stream_rpc])),
         ):
-            self.stats.pod_list = "StreamPodSandboxes"
-            return
+            return stream_rpc
         try:
-            response = await call("ListPodSandbox", self._list_pods_req,
-                                  LISTS["ListPodSandbox"].FromString)
+            response = await call(list_rpc, requests[list_rpc], LISTS[list_rpc].FromString)
         except MessageTooLarge as exc:
-            raise _too_large(exc, "pod sandboxes") from None
-        self.stats.pod_list = "ListPodSandbox"
-        sink(response.items)
-
-    async def _list_containers(self, sink: Callable[[Iterable[_ListedContainer]], None]) -> None:
-        call = self._client.runtime._call_decoded
-        if await self._list(
-            "StreamContainers",
-            lambda: call("StreamContainers", self._stream_containers_req,
-                         LISTS["StreamContainers"].FromString),
-            lambda chunk: sink(chunk.containers),
-        ):
-            self.stats.container_list = "StreamContainers"
-            return
-        try:
-            response = await call("ListContainers", self._list_containers_req,
-                                  LISTS["ListContainers"].FromString)
-        except MessageTooLarge as exc:
-            raise _too_large(exc, "containers") from None
-        self.stats.container_list = "ListContainers"
-        sink(response.containers)
+            raise _too_large(exc, what) from None
+        sink(getattr(response, ITEMS[list_rpc]))
+        return list_rpc
 
     async def _list(
         self, rpc: str, open_stream: Callable[[], AsyncIterator[Any]],
@@ -753,8 +735,10 @@ class Poller:
         """One relist: list, diff, fetch statuses of what changed, emit, swap the snapshot."""
         old_pods, old_containers = self._pods, self._containers
         pod_diff, container_diff = _Diff(old_pods), _Diff(old_containers)
-        await self._list_pods(pod_diff.add)
-        await self._list_containers(container_diff.add)
+        self.stats.pod_list = await self._list_objects(
+            pod_diff.add, "pod sandboxes", "StreamPodSandboxes", "ListPodSandbox")
+        self.stats.container_list = await self._list_objects(
+            container_diff.add, "containers", "StreamContainers", "ListContainers")
         pods, pods_changed, pods_removed = pod_diff.result()
         containers, changed, removed = container_diff.result()
 

@@ -28,7 +28,7 @@ from aiocri._cli.render import OutputFormat, age, dump, message_dict, truncate_i
 from aiocri._cli.runner import current_endpoint, run
 from aiocri.client import CRIClient
 from aiocri.errors import RestartRequired, Unavailable, Unsupported, UnsupportedByVersion
-from aiocri.poller import EventKind, LifecycleEvent, Poller
+from aiocri.poller import EventKind, LifecycleEvent, Poller, _Backoff
 
 __all__ = ["event_message", "events_cmd", "watch_cmd"]
 
@@ -81,16 +81,28 @@ def events_cmd(
 
     async def from_runtime(client: CRIClient) -> None:
         """GetContainerEvents, reopened after the client redialled (a runtime restart)."""
+        # A runtime may answer UNAVAILABLE over a healthy connection: without a
+        # backoff the reopen would spin and print on every pass.
+        backoff = _Backoff()
+        reported: str | None = None  # the error already on stderr, until events flow again
         while True:
+            delivered = False
             try:
                 async for event in client.runtime.get_container_events(api.GetEventsRequest()):
+                    delivered = True
                     if show(event):
                         return
                 return
-            except Unavailable:
-                sys.stderr.write("aiocri: the event stream broke (runtime restarting?); "
-                                 "reopening it once the client has redialled\n")
-                sys.stderr.flush()
+            except Unavailable as exc:
+                if delivered:
+                    backoff.reset()
+                    reported = None
+                if str(exc) != reported:  # one line per run of identical errors
+                    reported = str(exc)
+                    sys.stderr.write("aiocri: the event stream broke (runtime restarting?); "
+                                     "reopening it once the client has redialled\n")
+                    sys.stderr.flush()
+            await anyio.sleep(backoff.next())
 
     async def from_poller(client: CRIClient) -> None:
         async with Poller(client, period=period, mode="relist") as poller:

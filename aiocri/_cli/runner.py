@@ -86,9 +86,11 @@ def _leaf(exc: BaseException) -> BaseException:
 
 # The library's advice names connect() arguments; the command's user has flags instead.
 _CLI_WORDS = (
-    ("raise connect_timeout", "raise -t/--timeout"),
+    ("allow more time with connect(..., redial=RedialPolicy(connect_timeout=...))",
+     "raise -t/--timeout"),
     ("raise timeout=", "raise -t/--timeout"),
-    ("raise give_up_after", "raise -t/--timeout"),
+    ("allow a longer outage with connect(..., redial=RedialPolicy(give_up_after=...))",
+     "raise -t/--timeout"),
     ("CONTAINER_RUNTIME_ENDPOINT for the CLI", "-r or CONTAINER_RUNTIME_ENDPOINT"),
     ("open a new client with aiocri.connect()", "run the command again"),
     ("restart the client (a new aiocri.connect() negotiates again)",
