@@ -24,8 +24,14 @@ Why it is built this way (measured facts, see the project notes):
 - a reconnect is never trusted before ``Version`` on the pinned version
   answers again: that is how RESTART_REQUIRED is detected;
 - read-only calls that the lost connection broke (UNAVAILABLE, or CANCELLED
-  by a runtime shutting down) are sent again once READY, within their own
-  deadline; calls that change state are not, and raise ``Unavailable``.
+  by a runtime shutting down, or cancelled by grpc when a redial replaced their
+  channel) are sent again once READY, within their own deadline; calls that
+  change state are not, and raise ``Unavailable``;
+- UNAVAILABLE while the channel still says READY may be the runtime's own
+  answer: one probe (shared by every call failing meanwhile) tells a broken
+  connection from a runtime that said so, which is then raised as it is, with
+  no redial and no resend (otherwise: a resend-and-redial loop until the
+  deadline).
 """
 
 from __future__ import annotations
