@@ -383,7 +383,7 @@ class ChannelManager:
             try:
                 return await call
             except grpc.aio.AioRpcError as exc:
-                error, broke = await self._call_failed(exc, rpc, generation)
+                error, broke = await self._call_failed(exc, rpc, generation, deadline)
             except asyncio.CancelledError:
                 await self._abandon(call)
                 if not _cancelled_by_grpc():
@@ -433,7 +433,7 @@ class ChannelManager:
                 except StopAsyncIteration:
                     return
                 except grpc.aio.AioRpcError as exc:
-                    error, _ = await self._call_failed(exc, rpc, generation)
+                    error, _ = await self._call_failed(exc, rpc, generation, deadline)
                     break
                 except asyncio.CancelledError:
                     await self._abandon(call)
@@ -499,7 +499,7 @@ class ChannelManager:
                 await ready.wait()
 
     async def _call_failed(
-        self, exc: grpc.aio.AioRpcError, rpc: RPC, generation: int
+        self, exc: grpc.aio.AioRpcError, rpc: RPC, generation: int, deadline: float | None
     ) -> tuple[CRIError, bool]:
         """The error to raise, and whether the connection broke under the call."""
         code = exc.code()
@@ -508,7 +508,7 @@ class ChannelManager:
             return self._terminal_error, False
         error = from_rpc_error(exc, method=rpc.name, endpoint=str(self.endpoint))
         if code is grpc.StatusCode.UNAVAILABLE:
-            if not await self._connection_lost(generation):
+            if not await self._connection_lost(generation, deadline):
                 return error, False  # the runtime's own answer: no redial, no resend
             self._report_loss(generation)
             return error, True
@@ -550,12 +550,13 @@ class ChannelManager:
             self._loss.set()
             self._set_state(ConnectionState.RECONNECTING)
 
-    async def _connection_lost(self, generation: int) -> bool:
+    async def _connection_lost(self, generation: int, deadline: float | None) -> bool:
         """After UNAVAILABLE: did the connection break, or did the runtime answer so?
 
         A channel that still says READY is asked with the probe RPC; one verdict
         serves every call that fails meanwhile (1,000 calls failing at once make
-        one probe, not 1,000).
+        one probe, not 1,000). No verdict within the call's deadline counts as a
+        loss (the call then fails with its error).
         """
         channel, pinned = self._channel, self._pinned
         if (generation != self._generation or channel is None or pinned is None
@@ -563,18 +564,20 @@ class ChannelManager:
             return True  # already replaced, or being redialled
         if channel.get_state() is not grpc.ChannelConnectivity.READY:
             return True
-        async with self._probe_lock:
-            probed = self._probed
-            if (probed is not None and probed[0] == generation
-                    and time.monotonic() - probed[1] < _PROBE_REUSE):
-                return probed[2]
-            try:
-                await self._check(channel, pinned)
-                lost = False
-            except grpc.aio.AioRpcError as exc:
-                lost = exc.code() in _CONNECTION_TROUBLE
-            self._probed = (generation, time.monotonic(), lost)
-            return lost
+        with anyio.move_on_after(math.inf if deadline is None else deadline - time.monotonic()):
+            async with self._probe_lock:
+                probed = self._probed
+                if (probed is not None and probed[0] == generation
+                        and time.monotonic() - probed[1] < _PROBE_REUSE):
+                    return probed[2]
+                try:
+                    await self._check(channel, pinned)
+                    lost = False
+                except grpc.aio.AioRpcError as exc:
+                    lost = exc.code() in _CONNECTION_TROUBLE
+                self._probed = (generation, time.monotonic(), lost)
+                return lost
+        return True
 
     # -- negotiation ------------------------------------------------------------
 
