@@ -304,6 +304,22 @@ async def test_runtime_answering_unavailable_is_believed(runtime: FakeRuntime) -
         assert runtime.calls["ListContainers"] == 3
         assert client.stats.redials == 0
         assert client.state is ConnectionState.READY
+        # many calls failing at once share one probe of the connection
+        probes = runtime.calls["Version"]
+        failed: list[BaseException] = []
+
+        async def one() -> None:
+            try:
+                await client.runtime.list_containers(timeout=2.0)
+            except aiocri.Unavailable as exc:
+                failed.append(exc)
+
+        async with anyio.create_task_group() as tg:
+            for _ in range(50):
+                tg.start_soon(one)
+        assert len(failed) == 50
+        assert runtime.calls["Version"] - probes <= 2
+        assert client.stats.redials == 0
         runtime.clear_injections()
         await client.runtime.list_containers()
 
