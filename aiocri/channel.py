@@ -454,10 +454,7 @@ class ChannelManager:
         # period); the cached callables keep every other call free of this.
         assert self._channel is not None
         assert self._pinned is not None
-        make = self._channel.unary_stream if rpc.server_streaming else self._channel.unary_unary
-        return make(self._pinned.path(rpc),
-                    request_serializer=rpc.request_type.SerializeToString,
-                    response_deserializer=decode)
+        return _multicallable(self._channel, self._pinned, rpc, decode)
 
     async def _abandon(self, call: grpc.aio.Call) -> None:
         # grpc.aio turns an anyio cancellation into a bare CancelledError that
@@ -662,21 +659,10 @@ class ChannelManager:
         self._unary = {}
         self._streams = {}
         for rpc in RPCS.values():
-            if not version.has(rpc):
-                continue
-            path = version.path(rpc)
-            if rpc.server_streaming:
-                self._streams[rpc.name] = channel.unary_stream(
-                    path,
-                    request_serializer=rpc.request_type.SerializeToString,
-                    response_deserializer=rpc.response_type.FromString,
-                )
-            else:
-                self._unary[rpc.name] = channel.unary_unary(
-                    path,
-                    request_serializer=rpc.request_type.SerializeToString,
-                    response_deserializer=rpc.response_type.FromString,
-                )
+            if version.has(rpc):
+                table: dict[str, Any] = self._streams if rpc.server_streaming else self._unary
+                table[rpc.name] = _multicallable(channel, version, rpc,
+                                                 rpc.response_type.FromString)
 
     def _new_channel(self) -> grpc.aio.Channel:
         return grpc.aio.insecure_channel(self.endpoint.target, options=self._options)
@@ -964,6 +950,14 @@ class ChannelManager:
         self._unary = {}
         self._streams = {}
         await _close(channels)
+
+
+def _multicallable(channel: grpc.aio.Channel, version: CRIVersion, rpc: RPC,
+                   decode: Callable[[bytes], Any]) -> Any:
+    """``rpc`` on ``version``'s method path, its responses parsed by ``decode``."""
+    make = channel.unary_stream if rpc.server_streaming else channel.unary_unary
+    return make(version.path(rpc), request_serializer=rpc.request_type.SerializeToString,
+                response_deserializer=decode)
 
 
 async def _close(channels: list[grpc.aio.Channel]) -> None:
