@@ -13,14 +13,9 @@ raises :class:`RestartRequired` when the upgraded runtime dropped it.
 """
 
 import logging
-import os
 
-# grpc's documented default verbosity is ERROR, but grpcio 1.85's C core prints
-# INFO transport notices (a GOAWAY on every runtime restart) to stderr. Restore
-# the documented default unless the user chose; read once, when grpc loads.
-os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
-
-from aiocri.channel import ConnectionEvent, ConnectionState, ConnectionStats, RedialPolicy
+from aiocri._events import ConnectionEvent, ConnectionState, ConnectionStats
+from aiocri._policy import RedialPolicy
 from aiocri.client import CRIClient, connect
 from aiocri.endpoint import Endpoint, parse_endpoint
 from aiocri.errors import (
@@ -29,6 +24,7 @@ from aiocri.errors import (
     CRIError,
     DeadlineExceeded,
     EndpointError,
+    InternalError,
     InvalidArgument,
     MessageTooLarge,
     NoSupportedVersion,
@@ -66,6 +62,7 @@ __all__ = [
     "EndpointError",
     "EventKind",
     "ImageService",
+    "InternalError",
     "InvalidArgument",
     "LifecycleEvent",
     "MessageTooLarge",

@@ -1,55 +1,39 @@
 """The channel manager: dial, negotiate, pin, watch, redial, re-check.
 
-One manager owns the grpc channel to one endpoint. It is the only module that
-talks to grpc: services hand it an RPC and a request, it picks the pinned
-version's method path, waits for READY, applies the deadline, maps errors and
-makes cancellation behave under anyio.
-
-Life of a connection::
+One manager owns the connection to one endpoint and is the only code that
+talks to grpc. Each successful dial makes a new immutable
+:class:`~aiocri._connection.Connection` (a generation); calls run on the
+current one, and a failed call asks :func:`aiocri._verdict.decide` whether to
+raise the runtime's answer, probe the connection, or declare it lost (then
+read-only calls are sent again on the next generation). A supervisor task
+waits for the loss, redials with tenacity and re-checks the pinned version
+before trusting the new connection::
 
     CONNECTING --negotiated--> READY --lost--> RECONNECTING --Version ok--> READY
                                                RECONNECTING --pinned gone--> RESTART_REQUIRED
-    any --close()--> CLOSED
+    any --aclose()--> CLOSED
 
-Why it is built this way (measured facts, see the project notes):
-- a grpc channel whose server died idles until kicked and then backs off on
-  its own schedule (1 s first, up to 120 s), so every redial attempt uses a
-  fresh channel with a local subchannel pool (no inherited backoff) and
-  tenacity decides when to try;
-- between attempts the socket file is watched, so a runtime that comes back
-  is dialled within about 10 ms instead of at the next backoff step;
-- a runtime answers "not ready" for a while after creating its socket
-  (containerd restores its pods first), so retries stay at the first step
-  while it does;
-- a reconnect is never trusted before ``Version`` on the pinned version
-  answers again: that is how RESTART_REQUIRED is detected;
-- read-only calls that the lost connection broke (UNAVAILABLE, or CANCELLED
-  by a runtime shutting down, or cancelled by grpc when a redial replaced their
-  channel) are sent again once READY, within their own deadline; calls that
-  change state are not, and raise ``Unavailable``;
-- UNAVAILABLE while the channel still says READY may be the runtime's own
-  answer: one probe (shared by every call failing meanwhile) tells a broken
-  connection from a runtime that said so, which is then raised as it is, with
-  no redial and no resend (otherwise: a resend-and-redial loop until the
-  deadline).
+Why it is built this way (facts measured here, see the project notes): a
+channel whose runtime died idles, then backs off on grpc's own schedule, so
+every redial uses a fresh channel with a private subchannel pool and the socket
+file is watched between attempts; a runtime answers "not ready" for a while
+after it creates its socket, so retries stay at the first step while it does;
+a runtime that keeps breaking fresh connections gets redials spaced by the
+policy's backoff, never a storm.
 """
 
 from __future__ import annotations
 
 import asyncio
-import enum
 import logging
 import math
 import os
 import time
-from collections import Counter, deque
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
-from types import TracebackType
 from typing import Any, Literal
 
 import anyio
-import anyio.abc
+import anyio.lowlevel
 import grpc
 import grpc.aio
 from google.protobuf.message import Message
@@ -62,8 +46,20 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
+from aiocri._connection import Connection, close_channel
+from aiocri._events import (
+    ConnectionEvent,
+    ConnectionEventKind,
+    ConnectionState,
+    ConnectionStats,
+    EventBroadcast,
+    Subscription,
+)
+from aiocri._policy import RedialPolicy
 from aiocri._proto.runtime.v1 import api_pb2
 from aiocri._rpc import RPC, RPCS
+from aiocri._tasks import TaskSet
+from aiocri._verdict import Link, ProbeOutcome, Verdict, decide
 from aiocri.endpoint import Endpoint, check_socket
 from aiocri.errors import (
     ClientClosed,
@@ -71,6 +67,7 @@ from aiocri.errors import (
     CRIError,
     DeadlineExceeded,
     EndpointError,
+    InternalError,
     NoSupportedVersion,
     NotACRIRuntime,
     RestartRequired,
@@ -81,10 +78,12 @@ from aiocri.errors import (
 from aiocri.versions import VERSIONS, CRIVersion
 
 __all__ = [
+    "DEFAULT_MAX_MESSAGE_SIZE",
     "ChannelManager",
     "ConnectionEvent",
     "ConnectionState",
     "ConnectionStats",
+    "EventBroadcast",
     "RedialPolicy",
 ]
 
@@ -95,9 +94,10 @@ DEFAULT_MAX_MESSAGE_SIZE = 16 * 1024 * 1024  # the kubelet's default
 _CLIENT_API_VERSION = "0.1.0"
 _SOCKET_POLL = 0.01  # seconds between socket-file checks while the runtime is down
 _FRESH_SOCKET_WINDOW = 1.0  # seconds of fast retries after a sign of the runtime's return
+#: A generation that lived at least this long was healthy: its loss is not a flap.
+_STABLE = 5.0
 
-# Read-only unary RPCs: safe to send again after the connection broke under them
-# (streams are never re-opened here: their reader decides).
+# Read-only unary RPCs: safe to send again after the connection broke under them.
 _RETRY_SAFE = frozenset(
     name
     for name, rpc in RPCS.items()
@@ -105,76 +105,8 @@ _RETRY_SAFE = frozenset(
     and (name.startswith("List") or name.endswith(("Status", "Stats", "FsInfo"))
          or name in {"Version", "RuntimeConfig"})
 )
-#: How long one probe's verdict on a READY channel answers for other failing calls.
-_PROBE_REUSE = 0.5
-#: Probe answers meaning "nothing usable answered": the runtime is down or the
-#: connection broke. UNIMPLEMENTED alone means "not this version"; any other answer
-#: is a runtime that is there but not ready (containerd: UNKNOWN "server is not
-#: initialized yet" while it restores its pods).
+#: Probe answers meaning "nothing usable answered" during a dial.
 _CONNECTION_TROUBLE = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED})
-
-
-class ConnectionState(enum.Enum):
-    CONNECTING = "connecting"
-    READY = "ready"
-    RECONNECTING = "reconnecting"
-    RESTART_REQUIRED = "restart_required"
-    CLOSED = "closed"
-
-    @property
-    def terminal(self) -> bool:
-        return self in (ConnectionState.RESTART_REQUIRED, ConnectionState.CLOSED)
-
-
-ConnectionEventKind = Literal["state", "redial_attempt", "newer_version_available", "renegotiated"]
-
-
-@dataclass(frozen=True, slots=True)
-class ConnectionEvent:
-    """Something that happened to a connection, for subscribers and logs."""
-
-    kind: ConnectionEventKind
-    state: ConnectionState
-    endpoint: str
-    pinned: str | None
-    attempt: int = 0
-    error: CRIError | None = None
-    #: CRI versions the runtime answered on (filled after a version check).
-    served: tuple[str, ...] = ()
-    at: float = field(default_factory=time.monotonic)
-
-
-@dataclass(frozen=True, slots=True)
-class RedialPolicy:
-    """How to dial and redial: tenacity's exponential backoff with jitter.
-
-    ``connect_timeout`` bounds start-up (a dead socket is retried that long);
-    ``give_up_after`` bounds an outage (None: never give up, like the kubelet).
-    """
-
-    initial: float = 0.02
-    maximum: float = 1.0
-    multiplier: float = 2.0
-    jitter: float = 0.02
-    attempt_timeout: float = 2.0
-    connect_timeout: float = 10.0
-    give_up_after: float | None = None
-
-
-@dataclass
-class ConnectionStats:
-    """Counters a user can read (``client.stats``)."""
-
-    calls: int = 0
-    errors: Counter[str] = field(default_factory=Counter)
-    redials: int = 0
-    redial_attempts: int = 0
-    state: ConnectionState = ConnectionState.CONNECTING
-    state_since: float = field(default_factory=time.monotonic)
-
-    @property
-    def time_in_state(self) -> float:
-        return time.monotonic() - self.state_since
 
 
 class _AttemptFailed(Exception):
@@ -185,51 +117,12 @@ class _AttemptFailed(Exception):
         self.error = error
 
 
-class _Subscriber:
-    def __init__(self, size: int) -> None:
-        self.queue: deque[ConnectionEvent] = deque(maxlen=size)
-        self.wake = anyio.Event()
-
-
-class EventBroadcast:
-    """Fan-out of events to subscribers, bounded per subscriber (oldest dropped)."""
-
-    def __init__(self, size: int = 256) -> None:
-        self._size = size
-        self._subscribers: list[_Subscriber] = []
-        self._closed = False
-
-    def publish(self, event: ConnectionEvent) -> None:
-        for sub in self._subscribers:
-            sub.queue.append(event)
-            sub.wake.set()
-
-    def close(self) -> None:
-        self._closed = True
-        for sub in self._subscribers:
-            sub.wake.set()
-
-    async def subscribe(self) -> AsyncIterator[ConnectionEvent]:
-        sub = _Subscriber(self._size)
-        self._subscribers.append(sub)
-        try:
-            while True:
-                while sub.queue:
-                    yield sub.queue.popleft()
-                if self._closed:
-                    return
-                sub.wake = anyio.Event()
-                await sub.wake.wait()
-        finally:
-            self._subscribers.remove(sub)
-
-
 class ChannelManager:
     """Owns the connection to one endpoint; see the module docstring.
 
-    Use as an async context manager: entering dials and negotiates, leaving
-    cancels the watcher, fails waiting calls with :class:`ClientClosed` and
-    closes every channel.
+    :meth:`open` dials and negotiates (in the caller's task) and starts the
+    supervisor; :meth:`aclose`, from any task, fails waiting and in-flight calls
+    with :class:`ClientClosed`, ends every task and closes every channel.
     """
 
     def __init__(
@@ -243,6 +136,7 @@ class ChannelManager:
         on_version_loss: Literal["fail", "renegotiate"] = "fail",
         fail_fast: bool = False,
         events: EventBroadcast | None = None,
+        on_terminal: Callable[[CRIError], None] | None = None,
     ) -> None:
         if on_version_loss not in ("fail", "renegotiate"):
             raise ValueError("on_version_loss must be 'fail' or 'renegotiate'")
@@ -266,27 +160,25 @@ class ChannelManager:
             ("grpc.client_idle_timeout_ms", 2**31 - 1),
         ]
         self._state = ConnectionState.CONNECTING
-        self._pinned: CRIVersion | None = None
-        self._version: api_pb2.VersionResponse | None = None
-        self._first_version: api_pb2.VersionResponse | None = None
-        self._channel: grpc.aio.Channel | None = None
+        #: The READY generation (None while not READY): the call path reads only this.
+        self._live: Connection | None = None
+        #: The newest generation, lost or not.
+        self._current: Connection | None = None
+        self._connections: list[Connection] = []
         self._generation = 0
-        self._unary: dict[str, grpc.aio.UnaryUnaryMultiCallable[Any, Any]] = {}
-        self._streams: dict[str, grpc.aio.UnaryStreamMultiCallable[Any, Any]] = {}
-        self._ready = anyio.Event()
-        self._loss = anyio.Event()
+        self._first_answer: api_pb2.VersionResponse | None = None
+        self._answer: api_pb2.VersionResponse | None = None
+        self._pinned: CRIVersion | None = None
+        self._changed = anyio.Event()
         self._terminal_error: CRIError | None = None
         self._terminal = anyio.Event()
+        self._on_terminal = on_terminal
         self._events = events if events is not None else EventBroadcast()
-        self._task_group: anyio.abc.TaskGroup | None = None
-        self._old_channels: list[grpc.aio.Channel] = []
-        self._recheck_lock = anyio.Lock()
-        self._probe_lock = anyio.Lock()
-        #: The last verdict on a READY channel after UNAVAILABLE: (generation, at, lost).
-        self._probed: tuple[int, float, bool] | None = None
-        self._supervisor_scope = anyio.CancelScope()
+        self._tasks = TaskSet(f"aiocri {endpoint}", self._crashed)
         self._socket_identity = _identity(endpoint.path) if endpoint.path else None
         self._fast_retry_from = -math.inf
+        self._connected_at = -math.inf
+        self._flaps = 0
 
     # -- public face -----------------------------------------------------------
 
@@ -295,15 +187,24 @@ class ChannelManager:
         return self._state
 
     @property
+    def generation(self) -> int:
+        """Grows by one on every successful connect, redial or renegotiation."""
+        return self._generation
+
+    @property
     def pinned(self) -> CRIVersion | None:
         return self._pinned
 
     @property
     def version_response(self) -> api_pb2.VersionResponse | None:
         """What the runtime last answered to the version check."""
-        return self._version
+        return self._answer
 
-    def events(self) -> AsyncIterator[ConnectionEvent]:
+    @property
+    def terminal_error(self) -> CRIError | None:
+        return self._terminal_error
+
+    def events(self) -> Subscription:
         """Typed events from now on; ends when the connection is terminal."""
         return self._events.subscribe()
 
@@ -313,49 +214,41 @@ class ChannelManager:
         assert self._terminal_error is not None
         return self._terminal_error
 
-    async def __aenter__(self) -> ChannelManager:
+    async def open(self) -> None:
+        """Dial and negotiate (retrying a dead socket), then start the supervisor."""
+        if self._state is not ConnectionState.CONNECTING:
+            raise RuntimeError("a ChannelManager is opened once")
         check_socket(self.endpoint)  # bad input fails before any dial
-        self._task_group = anyio.create_task_group()
-        await self._task_group.__aenter__()
         try:
             await self._negotiate()
         except BaseException:
-            self._task_group.cancel_scope.cancel()
-            await self._task_group.__aexit__(None, None, None)
-            self._task_group = None
-            await self._close_channels()
+            await self.aclose()
             raise
-        self._task_group.start_soon(self._run_supervisor)
-        return self
+        if self._terminal_error is not None:  # closed by another task meanwhile
+            await self.aclose()
+            raise self._terminal_error
+        self._tasks.spawn(self._supervise(), "supervisor")
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> bool | None:
-        await self.close()
-        tg, self._task_group = self._task_group, None
-        if tg is None:
-            return None
-        return await tg.__aexit__(exc_type, exc, tb)
-
-    async def close(self) -> None:
-        """Fail waiting, in-flight and later calls with ClientClosed; stop the watcher;
-        close the channels."""
+    async def aclose(self) -> None:
+        """Fail waiting, in-flight and later calls with ClientClosed; end every task;
+        close every channel. Any task may call it, any number of times."""
         if self._state is not ConnectionState.CLOSED:
             self._enter_terminal(
                 ConnectionState.CLOSED,
                 ClientClosed("the client was closed", endpoint=str(self.endpoint)),
             )
-        # Channels first: closing one completes grpc's pending connectivity
-        # watch, which would otherwise outlive the event loop. Then cancel only
-        # our own task: the task group's scope also holds the caller's
-        # `async with` body, which close() must not cancel.
-        await self._close_channels()
-        self._supervisor_scope.cancel()
+        with anyio.CancelScope(shield=True):
+            # Channels first: closing one ends grpc's connectivity watch and fails
+            # the calls still on it (they raise ClientClosed).
+            connections, self._connections = self._connections, []
+            for conn in connections:
+                await conn.aclose()
+            await self._tasks.aclose()
+            # No reference to a channel may outlive the client: grpc.aio releases its
+            # poller (bound to this event loop) only when the last channel is collected.
+            self._current = self._live = None
 
-    # -- the invoke path ---------------------------------------------------------
+    # -- the call path -----------------------------------------------------------
 
     async def unary(self, rpc: RPC, request: Message | None, timeout: float | None,
                     decode: Callable[[bytes], Any] | None = None) -> Any:
@@ -364,68 +257,66 @@ class ChannelManager:
         ``decode`` parses the response instead of the RPC's own message class
         (the poller's lean list views, :mod:`aiocri._lean`).
         """
-        stats = self.stats
-        stats.calls += 1
+        self.stats.calls += 1
         if request is None:
             request = rpc.request_type()
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
-            if self._state is not ConnectionState.READY:
-                await self._wait_ready(rpc, deadline)
-            fn = self._unary.get(rpc.name)
+            conn = self._live
+            if conn is None:
+                conn = await self._wait_ready(rpc, deadline)
+            fn = conn.unary.get(rpc.name) if decode is None else conn.decoded(rpc, decode)
             if fn is None:
-                raise self._unsupported(rpc)
-            if decode is not None:
-                fn = self._decoded(rpc, decode)
-            generation = self._generation
+                raise self._unsupported(rpc, conn)
             remaining = None if deadline is None else deadline - time.monotonic()
-            call = fn(request, timeout=remaining)
+            conn.users += 1
             try:
-                return await call
-            except grpc.aio.AioRpcError as exc:
-                error, broke = await self._call_failed(exc, rpc, generation, deadline)
-            except asyncio.CancelledError:
-                await self._abandon(call)
-                if not _cancelled_by_grpc():
-                    del call, fn  # see below
+                call = fn(request, timeout=remaining)
+                try:
+                    return await call
+                except grpc.aio.AioRpcError as exc:
+                    failure: grpc.aio.AioRpcError | None = exc
+                except asyncio.CancelledError:
+                    await _abandon(call)
+                    if not _cancelled_by_grpc():
+                        raise
+                    failure = None  # grpc cancelled it: we closed its channel
+                except BaseException:
+                    await _abandon(call)
                     raise
-                error, broke = self._call_dropped(rpc), True
-            except BaseException:
-                await self._abandon(call)
-                del call, fn  # see below
-                raise
-            # A raised error's traceback keeps this frame: let it hold no
-            # channel, or grpc.aio cannot release its poller at close().
-            del call, fn
-            # The connection broke under a read-only call: wait for the redial and
-            # send it again. A runtime that itself answered UNAVAILABLE is believed.
-            if not (broke and rpc.name in _RETRY_SAFE) or self.fail_fast:
-                raise error
-            if deadline is not None and time.monotonic() >= deadline:
+            finally:
+                conn.release()
+            error = await self._failed(conn, rpc, failure, deadline, read_only=rpc.name in
+                                       _RETRY_SAFE)
+            # A raised error's traceback keeps this frame: let it hold no channel.
+            del conn, fn, call, failure
+            if error is not None:
                 raise error
 
     async def stream(
         self, rpc: RPC, request: Message | None, timeout: float | None,
         decode: Callable[[bytes], Any] | None = None,
     ) -> AsyncIterator[Any]:
-        """Open a server-streaming RPC and yield its messages (``decode``: as in unary())."""
+        """Open a server-streaming RPC and yield its messages (``decode``: as in unary()).
+
+        Streams are never reopened here: a broken stream raises, its reader decides.
+        """
         self.stats.calls += 1
         if request is None:
             request = rpc.request_type()
         deadline = None if timeout is None else time.monotonic() + timeout
-        if self._state is not ConnectionState.READY:
-            await self._wait_ready(rpc, deadline)
-        fn = self._streams.get(rpc.name)
+        conn = self._live
+        if conn is None:
+            conn = await self._wait_ready(rpc, deadline)
+        fn = conn.streams.get(rpc.name) if decode is None else conn.decoded(rpc, decode)
         if fn is None:
-            raise self._unsupported(rpc)
-        if decode is not None:
-            fn = self._decoded(rpc, decode)
-        generation = self._generation
+            raise self._unsupported(rpc, conn)
         remaining = None if deadline is None else deadline - time.monotonic()
+        conn.users += 1
         call = fn(request, timeout=remaining)
         responses = call.__aiter__()
         del fn
-        error: CRIError | None = None
+        failure: grpc.aio.AioRpcError | None = None
         try:
             while True:
                 try:
@@ -433,46 +324,73 @@ class ChannelManager:
                 except StopAsyncIteration:
                     return
                 except grpc.aio.AioRpcError as exc:
-                    error, _ = await self._call_failed(exc, rpc, generation, deadline)
+                    failure = exc
                     break
                 except asyncio.CancelledError:
-                    await self._abandon(call)
+                    await _abandon(call)
                     if not _cancelled_by_grpc():
                         raise
-                    error = self._call_dropped(rpc)
                     break
                 yield item
         except BaseException:
-            await self._abandon(call)
-            del call, responses  # as in unary()
+            await _abandon(call)
             raise
-        del call, responses
-        raise error
+        finally:
+            conn.release()
+            del call, responses
+        error = await self._failed(conn, rpc, failure, deadline, read_only=False)
+        del conn, failure
+        raise error or self._terminal_error or Unavailable(
+            "the connection to the runtime broke under the stream",
+            code=grpc.StatusCode.UNAVAILABLE, method=rpc.name, endpoint=str(self.endpoint))
 
-    def _decoded(self, rpc: RPC, decode: Callable[[bytes], Any]) -> Any:
-        # Made per call on the current channel (the poller's lists: a few per
-        # period); the cached callables keep every other call free of this.
-        assert self._channel is not None
-        assert self._pinned is not None
-        return _multicallable(self._channel, self._pinned, rpc, decode)
+    async def _failed(self, conn: Connection, rpc: RPC, exc: grpc.aio.AioRpcError | None,
+                      deadline: float | None, *, read_only: bool) -> CRIError | None:
+        """What a failed call raises, or None to send it again (see aiocri._verdict)."""
+        if exc is None:
+            code, link = grpc.StatusCode.CANCELLED, Link.GONE
+        else:
+            code = exc.code()
+            self.stats.errors[code.name] += 1
+            link = conn.link()
+        if self._terminal_error is not None:
+            return self._terminal_error
+        verdict = decide(code, link, ProbeOutcome.NONE, read_only=read_only)
+        if verdict is Verdict.PROBE:
+            outcome = await conn.probe(deadline)
+            if self._terminal_error is not None:
+                return self._terminal_error
+            verdict = decide(code, Link.READY, outcome, read_only=read_only)
+        endpoint = str(self.endpoint)
+        if verdict is Verdict.RAISE:
+            assert exc is not None
+            return from_rpc_error(exc, method=rpc.name, endpoint=endpoint)
+        conn.declare_lost(f"{rpc.name} failed with {code.name}")
+        in_time = deadline is None or time.monotonic() < deadline
+        if verdict is Verdict.LOST_RESEND and not self.fail_fast and in_time:
+            return None
+        details = "" if exc is None else exc.details() or ""
+        if verdict is Verdict.LOST_RESEND and exc is not None:
+            return from_rpc_error(exc, method=rpc.name, endpoint=endpoint)
+        return Unavailable(
+            "the connection to the runtime broke while the call was in flight; "
+            "it may or may not have reached the runtime",
+            code=code, details=details, method=rpc.name, endpoint=endpoint,
+            hint="check the object's state before sending the call again",
+        )
 
-    async def _abandon(self, call: grpc.aio.Call) -> None:
-        # grpc.aio turns an anyio cancellation into a bare CancelledError that
-        # anyio does not recognise; cancelling the RPC and passing one
-        # checkpoint lets anyio's own cancellation take over.
-        call.cancel()
-        await anyio.lowlevel.checkpoint()
-
-    def _unsupported(self, rpc: RPC) -> CRIError:
-        pinned = self._pinned.name if self._pinned else "?"
+    def _unsupported(self, rpc: RPC, conn: Connection) -> CRIError:
         return UnsupportedByVersion(
-            f"{rpc.name} is not part of CRI {pinned}, the version this client pinned",
+            f"{rpc.name} is not part of CRI {conn.version.name}, the version this client pinned",
             method=rpc.name,
             endpoint=str(self.endpoint),
         )
 
-    async def _wait_ready(self, rpc: RPC, deadline: float | None) -> None:
-        while self._state is not ConnectionState.READY:
+    async def _wait_ready(self, rpc: RPC, deadline: float | None) -> Connection:
+        while True:
+            conn = self._live
+            if conn is not None:
+                return conn
             if self._terminal_error is not None:
                 raise self._terminal_error
             if self.fail_fast:
@@ -491,92 +409,11 @@ class ChannelManager:
                     method=rpc.name,
                     endpoint=str(self.endpoint),
                 )
-            ready = self._ready
+            changed = self._changed
             with anyio.move_on_after(wait):
-                await ready.wait()
+                await changed.wait()
 
-    async def _call_failed(
-        self, exc: grpc.aio.AioRpcError, rpc: RPC, generation: int, deadline: float | None
-    ) -> tuple[CRIError, bool]:
-        """The error to raise, and whether the connection broke under the call."""
-        code = exc.code()
-        self.stats.errors[code.name] += 1
-        if self._terminal_error is not None:
-            return self._terminal_error, False
-        error = from_rpc_error(exc, method=rpc.name, endpoint=str(self.endpoint))
-        if code is grpc.StatusCode.UNAVAILABLE:
-            if not await self._connection_lost(generation, deadline):
-                return error, False  # the runtime's own answer: no redial, no resend
-            self._report_loss(generation)
-            return error, True
-        if code is grpc.StatusCode.CANCELLED:
-            # Our own cancellations raise CancelledError instead: the peer cancelled
-            # (a runtime shutting down).
-            self._report_loss(generation)
-            return Unavailable(
-                "the call was cancelled by the runtime",
-                code=code,
-                details=exc.details() or "",
-                method=rpc.name,
-                endpoint=str(self.endpoint),
-            ), True
-        if code is grpc.StatusCode.UNIMPLEMENTED and self.stats.redials:
-            # After a reconnect, UNIMPLEMENTED may mean the runtime lost our
-            # version: check before blaming the RPC.
-            await self._recheck()
-            if self._terminal_error is not None:
-                return self._terminal_error, False
-        return error, False
-
-    def _call_dropped(self, rpc: RPC) -> CRIError:
-        """grpc cancelled a call because we closed its channel: say why."""
-        if self._terminal_error is not None:
-            return self._terminal_error
-        return Unavailable(
-            "the connection was replaced (redial) while the call was in flight; "
-            "it may or may not have reached the runtime",
-            code=grpc.StatusCode.UNAVAILABLE,
-            method=rpc.name,
-            endpoint=str(self.endpoint),
-        )
-
-    def _report_loss(self, generation: int) -> None:
-        # RECONNECTING at once: calls retried after this wait for the redial
-        # instead of going back to the broken channel.
-        if generation == self._generation and self._state is ConnectionState.READY:
-            self._loss.set()
-            self._set_state(ConnectionState.RECONNECTING)
-
-    async def _connection_lost(self, generation: int, deadline: float | None) -> bool:
-        """After UNAVAILABLE: did the connection break, or did the runtime answer so?
-
-        A channel that still says READY is asked with the probe RPC; one verdict
-        serves every call that fails meanwhile (1,000 calls failing at once make
-        one probe, not 1,000). No verdict within the call's deadline counts as a
-        loss (the call then fails with its error).
-        """
-        channel, pinned = self._channel, self._pinned
-        if (generation != self._generation or channel is None or pinned is None
-                or self._state is not ConnectionState.READY):
-            return True  # already replaced, or being redialled
-        if channel.get_state() is not grpc.ChannelConnectivity.READY:
-            return True
-        with anyio.move_on_after(math.inf if deadline is None else deadline - time.monotonic()):
-            async with self._probe_lock:
-                probed = self._probed
-                if (probed is not None and probed[0] == generation
-                        and time.monotonic() - probed[1] < _PROBE_REUSE):
-                    return probed[2]
-                try:
-                    await self._check(channel, pinned)
-                    lost = False
-                except grpc.aio.AioRpcError as exc:
-                    lost = exc.code() in _CONNECTION_TROUBLE
-                self._probed = (generation, time.monotonic(), lost)
-                return lost
-        return True
-
-    # -- negotiation ------------------------------------------------------------
+    # -- negotiation -------------------------------------------------------------
 
     async def _negotiate(self) -> None:
         """Start-up: find the first version that answers, retrying a dead socket."""
@@ -595,15 +432,16 @@ class ChannelManager:
                             answer = f"{exc.code().name} {exc.details() or ''}"
                             attempts[version.name] = answer.strip()
                             continue
-                        self._pin(version, response, channel)
-                        log.info("%s: pinned CRI %s (%s)", self.endpoint, version.name,
-                                 _runtime_name(response))
-                        self._set_state(ConnectionState.READY)
+                        if self._install(version, response, channel) is None:
+                            await close_channel(channel)  # closed by another task
+                        else:
+                            log.info("%s: pinned CRI %s (%s)", self.endpoint, version.name,
+                                     _runtime_name(response))
                         return
                 except BaseException:
-                    await channel.close(None)
+                    await close_channel(channel)
                     raise
-                await channel.close(None)
+                await close_channel(channel)
                 raise NoSupportedVersion(
                     "the runtime serves none of the CRI versions this client speaks",
                     attempts=attempts,
@@ -612,7 +450,7 @@ class ChannelManager:
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _attempt_failed(self, exc: grpc.aio.AioRpcError) -> _AttemptFailed:
-        """A probe answered neither OK nor UNIMPLEMENTED: retry (start-up and redial)."""
+        """A check answered neither OK nor UNIMPLEMENTED: retry (start-up and redial)."""
         if exc.code() not in _CONNECTION_TROUBLE:
             # Something answered: a runtime that is starting. Retry at the first step.
             self._fast_retry_from = time.monotonic()
@@ -638,74 +476,89 @@ class ChannelManager:
         except grpc.aio.AioRpcError:
             raise
         except BaseException:
-            await self._abandon(call)
+            await _abandon(call)
             raise
-
-    def _pin(self, version: CRIVersion, response: Message, channel: grpc.aio.Channel) -> None:
-        if isinstance(response, api_pb2.VersionResponse):
-            self._version = response
-            if self._first_version is None:
-                self._first_version = response
-        self._pinned = version
-        old, self._channel = self._channel, channel
-        if old is not None and old is not channel:
-            # grpc cancels the calls still on it: unary()/stream() raise Unavailable
-            # for them (read-only unary calls are sent again on the new channel).
-            self._old_channels.append(old)
-            if self._task_group is not None:
-                self._task_group.start_soon(self._close_old_channels)
-        self._generation += 1
-        self._loss = anyio.Event()
-        self._unary = {}
-        self._streams = {}
-        for rpc in RPCS.values():
-            if version.has(rpc):
-                table: dict[str, Any] = self._streams if rpc.server_streaming else self._unary
-                table[rpc.name] = _multicallable(channel, version, rpc,
-                                                 rpc.response_type.FromString)
 
     def _new_channel(self) -> grpc.aio.Channel:
         return grpc.aio.insecure_channel(self.endpoint.target, options=self._options)
 
-    # -- watching and redialling ---------------------------------------------------
+    def _install(self, version: CRIVersion, response: Message,
+                 channel: grpc.aio.Channel) -> Connection | None:
+        """Make the next generation on ``channel`` and go READY (None: already terminal)."""
+        if self._state.terminal:
+            return None  # the caller closes the channel
+        self._generation += 1
+        conn = Connection(self._generation, channel, version, response, check=self._check,
+                          spawn=self._tasks.spawn, on_lost=self._on_lost)
+        if isinstance(response, api_pb2.VersionResponse):
+            self._answer = response
+            if self._first_answer is None:
+                self._first_answer = response
+        old, self._current = self._current, conn
+        self._pinned = version
+        self._connections = [c for c in self._connections if not c.closed] + [conn]
+        if old is not None:
+            old.retire()
+        self._live = conn
+        self._connected_at = time.monotonic()
+        self._socket_identity = _identity(self.endpoint.path) if self.endpoint.path else None
+        self._set_state(ConnectionState.READY)
+        return conn
 
-    async def _run_supervisor(self) -> None:
-        with self._supervisor_scope:
-            await self._supervise()
+    # -- supervision ---------------------------------------------------------------
+
+    def _on_lost(self, conn: Connection, reason: str) -> None:
+        """A generation was declared lost (by a call, a probe or the channel watch)."""
+        self.stats.losses += 1
+        if conn is self._live:
+            self._live = None
+            log.info("%s: connection generation %d lost: %s", self.endpoint,
+                     conn.generation, reason)
+            self._set_state(ConnectionState.RECONNECTING)
 
     async def _supervise(self) -> None:
         while not self._state.terminal:
-            await self._wait_for_loss()
+            conn = self._current
+            assert conn is not None
+            await self._wait_lost(conn)
             if self._state.terminal:
                 return
-            self._set_state(ConnectionState.RECONNECTING)
+            await self._pace()
             await self._redial()
 
-    async def _wait_for_loss(self) -> None:
-        """Return when the channel leaves READY or a call reported a loss."""
-        channel = self._channel
-        assert channel is not None
-        loss = self._loss  # made in _pin: a report before this wait is kept
+    async def _wait_lost(self, conn: Connection) -> None:
         async with anyio.create_task_group() as tg:
+            tg.start_soon(self._watch_channel, conn)
+            await conn.lost.wait()
+            tg.cancel_scope.cancel()
 
-            async def watch_channel() -> None:
-                state = channel.get_state(try_to_connect=True)
-                while state is grpc.ChannelConnectivity.READY:
-                    try:
-                        await channel.wait_for_state_change(state)
-                    except BaseException:
-                        await anyio.lowlevel.checkpoint()
-                        raise
-                    state = channel.get_state()
-                log.debug("%s: channel went %s", self.endpoint, state.name)
-                tg.cancel_scope.cancel()
+    async def _watch_channel(self, conn: Connection) -> None:
+        """Declare ``conn`` lost when its channel leaves READY, at any moment.
 
-            async def watch_reports() -> None:
-                await loss.wait()
-                tg.cancel_scope.cancel()
+        Any change counts, even if the channel is READY again when we look: a
+        reconnect grpc made on its own must be re-checked before it is trusted.
+        """
+        channel = conn.channel
+        state = channel.get_state(try_to_connect=True)
+        if state is grpc.ChannelConnectivity.READY:
+            try:
+                await channel.wait_for_state_change(state)
+            except BaseException:
+                await anyio.lowlevel.checkpoint()
+                raise
+            state = channel.get_state()
+        conn.declare_lost(f"the channel went {state.name}")
 
-            tg.start_soon(watch_channel)
-            tg.start_soon(watch_reports)
+    async def _pace(self) -> None:
+        """Space redials when fresh connections keep breaking at once (a flapping
+        runtime, or one answering CANCELLED): the policy's backoff, growing per
+        flap; a socket that changes (a real restart) ends the wait at once."""
+        if time.monotonic() - self._connected_at < _STABLE:
+            self._flaps += 1
+        else:
+            self._flaps = 0
+        if self._flaps:
+            await self._sleep_watching_socket(self.policy.backoff(self._flaps))
 
     async def _redial(self) -> None:
         policy = self.policy
@@ -729,9 +582,12 @@ class ChannelManager:
             )
 
     async def _redial_once(self, attempt: int) -> None:
+        if self._state.terminal:
+            return
         self.stats.redial_attempts += 1
-        pinned = self._pinned
-        assert pinned is not None
+        previous = self._current
+        assert previous is not None
+        pinned = previous.version
         try:
             check_socket(self.endpoint)
         except EndpointError as exc:
@@ -742,27 +598,36 @@ class ChannelManager:
         except grpc.aio.AioRpcError as exc:
             if exc.code() is grpc.StatusCode.UNIMPLEMENTED:
                 try:
-                    await self._version_lost(channel)
+                    await self._version_lost(channel, pinned)
                 except BaseException:
-                    await channel.close(None)
+                    await close_channel(channel)
                     raise
                 return
-            await channel.close(None)
+            await close_channel(channel)
             raise self._attempt_failed(exc) from None
         except BaseException:
-            await channel.close(None)
+            await close_channel(channel)
             raise
-        self._pin(pinned, response, channel)
+        conn = self._install(pinned, response, channel)
+        if conn is None:
+            await close_channel(channel)
+            return
         self.stats.redials += 1
         log.info("%s: reconnected after %d attempt(s); CRI %s still served",
                  self.endpoint, attempt, pinned.name)
-        self._set_state(ConnectionState.READY)
-        await self._announce_newer(channel, pinned)
+        self._tasks.spawn(self._announce_newer(conn), "newer-version check")
 
-    async def _announce_newer(self, channel: grpc.aio.Channel, pinned: CRIVersion) -> None:
+    async def _announce_newer(self, conn: Connection) -> None:
+        pinned = conn.version
         newer = self.versions[: self.versions.index(pinned)] if pinned in self.versions else ()
-        served = [v.name for v in newer if await self._answers(channel, v)]
-        if served:
+        if not newer:
+            return
+        conn.users += 1
+        try:
+            served = [v.name for v in newer if await self._answers(conn.channel, v)]
+        finally:
+            conn.release()
+        if served and conn is self._live:
             log.info("%s: runtime now also serves CRI %s; staying on %s",
                      self.endpoint, ", ".join(served), pinned.name)
             self._publish("newer_version_available", served=(pinned.name, *served))
@@ -770,13 +635,12 @@ class ChannelManager:
     async def _answers(self, channel: grpc.aio.Channel, version: CRIVersion) -> bool:
         try:
             await self._check(channel, version)
-        except grpc.aio.AioRpcError:
+        except (grpc.aio.AioRpcError, grpc.aio.UsageError):
             return False
         return True
 
-    async def _version_lost(self, channel: grpc.aio.Channel) -> None:
-        pinned = self._pinned
-        assert pinned is not None
+    async def _version_lost(self, channel: grpc.aio.Channel, pinned: CRIVersion) -> None:
+        """The redialled runtime answered UNIMPLEMENTED for the pinned version."""
         answers: dict[str, Any] = {}
         for version in VERSIONS.values():
             if version is pinned:
@@ -788,44 +652,30 @@ class ChannelManager:
                     # No verdict from a runtime that did not really answer.
                     raise self._attempt_failed(exc) from None
         served = list(answers)
-        after = next((r for r in answers.values()
-                      if isinstance(r, api_pb2.VersionResponse)), None)
         usable = [v for v in self.versions if v.name in answers]
         if self.on_version_loss == "renegotiate" and usable:
-            self._pin(usable[0], answers[usable[0].name], channel)
+            if self._install(usable[0], answers[usable[0].name], channel) is None:
+                await close_channel(channel)
+                return
             self.stats.redials += 1
             log.warning("%s: runtime dropped CRI %s; renegotiated to %s",
                         self.endpoint, pinned.name, usable[0].name)
-            self._set_state(ConnectionState.READY)
             self._publish("renegotiated", served=tuple(served))
             return
-        await channel.close(None)
+        await close_channel(channel)
+        after = next((r for r in answers.values()
+                      if isinstance(r, api_pb2.VersionResponse)), None)
         self._enter_terminal(
             ConnectionState.RESTART_REQUIRED,
             RestartRequired(
                 pinned=pinned.name,
                 served=served,
                 endpoint=str(self.endpoint),
-                before=self._first_version,
+                before=self._first_answer,
                 after=after,
             ),
             served=tuple(served),
         )
-
-    async def _recheck(self) -> None:
-        """Version check on the current channel (after an unexpected UNIMPLEMENTED)."""
-        async with self._recheck_lock:
-            channel, pinned = self._channel, self._pinned
-            if channel is None or pinned is None or self._state.terminal:
-                return
-            try:
-                await self._check(channel, pinned)
-            except grpc.aio.AioRpcError as exc:
-                if exc.code() is grpc.StatusCode.UNIMPLEMENTED:
-                    try:
-                        await self._version_lost(channel)
-                    except _AttemptFailed:
-                        self._report_loss(self._generation)  # the redial decides
 
     def _retrying(self, stop: Any, *, start: bool) -> AsyncRetrying:
         policy = self.policy
@@ -903,67 +753,58 @@ class ChannelManager:
         previous, self._state = self._state, state
         self.stats.state = state
         self.stats.state_since = time.monotonic()
-        if state is ConnectionState.READY:
-            self._ready.set()
-        elif previous is ConnectionState.READY:
-            self._ready = anyio.Event()
+        changed, self._changed = self._changed, anyio.Event()
+        changed.set()
         quiet = state in (ConnectionState.READY, ConnectionState.CLOSED)
         level = logging.INFO if quiet else logging.WARNING
         log.log(level, "%s: %s -> %s", self.endpoint, previous.value, state.value)
-        self._publish("state", **extra)
+        self._publish("state", previous=previous, **extra)
 
     def _enter_terminal(self, state: ConnectionState, error: CRIError, **extra: Any) -> None:
         # RESTART_REQUIRED may still become CLOSED; CLOSED is the end.
         if self._state is ConnectionState.CLOSED or self._state is state:
             return
         self._terminal_error = error
+        self._live = None
         self._set_state(state, error=error, **extra)
-        self._ready.set()  # wake every waiting call: they raise the terminal error
         self._terminal.set()
         if state is ConnectionState.RESTART_REQUIRED:
             log.error("%s: %s", self.endpoint, error)
-        if self._task_group is not None and state is ConnectionState.RESTART_REQUIRED:
-            self._task_group.start_soon(self._close_channels)
+        for conn in self._connections:
+            conn.retire()  # closed once the calls still on them end
         self._events.close()
+        if self._on_terminal is not None:
+            self._on_terminal(error)
+
+    def _crashed(self, exc: BaseException) -> None:
+        """A background task of ours failed unexpectedly: a bug, made the terminal error."""
+        error = InternalError(
+            f"aiocri's background work failed ({type(exc).__name__}: {exc})",
+            endpoint=str(self.endpoint),
+        )
+        error.__cause__ = exc
+        self._enter_terminal(ConnectionState.CLOSED, error)
 
     def _publish(self, kind: ConnectionEventKind, **extra: Any) -> None:
+        pinned = self._pinned
         self._events.publish(
             ConnectionEvent(
                 kind=kind,
                 state=self._state,
                 endpoint=str(self.endpoint),
-                pinned=self._pinned.name if self._pinned else None,
+                pinned=None if pinned is None else pinned.name,
+                generation=self._generation,
                 **extra,
             )
         )
 
-    async def _close_old_channels(self) -> None:
-        channels, self._old_channels = self._old_channels, []
-        await _close(channels)
 
-    async def _close_channels(self) -> None:
-        channels = [c for c in (*self._old_channels, self._channel) if c is not None]
-        self._old_channels = []
-        self._channel = None
-        # Drop every reference to the channels: grpc.aio releases its process-wide
-        # poller (bound to this event loop) only when the last one is collected.
-        self._unary = {}
-        self._streams = {}
-        await _close(channels)
-
-
-def _multicallable(channel: grpc.aio.Channel, version: CRIVersion, rpc: RPC,
-                   decode: Callable[[bytes], Any]) -> Any:
-    """``rpc`` on ``version``'s method path, its responses parsed by ``decode``."""
-    make = channel.unary_stream if rpc.server_streaming else channel.unary_unary
-    return make(version.path(rpc), request_serializer=rpc.request_type.SerializeToString,
-                response_deserializer=decode)
-
-
-async def _close(channels: list[grpc.aio.Channel]) -> None:
-    with anyio.CancelScope(shield=True):
-        for channel in channels:
-            await channel.close(None)
+async def _abandon(call: grpc.aio.Call) -> None:
+    # grpc.aio turns an anyio cancellation into a bare CancelledError that anyio
+    # does not recognise; cancelling the RPC and passing one checkpoint lets
+    # anyio's own cancellation take over.
+    call.cancel()
+    await anyio.lowlevel.checkpoint()
 
 
 def _cancelled_by_grpc() -> bool:

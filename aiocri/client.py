@@ -1,25 +1,25 @@
-"""CRIClient: the runtime and image services over one or two channel managers."""
+"""CRIClient: the runtime and image services over one or two channel managers.
+
+Its lifetime is like ``httpx.AsyncClient``'s: ``async with aiocri.connect(...) as
+client:``, or ``client = await aiocri.connect(...)`` and later ``await
+client.aclose()`` from any task. The user's code never runs inside a task group
+of the library: what it raises leaves unchanged.
+"""
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import AsyncIterator, Iterable
-from typing import Literal
+from collections.abc import AsyncIterator, Generator, Iterable
+from types import TracebackType
+from typing import Any, Literal
 
 import anyio
 
+from aiocri._events import ConnectionEvent, ConnectionState, ConnectionStats, EventBroadcast
+from aiocri._policy import RedialPolicy
 from aiocri.api import VersionResponse
-from aiocri.channel import (
-    DEFAULT_MAX_MESSAGE_SIZE,
-    ChannelManager,
-    ConnectionEvent,
-    ConnectionState,
-    ConnectionStats,
-    EventBroadcast,
-    RedialPolicy,
-)
+from aiocri.channel import DEFAULT_MAX_MESSAGE_SIZE, ChannelManager
 from aiocri.endpoint import Endpoint, discover, parse_endpoint
-from aiocri.errors import CRIError, RestartRequired
+from aiocri.errors import ClientClosed, CRIError, RestartRequired
 from aiocri.services import ImageService, RuntimeService
 from aiocri.versions import CRIVersion, resolve_versions
 
@@ -32,9 +32,10 @@ DEFAULT_IMAGE_PULL_TIMEOUT = 600.0
 
 
 class CRIClient:
-    """A connected CRI client. Make one with :func:`connect`.
+    """A CRI client. Make one with :func:`connect`.
 
-    ``runtime`` and ``image`` hold one typed async method per CRI RPC.
+    ``runtime`` and ``image`` hold one typed async method per CRI RPC. The client
+    owns a supervisor task per endpoint; :meth:`aclose` ends them.
     """
 
     def __init__(
@@ -47,6 +48,8 @@ class CRIClient:
     ) -> None:
         self._runtime_manager = runtime
         self._image_manager = image
+        self._opened = False
+        self._closed = False
         # Long-lived streams get no default deadline; the Stream* lists do.
         self.runtime = RuntimeService(
             runtime, timeout=timeout, timeouts={"GetContainerEvents": None}
@@ -55,27 +58,72 @@ class CRIClient:
             image, timeout=timeout, timeouts={"PullImage": image_pull_timeout}
         )
 
+    # -- lifetime ------------------------------------------------------------------
+
+    async def open(self) -> CRIClient:
+        """Dial and negotiate both endpoints (:func:`connect` does this for you)."""
+        if self._opened:
+            raise RuntimeError("the client is already open")
+        self._opened = True
+        try:
+            await self._runtime_manager.open()
+            if self.separate_image_endpoint:
+                await self._image_manager.open()
+        except BaseException:
+            await self.aclose()
+            raise
+        return self
+
+    async def aclose(self) -> None:
+        """Close the client: calls waiting or in flight raise :class:`ClientClosed`,
+        background tasks end, channels close. Safe from any task, and more than once."""
+        self._closed = True
+        with anyio.CancelScope(shield=True):
+            if self.separate_image_endpoint:
+                await self._image_manager.aclose()
+            await self._runtime_manager.aclose()
+
+    #: Same as :meth:`aclose`.
+    close = aclose
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    async def __aenter__(self) -> CRIClient:
+        if not self._opened:
+            await self.open()
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None,
+                        exc: BaseException | None, tb: TracebackType | None) -> None:
+        await self.aclose()
+
     # -- what was negotiated -----------------------------------------------------
 
     @property
     def runtime_version(self) -> VersionResponse:
         """The runtime's VersionResponse from the last version check."""
         response = self._runtime_manager.version_response
-        assert response is not None
+        if response is None:
+            raise ClientClosed("the client is not connected")
         return response
 
     @property
     def version(self) -> CRIVersion:
         """The CRI version pinned on the runtime endpoint."""
-        pinned = self._runtime_manager.pinned
-        assert pinned is not None
-        return pinned
+        return self._pinned(self._runtime_manager)
 
     @property
     def image_version(self) -> CRIVersion:
         """The CRI version pinned on the image endpoint (may differ)."""
-        pinned = self._image_manager.pinned
-        assert pinned is not None
+        return self._pinned(self._image_manager)
+
+    @staticmethod
+    def _pinned(manager: ChannelManager) -> CRIVersion:
+        pinned = manager.pinned
+        if pinned is None:
+            raise ClientClosed("the client is not connected", endpoint=str(manager.endpoint))
         return pinned
 
     @property
@@ -94,6 +142,16 @@ class CRIClient:
         return self._image_manager.state
 
     @property
+    def generation(self) -> int:
+        """The runtime connection's generation: grows by one on every successful
+        connect, redial or renegotiation (compare two readings to see a reconnect)."""
+        return self._runtime_manager.generation
+
+    @property
+    def image_generation(self) -> int:
+        return self._image_manager.generation
+
+    @property
     def stats(self) -> ConnectionStats:
         return self._runtime_manager.stats
 
@@ -102,48 +160,58 @@ class CRIClient:
         return self._image_manager.stats
 
     def events(self) -> AsyncIterator[ConnectionEvent]:
-        """Connection events of both endpoints (``event.endpoint`` tells which).
-
-        Ends once either endpoint is terminal (restart required, or closed).
-        """
+        """Connection events of both endpoints (``event.endpoint`` tells which),
+        from the moment this is called. Ends once either endpoint is terminal."""
         return self._runtime_manager.events()
+
+    @property
+    def terminal_error(self) -> CRIError | None:
+        """The error every call now raises, once the client is terminal (else None)."""
+        for manager in (self._runtime_manager, self._image_manager):
+            if manager.terminal_error is not None:
+                return manager.terminal_error
+        return None
 
     async def restart_required(self) -> RestartRequired:
         """Wait until either endpoint needs a client restart; return the error.
 
-        Raises the closing error instead if the client is closed first.
+        Raises the client's terminal error instead (ClientClosed, ConnectFailed,
+        InternalError) if it ends another way first.
         """
-        managers = {self._runtime_manager, self._image_manager}
-        result: list[CRIError] = []
-        async with anyio.create_task_group() as tg:
-            for manager in managers:
+        error = self.terminal_error
+        while error is None:
+            async with anyio.create_task_group() as tg:
+                for manager in {self._runtime_manager, self._image_manager}:
 
-                async def wait(m: ChannelManager = manager) -> None:
-                    error = await m.wait_terminal()
-                    result.append(error)
-                    tg.cancel_scope.cancel()
+                    async def wait(m: ChannelManager = manager) -> None:
+                        await m.wait_terminal()
+                        tg.cancel_scope.cancel()
 
-                tg.start_soon(wait)
-        error = result[0]
+                    tg.start_soon(wait)
+            error = self.terminal_error
         if isinstance(error, RestartRequired):
             return error
         raise error
 
-    async def close(self) -> None:
-        with anyio.CancelScope(shield=True):
-            if self.separate_image_endpoint:
-                await self._image_manager.close()
-            await self._runtime_manager.close()
+
+class _Connect:
+    """What :func:`connect` returns: await it, or use it with ``async with``."""
+
+    def __init__(self, client: CRIClient) -> None:
+        self._client = client
+
+    def __await__(self) -> Generator[Any, None, CRIClient]:
+        return self._client.open().__await__()
 
     async def __aenter__(self) -> CRIClient:
-        return self
+        return await self._client.open()
 
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.close()
+    async def __aexit__(self, exc_type: type[BaseException] | None,
+                        exc: BaseException | None, tb: TracebackType | None) -> None:
+        await self._client.aclose()
 
 
-@contextlib.asynccontextmanager
-async def connect(
+def connect(
     runtime_endpoint: str | Endpoint | None = None,
     image_endpoint: str | Endpoint | None = None,
     *,
@@ -155,7 +223,7 @@ async def connect(
     on_version_loss: Literal["fail", "renegotiate"] = "fail",
     fail_fast: bool = False,
     allow_tcp: bool = False,
-) -> AsyncIterator[CRIClient]:
+) -> _Connect:
     """Connect to a CRI runtime, negotiate and pin a version, and keep it connected.
 
     ``runtime_endpoint``: ``unix:///path``, an absolute path, or None to try
@@ -170,8 +238,16 @@ async def connect(
 
         async with aiocri.connect("unix:///run/containerd/containerd.sock") as client:
             print(client.version, client.runtime_version.runtime_name)
+
+        client = await aiocri.connect(...)   # or open and close it yourself,
+        await client.aclose()                # from any task
+
+    Wrong arguments raise at once (ValueError, or EndpointError for a bad endpoint).
     """
     order = resolve_versions(versions)
+    if on_version_loss not in ("fail", "renegotiate"):
+        raise ValueError(f"on_version_loss must be 'fail' or 'renegotiate', "
+                         f"not {on_version_loss!r}")
     runtime_ep = (
         discover() if runtime_endpoint is None
         else parse_endpoint(runtime_endpoint, allow_tcp=allow_tcp)
@@ -194,12 +270,8 @@ async def connect(
             events=events,
         )
 
-    async with contextlib.AsyncExitStack() as stack:
-        runtime = await stack.enter_async_context(manager(runtime_ep, "Version"))
-        image = runtime
-        if image_ep != runtime_ep:
-            # The kubelet checks a separate image endpoint with ImageFsInfo.
-            image = await stack.enter_async_context(manager(image_ep, "ImageFsInfo"))
-        client = CRIClient(runtime, image, timeout=timeout, image_pull_timeout=image_pull_timeout)
-        async with client:
-            yield client
+    runtime = manager(runtime_ep, "Version")
+    # The kubelet checks a separate image endpoint with ImageFsInfo.
+    image = runtime if image_ep == runtime_ep else manager(image_ep, "ImageFsInfo")
+    return _Connect(CRIClient(runtime, image, timeout=timeout,
+                              image_pull_timeout=image_pull_timeout))

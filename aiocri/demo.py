@@ -228,8 +228,6 @@ class Demo:
         return self.steps
 
     def _fail_current(self, exc: BaseException) -> None:
-        while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
-            exc = exc.exceptions[0]  # a task group's wrapping
         text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
         if isinstance(exc, TimeoutError):
             text = "the demo took too long and was stopped"
@@ -547,7 +545,7 @@ class Demo:
         try:
             async for event in poller:
                 self._on_event(event)
-        except RestartRequired as exc:
+        except CRIError as exc:  # handled here: nothing leaves the demo's task groups wrapped
             self._poller_error = exc
             self.say(f"poller stopped: {exc}", "magenta")
 

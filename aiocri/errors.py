@@ -21,6 +21,7 @@ __all__ = [
     "ConnectFailed",
     "DeadlineExceeded",
     "EndpointError",
+    "InternalError",
     "InvalidArgument",
     "MessageTooLarge",
     "NoSupportedVersion",
@@ -121,6 +122,13 @@ class ClientClosed(CRIError):
     """The client was closed; no call can be made through it any more."""
 
     hint = "open a new client with aiocri.connect()"
+
+
+class InternalError(CRIError):
+    """aiocri's own background work failed: a bug. The client is closed; the
+    original exception is the ``__cause__``."""
+
+    hint = "open a new client with aiocri.connect(), and report this with its traceback"
 
 
 class RestartRequired(CRIError):

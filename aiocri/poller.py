@@ -82,6 +82,7 @@ sees it, so at most ``period`` plus the time to list (~35 ms at 10,000 container
 
 from __future__ import annotations
 
+import asyncio
 import enum
 import logging
 import random
@@ -100,6 +101,7 @@ from aiocri._rpc import RPCS
 from aiocri.errors import (
     CRIError,
     DeadlineExceeded,
+    InternalError,
     MessageTooLarge,
     NotFound,
     RuntimeCallError,
@@ -387,7 +389,7 @@ class Poller:
         self._no_events_at: int | None = None
         self._no_stream_at: dict[str, int] = {}
 
-        self._tg: anyio.abc.TaskGroup | None = None
+        self._task: asyncio.Task[None] | None = None
         self._workers: anyio.abc.TaskGroup | None = None
         self._work_scope = anyio.CancelScope()
         # The list requests (no filter), made once.
@@ -429,24 +431,32 @@ class Poller:
                 raise self._error
             raise RuntimeError("the poller was closed before its first relist")
 
-    async def __aenter__(self) -> Poller:
-        if self._tg is not None or self._closed:
-            raise RuntimeError("a Poller can be entered once")
-        tg = anyio.create_task_group()
-        await tg.__aenter__()
-        self._tg = tg
-        tg.start_soon(self._run)
+    def start(self) -> Poller:
+        """Start watching (``async with`` does this). The poller's work runs in a task
+        of its own, never around the caller's code; :meth:`aclose` ends it."""
+        if self._task is not None or self._closed:
+            raise RuntimeError("a Poller is started once")
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="aiocri poller")
         return self
 
-    async def __aexit__(self, *exc_info: Any) -> bool | None:
+    async def aclose(self) -> None:
+        """Stop: consumers end (after the events already queued); safe from any task."""
         self._closed = True
         self._available.set()
         self._synced.set()
-        tg, self._tg = self._tg, None
-        if tg is None:
-            return None
-        tg.cancel_scope.cancel()
-        return await tg.__aexit__(*exc_info)
+        task, self._task = self._task, None
+        if task is None:
+            return
+        with anyio.CancelScope(shield=True):
+            while not task.done():
+                task.cancel()
+                await asyncio.wait((task,), timeout=0.5)
+
+    async def __aenter__(self) -> Poller:
+        return self.start()
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
 
     def __aiter__(self) -> Poller:
         return self
@@ -523,11 +533,14 @@ class Poller:
     # -- the tasks -----------------------------------------------------------------------
 
     async def _run(self) -> None:
-        with self._work_scope:
-            async with anyio.create_task_group() as workers:
-                self._workers = workers
-                workers.start_soon(self._guarded, self._main)
-                workers.start_soon(self._guarded, self._watch_client)
+        try:
+            with self._work_scope:
+                async with anyio.create_task_group() as workers:
+                    self._workers = workers
+                    workers.start_soon(self._guarded, self._main)
+                    workers.start_soon(self._guarded, self._watch_client)
+        except Exception as exc:  # never lost: it becomes the poller's terminal error
+            self._fail(InternalError(f"the poller failed ({type(exc).__name__}: {exc})"))
 
     async def _guarded(self, fn: Callable[..., Awaitable[None]], *args: Any) -> None:
         try:
@@ -536,7 +549,9 @@ class Poller:
             self._fail(exc)
         except Exception as exc:
             log.exception("poller: unexpected error")
-            self._fail(exc)
+            error = InternalError(f"the poller failed ({type(exc).__name__}: {exc})")
+            error.__cause__ = exc
+            self._fail(error)
 
     def _fail(self, error: Exception) -> None:
         if self._error is None:
@@ -612,7 +627,7 @@ class Poller:
                 )
             return False
         no_events = self._no_events_at
-        return no_events is None or no_events != self._client.stats.redials
+        return no_events is None or no_events != self._client.generation
 
     def _wants_reader_change(self) -> bool:
         return (self._reader is None) == self._events_possible()
@@ -663,7 +678,7 @@ class Poller:
                             raise
                         log.info("poller: no GetContainerEvents (%s); relisting every %g s",
                                  type(exc).__name__, self.period)
-                        self._no_events_at = self._client.stats.redials
+                        self._no_events_at = self._client.generation
                         return
                     except CRIError as exc:
                         if not _transient(exc):
@@ -685,12 +700,12 @@ class Poller:
         if rpc not in self._client.version.rpcs:
             return False
         at = self._no_stream_at.get(rpc)
-        return at is None or at != self._client.stats.redials
+        return at is None or at != self._client.generation
 
     def _stream_unusable(self, rpc: str, exc: CRIError) -> None:
         log.info("poller: %s unusable (%s); using the unary list until the next redial",
                  rpc, type(exc).__name__)
-        self._no_stream_at[rpc] = self._client.stats.redials
+        self._no_stream_at[rpc] = self._client.generation
 
     async def _list_objects(
         self, sink: Callable[[Iterable[_Obj]], None], what: str, stream_rpc: str, list_rpc: str

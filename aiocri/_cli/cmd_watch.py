@@ -234,11 +234,16 @@ def watch_cmd(
             view = _View(client, poller, endpoint, all, rows)
             with Live(view.render(), console=console, auto_refresh=False,
                       transient=False) as live:
+                failed: list[Exception] = []
                 async with anyio.create_task_group() as tg:
 
                     async def consume() -> None:
-                        async for event in poller:
-                            view.add(event)
+                        # the poller's error leaves the group unwrapped, re-raised below
+                        try:
+                            async for event in poller:
+                                view.add(event)
+                        except Exception as exc:
+                            failed.append(exc)
                         tg.cancel_scope.cancel()
 
                     async def refresh() -> None:
@@ -252,6 +257,8 @@ def watch_cmd(
                         await anyio.sleep(max(0.0, started + duration - time.monotonic()))
                         tg.cancel_scope.cancel()
                 live.update(view.render(), refresh=True)
+                if failed:
+                    raise failed[0]
 
     run(settings, "watching the runtime", body, interrupt_ok=True,
         on_restart_required=restart_required)

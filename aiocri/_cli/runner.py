@@ -9,7 +9,6 @@ traceback. Unexpected exceptions also print one line (plus the traceback under
 
 from __future__ import annotations
 
-import asyncio
 import contextvars
 import logging
 import os
@@ -74,16 +73,6 @@ def configure_logging(debug: bool) -> None:
     logger.propagate = False
 
 
-def _leaf(exc: BaseException) -> BaseException:
-    """The one real error inside task-group exception groups, if there is exactly one."""
-    while isinstance(exc, BaseExceptionGroup):
-        real = [e for e in exc.exceptions if not isinstance(e, asyncio.CancelledError)]
-        if len(real) != 1:
-            return exc
-        exc = real[0]
-    return exc
-
-
 # The library's advice names connect() arguments; the command's user has flags instead.
 _CLI_WORDS = (
     ("allow more time with connect(..., redial=RedialPolicy(connect_timeout=...))",
@@ -111,7 +100,6 @@ def fail(
 
     ``endpoint`` (when known) is named in lines whose error does not name it.
     """
-    exc = _leaf(exc)
     code = 1
     if isinstance(exc, KeyboardInterrupt):
         sys.stderr.write("aiocri: interrupted\n")
@@ -191,11 +179,10 @@ def run(
                               client.runtime_version.runtime_name,
                               client.runtime_version.runtime_version)
                     return await body(client)
-            except Exception as exc:
-                leaf = _leaf(exc)
-                if on_restart_required is None or not isinstance(leaf, RestartRequired):
+            except RestartRequired as exc:
+                if on_restart_required is None:
                     raise
-                on_restart_required(leaf)
+                on_restart_required(exc)
 
     run_coroutine(settings, action, main, interrupt_ok=interrupt_ok, where=where)
 
@@ -221,11 +208,6 @@ def run_coroutine(
     except SystemExit:
         raise
     except BaseException as exc:
-        leaf = _leaf(exc)
-        if isinstance(leaf, KeyboardInterrupt) and interrupt_ok:
-            raise SystemExit(0) from None
-        if isinstance(leaf, SystemExit):
-            raise leaf from None
         fail(action, exc, debug=settings.debug, endpoint=where[-1] if where else None)
     raise SystemExit(code or 0)
 

@@ -26,7 +26,7 @@ from google.protobuf.message import Message
 from aiocri._rpc import RPC, RPCS
 from aiocri.testing._servicer import FakeServicer, Response
 from aiocri.testing._state import StatusError
-from aiocri.versions import CRIVersion
+from aiocri.versions import VERSIONS, CRIVersion
 
 __all__ = [
     "Faults",
@@ -39,6 +39,8 @@ __all__ = [
 ]
 
 _ANY = "*"
+#: What grpc itself answers for a method no handler serves.
+_NO_METHOD = "Method not found!"
 
 
 @dataclass(slots=True)
@@ -115,6 +117,9 @@ class Hooks:
         #: Calls served, by RPC name ("ListContainers") and by method path.
         self.calls: Counter[str] = Counter()
         self.calls_by_path: Counter[str] = Counter()
+        #: CRI versions answered now; the others answer UNIMPLEMENTED, as a runtime
+        #: that lacks them (see FakeRuntime.swap_versions).
+        self.served: frozenset[str] = frozenset()
 
 
 def _serialize(response: Response) -> bytes:
@@ -127,7 +132,7 @@ Behaviour = Callable[..., Any]
 def _method_handler(
     rpc: RPC, impl: Behaviour, version: CRIVersion, hooks: Hooks
 ) -> grpc.RpcMethodHandler[Any, Any]:
-    name, path = rpc.name, version.paths[rpc.name]
+    name, path, vname = rpc.name, version.paths[rpc.name], version.name
     faults, calls, by_path = hooks.faults, hooks.calls, hooks.calls_by_path
     deserialize: Callable[[bytes], Message] = rpc.request_type.FromString
 
@@ -136,6 +141,8 @@ def _method_handler(
         async def stream(
             request: Message, context: grpc.aio.ServicerContext[Any, Any]
         ) -> AsyncIterator[Response]:
+            if vname not in hooks.served:
+                await context.abort(grpc.StatusCode.UNIMPLEMENTED, _NO_METHOD)
             calls[name] += 1
             by_path[path] += 1
             if faults.active:
@@ -155,6 +162,8 @@ def _method_handler(
         async def unary_async(
             request: Message, context: grpc.aio.ServicerContext[Any, Any]
         ) -> Response:
+            if vname not in hooks.served:
+                await context.abort(grpc.StatusCode.UNIMPLEMENTED, _NO_METHOD)
             calls[name] += 1
             by_path[path] += 1
             if faults.active:
@@ -169,6 +178,8 @@ def _method_handler(
     else:
 
         async def unary(request: Message, context: grpc.aio.ServicerContext[Any, Any]) -> Response:
+            if vname not in hooks.served:
+                await context.abort(grpc.StatusCode.UNIMPLEMENTED, _NO_METHOD)
             calls[name] += 1
             by_path[path] += 1
             if faults.active:
@@ -194,12 +205,16 @@ def missing_rpcs(servicer: object) -> list[str]:
 def build_handlers(
     servicer: FakeServicer, versions: Sequence[CRIVersion], hooks: Hooks
 ) -> list[grpc.GenericRpcHandler[Any, Any]]:
-    """One generic handler per (version, service), each with that version's RPCs."""
+    """One generic handler per (version, service), each with that version's RPCs.
+
+    Every known version is registered; ``hooks.served`` says which ones answer.
+    """
     missing = missing_rpcs(servicer)
     if missing:
         raise TypeError(f"the fake runtime lacks {', '.join(missing)}")
     handlers: list[grpc.GenericRpcHandler[Any, Any]] = []
-    for version in versions:
+    hooks.served = frozenset(v.name for v in versions)
+    for version in VERSIONS.values():
         tables: dict[str, dict[str, grpc.RpcMethodHandler[Any, Any]]] = defaultdict(dict)
         for rpc in RPCS.values():
             if rpc.name in version.rpcs:

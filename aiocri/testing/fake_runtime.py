@@ -217,6 +217,17 @@ class FakeRuntime:
         """Restart serving other CRI versions, as after a runtime upgrade."""
         await self.restart(down_for, versions=versions, runtime_version=runtime_version)
 
+    def swap_versions(self, versions: Iterable[str | CRIVersion]) -> None:
+        """Serve other CRI versions from now on, without dropping any connection.
+
+        What a client sees when the runtime was upgraded behind a reconnect it
+        never noticed: the same connection, but the pinned version answers
+        UNIMPLEMENTED.
+        """
+        self._versions = resolve_versions(versions)
+        if self._server is not None:
+            self._hooks.served = frozenset(v.name for v in self._versions)
+
     async def __aenter__(self) -> Self:
         await self.start()
         return self
