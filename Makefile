@@ -2,7 +2,7 @@
 PY ?= .venv/bin/python
 PROTO_SRC := proto/runtime/v1/api.proto
 
-.PHONY: setup system-deps proto test lint demo bench clean
+.PHONY: setup system-deps proto test soak lint demo bench clean
 
 setup: .venv/.installed
 
@@ -26,6 +26,11 @@ system-deps:
 
 test: setup system-deps
 	$(PY) -m pytest -q
+
+# The long profile of the stateful fault test (several minutes), and the leak soak.
+soak: setup
+	AIOCRI_SOAK=1 $(PY) -m pytest -q tests/test_faults_stateful.py
+	$(PY) -m benchmarks.soak $(SOAK_ARGS)
 
 demo: setup
 	.venv/bin/aiocri demo $(DEMO_ARGS)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import enum
 import time
-import weakref
 from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import Literal
@@ -129,12 +128,14 @@ class Subscription:
 class EventBroadcast:
     """Fan-out of events to subscribers, bounded per subscriber.
 
-    Subscribers are held weakly: an iterator dropped without being read costs nothing.
+    Subscribers are held strongly (a task waiting on one must not be collected);
+    one that is never read costs at most its bounded queue, until it is closed
+    or the broadcast ends.
     """
 
     def __init__(self, size: int = 256) -> None:
         self._size = size
-        self._subscribers: weakref.WeakSet[Subscription] = weakref.WeakSet()
+        self._subscribers: set[Subscription] = set()
         self._closed = False
 
     def publish(self, event: ConnectionEvent) -> None:
@@ -143,7 +144,8 @@ class EventBroadcast:
 
     def close(self) -> None:
         self._closed = True
-        for sub in list(self._subscribers):
+        subscribers, self._subscribers = self._subscribers, set()
+        for sub in subscribers:
             sub._end()
 
     def subscribe(self) -> Subscription:

@@ -93,7 +93,10 @@ DEFAULT_MAX_MESSAGE_SIZE = 16 * 1024 * 1024  # the kubelet's default
 # What the kubelet sends as its own API version in VersionRequest.
 _CLIENT_API_VERSION = "0.1.0"
 _SOCKET_POLL = 0.01  # seconds between socket-file checks while the runtime is down
-_FRESH_SOCKET_WINDOW = 1.0  # seconds of fast retries after a sign of the runtime's return
+_FRESH_SOCKET_WINDOW = 1.0  # seconds of fast retries after the socket file changed
+#: The pace of dials while the runtime answers "not ready" (containerd restoring its
+#: pods): often enough to be back soon after it is ready, not a connection storm.
+_NOT_READY_PACE = 0.1
 #: A generation that lived at least this long was healthy: its loss is not a flap.
 _STABLE = 5.0
 
@@ -267,7 +270,9 @@ class ChannelManager:
                 conn = await self._wait_ready(rpc, deadline)
             fn = conn.unary.get(rpc.name) if decode is None else conn.decoded(rpc, decode)
             if fn is None:
-                raise self._unsupported(rpc, conn)
+                unsupported = self._unsupported(rpc, conn)
+                del conn  # a raised error's traceback keeps this frame
+                raise unsupported
             remaining = None if deadline is None else deadline - time.monotonic()
             conn.users += 1
             try:
@@ -286,8 +291,8 @@ class ChannelManager:
                     raise
             finally:
                 conn.release()
-            error = await self._failed(conn, rpc, failure, deadline, read_only=rpc.name in
-                                       _RETRY_SAFE)
+            error = await self._failed(conn, rpc, failure, deadline,
+                                       read_only=rpc.name in _RETRY_SAFE)
             # A raised error's traceback keeps this frame: let it hold no channel.
             del conn, fn, call, failure
             if error is not None:
@@ -310,7 +315,9 @@ class ChannelManager:
             conn = await self._wait_ready(rpc, deadline)
         fn = conn.streams.get(rpc.name) if decode is None else conn.decoded(rpc, decode)
         if fn is None:
-            raise self._unsupported(rpc, conn)
+            unsupported = self._unsupported(rpc, conn)
+            del conn  # a raised error's traceback keeps this frame
+            raise unsupported
         remaining = None if deadline is None else deadline - time.monotonic()
         conn.users += 1
         call = fn(request, timeout=remaining)
@@ -420,6 +427,8 @@ class ChannelManager:
         policy = self.policy
         async for attempt in self._retrying(stop_before_delay(policy.connect_timeout), start=True):
             with attempt:
+                if self._terminal_error is not None:
+                    raise self._terminal_error  # closed by another task meanwhile
                 channel = self._new_channel()
                 attempts: dict[str, str] = {}
                 try:
@@ -451,9 +460,6 @@ class ChannelManager:
 
     def _attempt_failed(self, exc: grpc.aio.AioRpcError) -> _AttemptFailed:
         """A check answered neither OK nor UNIMPLEMENTED: retry (start-up and redial)."""
-        if exc.code() not in _CONNECTION_TROUBLE:
-            # Something answered: a runtime that is starting. Retry at the first step.
-            self._fast_retry_from = time.monotonic()
         return _AttemptFailed(
             from_rpc_error(exc, method=self._probe.name, endpoint=str(self.endpoint)))
 
@@ -686,11 +692,14 @@ class ChannelManager:
 
         def wait(retry_state: RetryCallState) -> float:
             # A runtime creates its socket before it answers (containerd: 20 ms to
-            # ~1 s, growing with its pods): after the socket changed or the runtime
-            # answered "not ready", retry at the first step, not the grown backoff.
+            # ~1 s, growing with its pods): right after the socket changed, retry at
+            # the first step; while it answers "not ready", at a steady pace.
             if time.monotonic() - self._fast_retry_from < _FRESH_SOCKET_WINDOW:
                 return policy.initial
-            return float(backoff(retry_state))
+            waited = float(backoff(retry_state))
+            if _answered_not_ready(retry_state):
+                return min(waited, max(policy.initial, _NOT_READY_PACE))
+            return waited
 
         return AsyncRetrying(
             wait=wait,
@@ -733,10 +742,11 @@ class ChannelManager:
         """Sleep for the backoff, but wake as soon as the socket file changes."""
         path = self.endpoint.path
         if path is None:
-            await anyio.sleep(seconds)
+            with anyio.move_on_after(seconds):
+                await self._terminal.wait()
             return
         until = time.monotonic() + seconds
-        while (left := until - time.monotonic()) > 0:
+        while (left := until - time.monotonic()) > 0 and not self._state.terminal:
             await anyio.sleep(min(left, _SOCKET_POLL))
             now = _identity(path)
             if now != self._socket_identity:
@@ -812,6 +822,16 @@ def _cancelled_by_grpc() -> bool:
     channel), not somebody cancelling the calling task (that counts in cancelling())."""
     task = asyncio.current_task()
     return task is not None and task.cancelling() == 0
+
+
+def _answered_not_ready(retry_state: RetryCallState) -> bool:
+    """The last attempt reached a runtime that answered, but not yet OK."""
+    outcome = retry_state.outcome
+    exc = outcome.exception() if outcome is not None else None
+    if not isinstance(exc, _AttemptFailed):
+        return False
+    code = exc.error.code
+    return code is not None and code not in _CONNECTION_TROUBLE
 
 
 def _identity(path: str) -> tuple[int, int, float] | None:

@@ -62,6 +62,8 @@ class CRIClient:
 
     async def open(self) -> CRIClient:
         """Dial and negotiate both endpoints (:func:`connect` does this for you)."""
+        if self._closed:
+            raise ClientClosed("the client was closed before it was opened")
         if self._opened:
             raise RuntimeError("the client is already open")
         self._opened = True

@@ -99,6 +99,7 @@ from aiocri import api
 from aiocri._lean import ITEMS, LISTS, full
 from aiocri._rpc import RPCS
 from aiocri.errors import (
+    ClientClosed,
     CRIError,
     DeadlineExceeded,
     InternalError,
@@ -429,7 +430,8 @@ class Poller:
         if not self._synced_ok:
             if self._error is not None:
                 raise self._error
-            raise RuntimeError("the poller was closed before its first relist")
+            raise ClientClosed("the poller was closed before its first relist",
+                               hint="start a new Poller")
 
     def start(self) -> Poller:
         """Start watching (``async with`` does this). The poller's work runs in a task
