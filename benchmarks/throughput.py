@@ -594,7 +594,9 @@ async def _overhead_worker(spec: dict[str, Any]) -> dict[str, Any]:
     raw = functools.partial(stub, timeout=DEADLINE)
     request = api.ContainerStatusRequest(container_id=spec["ids"]["container"])
     async with aiocri.connect(spec["endpoint"]) as client:
-        client._runtime_manager._unary["ContainerStatus"] = stub  # behind aiocri's path
+        live = client._runtime_manager._live  # the current generation's callables
+        assert live is not None
+        live.unary["ContainerStatus"] = stub  # behind aiocri's path
         aio = client.runtime.container_status
 
         async def loop(fn: Any) -> float:

@@ -351,3 +351,85 @@ async def test_8_events_are_subscribed_when_the_iterator_is_made(runtime: FakeRu
 def test_8_redial_policy_refuses_nonsense(field: str, value: object) -> None:
     with pytest.raises(ValueError, match=field):
         RedialPolicy(**{field: value})  # type: ignore[arg-type]
+
+
+# -- terminal errors of the background work ----------------------------------------------
+
+
+async def test_a_supervisor_failure_becomes_the_terminal_error(
+    runtime: FakeRuntime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def broken(self: object) -> None:
+        raise RuntimeError("a bug in the redial")
+
+    monkeypatch.setattr(aiocri.channel.ChannelManager, "_redial", broken)
+    before = _our_tasks()
+    client = await aiocri.connect(runtime.endpoint, redial=FAST)
+    try:
+        await runtime.restart(down_for=0.05)  # the supervisor redials, and fails
+        with anyio.fail_after(5), pytest.raises(aiocri.InternalError) as caught:
+            await client.restart_required()
+        assert isinstance(caught.value.__cause__, RuntimeError)
+        with pytest.raises(aiocri.InternalError, match="a bug in the redial"):
+            await client.runtime.version()
+        assert client.state is ConnectionState.CLOSED
+    finally:
+        await client.aclose()
+    assert not _our_tasks() - before
+
+
+async def test_poller_closed_from_another_task(runtime: FakeRuntime) -> None:
+    runtime.populate(pods=1, containers_per_pod=1)
+    async with aiocri.connect(runtime.endpoint) as client:
+        for rpc in ("ListPodSandbox", "StreamPodSandboxes"):
+            runtime.inject_latency(rpc, 1.0)  # closed before its first relist ends
+        poller = Poller(client, period=0.05).start()
+        seen: list[object] = []
+
+        async def consume() -> None:
+            async for event in poller:
+                seen.append(event)
+            seen.append("ended")
+
+        async def synced() -> None:
+            try:
+                await poller.wait_synced()
+            except aiocri.CRIError as exc:
+                seen.append(exc)
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(consume)
+            tg.start_soon(synced)
+            await anyio.sleep(0.2)
+
+            async def close() -> None:
+                await poller.aclose()
+
+            tg.start_soon(close)
+        assert "ended" in seen
+        assert any(isinstance(x, aiocri.ClientClosed) for x in seen), seen
+        assert not any(t.get_name() == "aiocri poller" for t in asyncio.all_tasks())
+
+
+async def test_redials_after_quick_losses_are_spaced_by_the_policy(runtime: FakeRuntime) -> None:
+    """A connection that breaks right after each redial gets the policy's growing
+    backoff before the next one, not an immediate redial (a few per second at most)."""
+    policy = RedialPolicy(initial=0.05, maximum=0.4, connect_timeout=2.0)
+    client = await aiocri.connect(runtime.endpoint, redial=policy)
+    try:
+        manager = client._runtime_manager
+        waits = []
+        for _ in range(4):
+            manager._connected_at = time.monotonic()  # as if it had just reconnected
+            started = time.monotonic()
+            await manager._pace()
+            waits.append(time.monotonic() - started)
+        assert waits[0] >= 0.05 * 0.9 and waits[1] >= 0.1 * 0.9 and waits[2] >= 0.2 * 0.9
+        assert waits[3] >= 0.4 * 0.9  # capped at the policy's maximum
+        assert sum(waits) < 3.0
+        manager._connected_at = time.monotonic() - 10  # a healthy generation: no wait
+        started = time.monotonic()
+        await manager._pace()
+        assert time.monotonic() - started < 0.05
+    finally:
+        await client.aclose()

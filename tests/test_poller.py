@@ -443,8 +443,6 @@ async def test_upgrade_dropping_the_pinned_version_ends_with_restart_required(
 
 async def test_closed_client_ends_the_iteration(runtime: FakeRuntime) -> None:
     # The client lives in another task, which closes it by leaving its `async with`.
-    # (Not `await client.close()` inside the block: that cancels the block's own body,
-    # see the report on ChannelManager.close.)
     runtime.populate(pods=1, containers_per_pod=1)
     clients: list[aiocri.CRIClient] = []
     ready, done = anyio.Event(), anyio.Event()
