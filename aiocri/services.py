@@ -62,12 +62,20 @@ class _Service:
     def _deadline(self, rpc: RPC) -> float | None:
         return self._timeouts.get(rpc.name, self._timeout)
 
-    def _call_decoded(self, name: str, request: Message, decode: Callable[[bytes], Any]) -> Any:
-        """Call an RPC with its default deadline, ``decode`` parsing the responses
-        (the poller's lean list views); a coroutine, or an async iterator for a stream."""
-        rpc = self._rpcs[name]
+    def invoke(self, name: str, request: Message | None = None, *, timeout: float | None = DEFAULT,
+               decode: Callable[[bytes], Any] | None = None) -> Any:
+        """Call an RPC by its CRI name ("ListContainers"): a coroutine for a unary RPC,
+        an async iterator for a streaming one.
+
+        ``decode`` parses each response from its bytes instead of the RPC's own
+        message class (the poller's lean list entries, :mod:`aiocri._lean`).
+        """
+        rpc = self._rpcs.get(name)
+        if rpc is None:
+            raise ValueError(f"{type(self).__name__} has no RPC named {name!r}")
         invoke = self._manager.stream if rpc.server_streaming else self._manager.unary
-        return invoke(rpc, request, self._deadline(rpc), decode)
+        return invoke(rpc, request, self._deadline(rpc) if timeout is DEFAULT else timeout,
+                      decode)
 
 
 class _RPCDescriptor(Generic[ReqT, RespT]):

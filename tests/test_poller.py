@@ -17,7 +17,7 @@ import pytest
 
 import aiocri
 from aiocri import api
-from aiocri.poller import EventKind, LifecycleEvent, Poller, _Diff, _steps
+from aiocri.poller import Engine, EventKind, LifecycleEvent, Poller, _Diff, _steps
 from aiocri.testing import FakeRuntime
 
 pytestmark = pytest.mark.anyio
@@ -130,41 +130,51 @@ def _event(kind: int, cid: str, pod: str | None, pod_state: int = api.SANDBOX_RE
     return event
 
 
-async def test_late_events_neither_go_back_nor_resurrect() -> None:
+def test_late_events_neither_go_back_nor_resurrect() -> None:
     """Events applied after a newer relist (or event) change nothing and report nothing."""
-    poller = Poller(object(), mode="events")  # type: ignore[arg-type] (statuses are in the events)
-    apply = poller._apply_runtime_event
+    out: list[LifecycleEvent] = []
+    engine = Engine(out.append)
+
+    def apply(event: api.ContainerEventResponse) -> None:
+        assert not engine.status_needed(event)  # statuses are in the events
+        engine.apply_event(event, time.monotonic())
+
+    def drained() -> list[LifecycleEvent]:
+        got = list(out)
+        out.clear()
+        return got
+
     created, started, stopped, deleted = (
         api.CONTAINER_CREATED_EVENT, api.CONTAINER_STARTED_EVENT,
         api.CONTAINER_STOPPED_EVENT, api.CONTAINER_DELETED_EVENT)
-    await apply(_event(created, "p", "p"))
-    await apply(_event(created, "c", "p", state=api.CONTAINER_CREATED))
-    await apply(_event(started, "c", "p", state=api.CONTAINER_RUNNING))
+    apply(_event(created, "p", "p"))
+    apply(_event(created, "c", "p", state=api.CONTAINER_CREATED))
+    apply(_event(started, "c", "p", state=api.CONTAINER_RUNNING))
     # stopping the pod: its container stops first (the pod's status still says ready)
     stop_c = _event(stopped, "c", "p", state=api.CONTAINER_EXITED, exit_code=7)
-    await apply(stop_c)
-    await apply(_event(stopped, "p", "p", pod_state=api.SANDBOX_NOTREADY))
-    events = await drain(poller)
+    apply(stop_c)
+    apply(_event(stopped, "p", "p", pod_state=api.SANDBOX_NOTREADY))
+    events = drained()
     assert [(e.kind, e.id) for e in events] == [
         (K.POD_READY, "p"), (K.CONTAINER_CREATED, "c"), (K.CONTAINER_STARTED, "c"),
         (K.CONTAINER_EXITED, "c"), (K.POD_NOT_READY, "p")]
     assert events[3].exit_code == 7
     # late copies: a "ready" pod status, a "running" container
-    await apply(stop_c)
-    await apply(_event(started, "c", "p", state=api.CONTAINER_RUNNING))
-    assert await drain(poller) == []
-    assert poller.snapshot.pods["p"].state == api.SANDBOX_NOTREADY
-    assert poller.snapshot.containers["c"].state == api.CONTAINER_EXITED
+    apply(stop_c)
+    apply(_event(started, "c", "p", state=api.CONTAINER_RUNNING))
+    assert drained() == []
+    assert engine.snapshot.pods["p"].state == api.SANDBOX_NOTREADY
+    assert engine.snapshot.containers["c"].state == api.CONTAINER_EXITED
     # removals, then late events about the removed ones
-    await apply(_event(deleted, "c", "p", pod_state=api.SANDBOX_NOTREADY))
-    await apply(_event(deleted, "p", None))
-    assert [(e.kind, e.id) for e in await drain(poller)] == [
+    apply(_event(deleted, "c", "p", pod_state=api.SANDBOX_NOTREADY))
+    apply(_event(deleted, "p", None))
+    assert [(e.kind, e.id) for e in drained()] == [
         (K.CONTAINER_REMOVED, "c"), (K.POD_REMOVED, "p")]
-    await apply(stop_c)
-    await apply(_event(created, "d", "p", state=api.CONTAINER_CREATED))
-    assert [(e.kind, e.id) for e in await drain(poller)] == [(K.CONTAINER_CREATED, "d")]
-    assert set(poller.snapshot.containers) == {"d"}
-    assert poller.snapshot.pods == {}
+    apply(stop_c)
+    apply(_event(created, "d", "p", state=api.CONTAINER_CREATED))
+    assert [(e.kind, e.id) for e in drained()] == [(K.CONTAINER_CREATED, "d")]
+    assert set(engine.snapshot.containers) == {"d"}
+    assert engine.snapshot.pods == {}
 
 
 # -- relist mode -------------------------------------------------------------------------
@@ -475,8 +485,9 @@ async def test_slow_consumer_gets_latest_event_per_object(runtime: FakeRuntime) 
     pods, cids = made.pod_ids, made.container_ids
     async with aiocri.connect(runtime.endpoint) as client, \
             Poller(client, period=0.05, mode="relist", max_pending=4) as poller:
-        await poller.wait_synced()  # 9 events, one per object: none to coalesce
-        assert (poller.pending, poller.coalesced) == (9, 0)
+        own = aiter(poller)
+        await poller.wait_synced()  # 9 events due, one per object; at most 4 held
+        assert (poller.pending, own.queued, poller.coalesced) == (9, 4, 0)
         # the consumer sleeps while things change: exits, then removals
         runtime.state.exit_container(cids[0], exit_code=3)
         runtime.state.exit_container(cids[1], exit_code=4)
@@ -484,24 +495,26 @@ async def test_slow_consumer_gets_latest_event_per_object(runtime: FakeRuntime) 
         runtime.state.remove_container(cids[0])
         runtime.state.stop_pod_sandbox(pods[2])
         await wait_relists(poller, 2)
+        assert own.queued <= 4
         assert poller.stats.events_emitted == 9 + 2 + 1 + 3  # exits; removal; pod stop
-        assert poller.coalesced == 2 + 1 + 3
         events = await drain(poller)
-        assert len(events) == 9  # the latest event of each object, nothing lost
+        # the latest event of each object; cids[0] came and went unseen: not told
         latest = {e.id: (e.kind, e.exit_code) for e in events}
-        assert len(latest) == 9
-        assert latest[cids[0]] == (K.CONTAINER_REMOVED, None)
+        assert len(events) == len(latest) == 8
+        assert cids[0] not in latest
         assert latest[cids[1]] == (K.CONTAINER_EXITED, 4)
         assert latest[cids[4]] == latest[cids[5]] == (K.CONTAINER_EXITED, 0)
         assert latest[pods[2]] == (K.POD_NOT_READY, None)
         assert latest[cids[2]] == (K.CONTAINER_STARTED, None)  # unchanged
+        coalesced = poller.coalesced
+        assert coalesced > 0
         # the queue is plain again: every event comes through, in order
         runtime.state.remove_container(cids[1])
         runtime.state.remove_container(cids[2])
         seen = await events_until(poller, K.CONTAINER_REMOVED, cids[2])
         assert [(e.kind, e.id) for e in seen] == [
             (K.CONTAINER_REMOVED, cids[1]), (K.CONTAINER_REMOVED, cids[2])]
-        assert poller.coalesced == 6
+        assert poller.coalesced == coalesced
 
 
 async def test_stream_list_unimplemented_falls_back_to_unary(runtime: FakeRuntime) -> None:
@@ -534,3 +547,131 @@ async def test_unary_list_too_large_is_an_error(sock_dir: Path) -> None:
             assert any("Stream" in note for note in caught.value.__notes__)
             with pytest.raises(aiocri.MessageTooLarge):
                 await next_event(poller)
+
+
+# -- issue 12: the edges ---------------------------------------------------------------------
+
+
+async def test_12_1_two_consumers(runtime: FakeRuntime) -> None:
+    """Each subscriber gets every event; two tasks on one iterator are told at once; all
+    end when the poller closes (the old poller left one of them waiting for ever)."""
+    made = runtime.populate(pods=1, containers_per_pod=2)
+    async with aiocri.connect(runtime.endpoint) as client:
+        poller = Poller(client, period=0.05, mode="relist").start()
+        a, b = poller.subscribe(), poller.subscribe()
+        got: dict[str, list[LifecycleEvent]] = {"a": [], "b": []}
+        errors: list[BaseException] = []
+
+        async def read(name: str, it: AsyncIterator[LifecycleEvent]) -> None:
+            async for event in it:
+                got[name].append(event)
+
+        async def second_reader_of_own() -> None:
+            try:
+                await poller.__anext__()
+            except RuntimeError as exc:
+                errors.append(exc)
+
+        with anyio.fail_after(10):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(read, "a", a)
+                tg.start_soon(read, "b", b)
+                tg.start_soon(collect, poller, [])  # the poller's own iterator
+                await poller.wait_synced()
+                await anyio.sleep(0.05)
+                tg.start_soon(second_reader_of_own)
+                runtime.state.exit_container(made.container_ids[0], exit_code=2)
+                await wait_relists(poller, 2)
+                await anyio.sleep(0.05)
+                await poller.aclose()  # every reader ends
+        assert len(errors) == 1 and "subscribe" in str(errors[0])
+        for name in "ab":
+            kinds = [(e.kind, e.id) for e in got[name]]
+            assert (K.CONTAINER_EXITED, made.container_ids[0]) in kinds
+            assert len(kinds) == 4  # pod, two containers, one exit
+        assert got["a"] == got["b"]
+
+
+async def test_12_3_non_transient_relist_error_ends_wait_synced(runtime: FakeRuntime) -> None:
+    runtime.populate(pods=1, containers_per_pod=1)
+    for rpc in ("ListPodSandbox", "StreamPodSandboxes"):
+        runtime.inject_errors(rpc, code=grpc.StatusCode.PERMISSION_DENIED)
+    async with aiocri.connect(runtime.endpoint) as client, \
+            Poller(client, period=0.05, mode="relist") as poller:
+        with anyio.fail_after(3), pytest.raises(aiocri.RuntimeCallError) as caught:
+            await poller.wait_synced()
+        assert caught.value.code is grpc.StatusCode.PERMISSION_DENIED
+        with anyio.fail_after(3), pytest.raises(aiocri.RuntimeCallError):
+            await next_event(poller)
+
+
+async def test_12_4_status_fetches_are_bounded(runtime: FakeRuntime) -> None:
+    """A node drain: every container exits at once; the statuses are fetched by at most
+    ``status_concurrency`` calls at a time, with no task per container."""
+    import asyncio
+
+    made = runtime.populate(pods=20, containers_per_pod=15)  # 300 containers
+    runtime.inject_latency("ContainerStatus", 0.02)
+    async with aiocri.connect(runtime.endpoint) as client, \
+            Poller(client, period=0.05, mode="relist", status_concurrency=8) as poller:
+        await synced(poller)
+        def fetching() -> int:  # the poller's tasks that fetch statuses
+            return sum(1 for t in asyncio.all_tasks()
+                       if "_fetch_statuses" in t.get_name())
+
+        for cid in made.container_ids:
+            runtime.state.exit_container(cid, exit_code=1)
+        most = 0
+        with anyio.fail_after(20):
+            while poller.stats.status_fetches < 300:
+                most = max(most, fetching())
+                await anyio.sleep(0.002)
+        assert 0 < most <= 8, most  # 8 workers, not 300 tasks
+        exits = []
+        while len(exits) < 300:
+            event = await next_event(poller)
+            if event.kind is K.CONTAINER_EXITED:
+                exits.append(event)
+        assert all(e.exit_code == 1 for e in exits)
+
+
+async def test_12_5_stream_down_relists_at_the_period(runtime: FakeRuntime) -> None:
+    """Events mode with a stream that keeps failing: changes still come, at the period
+    (the old poller waited for the stream's backoff and missed them meanwhile)."""
+    made = runtime.populate(pods=1, containers_per_pod=3)
+    async with aiocri.connect(runtime.endpoint, redial=FAST) as client, \
+            Poller(client, period=0.1, resync_period=60, mode="events") as poller:
+        await synced(poller)
+        await runtime.wait_for_event_streams(1)
+        runtime.inject_errors("GetContainerEvents", code=grpc.StatusCode.INTERNAL)
+        await runtime.restart(down_for=0.05)  # the stream breaks and cannot reopen
+        await drain(poller)
+        for cid in made.container_ids:
+            started = time.monotonic()
+            runtime.state.exit_container(cid, exit_code=4)
+            event = await next_event(poller, within=3)
+            assert (event.kind, event.id) == (K.CONTAINER_EXITED, cid)
+            assert time.monotonic() - started < 0.1 + 0.5
+            runtime.state.remove_container(cid)
+            assert (await next_event(poller, within=3)).kind is K.CONTAINER_REMOVED
+
+
+async def test_12_5_stream_reopens_at_once_after_a_reconnect(runtime: FakeRuntime) -> None:
+    made = runtime.populate(pods=1, containers_per_pod=1)
+    async with aiocri.connect(runtime.endpoint, redial=FAST) as client, \
+            Poller(client, period=30, resync_period=60, mode="events") as poller:
+        await synced(poller)
+        await runtime.wait_for_event_streams(1)
+        for _ in range(4):  # each restart would grow a backoff; a reconnect skips it
+            generation = client.generation
+            await runtime.restart(down_for=0.05)
+            with anyio.fail_after(5):
+                while client.generation == generation:
+                    await anyio.sleep(0.005)
+            back = time.monotonic()
+            await runtime.wait_for_event_streams(1, timeout=1.0)
+            assert time.monotonic() - back < 0.3
+        await drain(poller)
+        runtime.state.exit_container(made.container_ids[0], exit_code=6)
+        event = await next_event(poller, within=1.0)  # by the stream (period is 30 s)
+        assert (event.kind, event.exit_code) == (K.CONTAINER_EXITED, 6)

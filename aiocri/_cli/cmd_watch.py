@@ -28,7 +28,8 @@ from aiocri._cli.render import OutputFormat, age, dump, message_dict, truncate_i
 from aiocri._cli.runner import current_endpoint, run
 from aiocri.client import CRIClient
 from aiocri.errors import RestartRequired, Unavailable, Unsupported, UnsupportedByVersion
-from aiocri.poller import EventKind, LifecycleEvent, Poller, _Backoff
+from aiocri.poller import EventKind, LifecycleEvent, Poller
+from aiocri.poller._loop import _Backoff
 
 __all__ = ["event_message", "events_cmd", "watch_cmd"]
 
