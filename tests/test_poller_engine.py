@@ -59,7 +59,7 @@ class Harness:
         pod_status = {p: api.PodSandboxStatus(id=p, state=node.pods[p]) for p in pod_ids}
         container_status = {}
         for c in container_ids:
-            pod, state, code = node.containers[c]
+            _pod, state, code = node.containers[c]
             container_status[c] = api.ContainerStatus(id=c, state=state, exit_code=code)
         self.engine.apply_relist(relist, pod_status, container_status, self.now)
         return self.emitted[before:]
@@ -88,7 +88,7 @@ def step(node: Node, rng_ops: list[tuple[int, int]]) -> None:
         pid = sorted(node.pods)[n % len(node.pods)]  # a pod stops, or goes with its containers
         if node.pods[pid] == READY:
             node.pods[pid] = NOTREADY
-            for cid, (pod, state, code) in list(node.containers.items()):
+            for cid, (pod, state, _code) in list(node.containers.items()):
                 if pod == pid and state != EXITED:
                     node.containers[cid] = (pod, EXITED, 137)
         else:
@@ -216,7 +216,7 @@ def test_a_failed_or_vanished_status_reports_nothing(answer: object) -> None:
     relist = h.engine.relist()
     relist.containers.add([api.Container(id="c", pod_sandbox_id="p", state=EXITED,
                                          created_at=1)])
-    pods, containers = relist.plan()
+    _pods, containers = relist.plan()
     assert containers == ["c"]  # an exited container: its exit code is worth a call
     h.engine.apply_relist(relist, {}, {"c": answer}, 1.0)
     if answer is _RETRY:  # kept out of the view: the next relist tries again
