@@ -138,23 +138,9 @@ async def _worker(spec: dict[str, Any]) -> dict[str, Any]:
                     task.cancel()
                     with contextlib.suppress(asyncio.CancelledError, Exception):
                         await task
-        except (aiocri.CRIError, BaseExceptionGroup) as exc:
-            error = _first_cri_error(exc, aiocri.CRIError)
-            if error is None:
-                raise
+        except aiocri.CRIError as error:  # the client's and poller's errors leave unwrapped
             out["error"] = f"{type(error).__name__}: {error}"
     return out
-
-
-def _first_cri_error(exc: BaseException, cls: type[BaseException]) -> BaseException | None:
-    if isinstance(exc, cls):
-        return exc
-    if isinstance(exc, BaseExceptionGroup):
-        for sub in exc.exceptions:
-            found = _first_cri_error(sub, cls)
-            if found is not None:
-                return found
-    return None
 
 
 def worker_main(spec: dict[str, Any]) -> None:

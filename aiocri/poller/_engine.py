@@ -258,20 +258,9 @@ class Engine:
         saw: states only move forward and removed ids stay removed.
         """
         cid = event.container_id
-        if cid in self.tombstones:
+        if cid in self.tombstones or self._apply_sandbox_part(event, now):
             return False
-        sandbox = event.pod_sandbox_status if event.HasField("pod_sandbox_status") else None
-        if sandbox is not None and not sandbox.id:
-            sandbox = None
-        deleted = event.container_event_type == api.CONTAINER_DELETED_EVENT
-        if deleted and (cid in self.pods or (sandbox is not None and cid == sandbox.id)):
-            self._remove_pod(cid, now)  # containerd sends no sandbox status with that one
-            return False
-        if sandbox is not None:
-            self._upsert_pod(sandbox, now)
-            if cid == sandbox.id:  # an event of the sandbox itself
-                return False
-        if deleted:
+        if event.container_event_type == api.CONTAINER_DELETED_EVENT:
             self._remove_container(cid, now)
             return False
         status = next((s for s in event.containers_statuses if s.id == cid), None)
@@ -281,8 +270,21 @@ class Engine:
             if fetched is None:  # gone already; its DELETED event follows
                 return False
             status = fetched
-        self._container_from_event(event, status, sandbox, now)
+        self._container_from_event(event, status, _sandbox_of(event), now)
         return False
+
+    def _apply_sandbox_part(self, event: api.ContainerEventResponse, now: float) -> bool:
+        """The event's news about its pod sandbox; True if the event was the sandbox's own."""
+        cid = event.container_id
+        sandbox = _sandbox_of(event)
+        if event.container_event_type == api.CONTAINER_DELETED_EVENT and (
+                cid in self.pods or (sandbox is not None and cid == sandbox.id)):
+            self._remove_pod(cid, now)  # containerd sends no sandbox status with that one
+            return True
+        if sandbox is None:
+            return False
+        self._upsert_pod(sandbox, now)
+        return cid == sandbox.id
 
     def _container_from_event(self, event: api.ContainerEventResponse,
                               status: api.ContainerStatus,
@@ -364,6 +366,12 @@ class Engine:
         else:
             kind = EventKind.POD_READY if state == _READY else EventKind.POD_NOT_READY
         self._emit(LifecycleEvent(kind, pod.id, pod.id, None, state, status, now))
+
+
+def _sandbox_of(event: api.ContainerEventResponse) -> api.PodSandboxStatus | None:
+    if event.HasField("pod_sandbox_status") and event.pod_sandbox_status.id:
+        return event.pod_sandbox_status
+    return None
 
 
 def _revert(ids: list[str], new: dict[str, _Obj], old: Mapping[str, _Obj]) -> None:
