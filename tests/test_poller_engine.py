@@ -136,7 +136,7 @@ def test_consumers_see_real_transitions_bounded(
         assert h.consumer.queued <= max_pending
     read(10**6)  # the consumer catches up
 
-    per_object: dict[tuple[bool, str], list[LifecycleEvent]] = {}
+    per_object: dict[str, list[LifecycleEvent]] = {}
     for event in seen:
         per_object.setdefault(key_of(event), []).append(event)
     for key, events in per_object.items():
@@ -148,7 +148,7 @@ def test_consumers_see_real_transitions_bounded(
     # coalescing never drops the last state: the consumer ends where the node is
     for key, last in h.engine.last.items():
         assert per_object[key][-1] is last
-    alive = {(False, c) for c in node.containers} | {(True, p) for p in node.pods}
+    alive = set(node.containers) | set(node.pods)
     for key, events in per_object.items():
         if key not in alive:
             assert events[-1].kind in (K.CONTAINER_REMOVED, K.POD_REMOVED)
@@ -232,7 +232,7 @@ def test_queue_bound_holds_for_every_interleaving_of_a_small_case() -> None:
              for kind in (K.CONTAINER_CREATED, K.CONTAINER_STARTED, K.CONTAINER_REMOVED)]
     for max_pending in (1, 2, 3):
         for order in itertools.islice(itertools.permutations(range(len(steps))), 0, None, 997):
-            latest: dict[tuple[bool, str], LifecycleEvent] = {}
+            latest: dict[str, LifecycleEvent] = {}
             c = Consumer(latest, {}, max_pending, replay=False)
             for i in order:
                 event = steps[i]

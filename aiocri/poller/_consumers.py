@@ -140,8 +140,8 @@ class Consumer:
             return None if latest is seen else latest
         if seen is None:
             return None  # came and went unseen
-        kind = EventKind.POD_REMOVED if key[0] else EventKind.CONTAINER_REMOVED
-        at = self._removed_at.get(key[1], seen.at)
+        kind = EventKind.POD_REMOVED if seen.kind.is_pod else EventKind.CONTAINER_REMOVED
+        at = self._removed_at.get(key, seen.at)
         return LifecycleEvent(kind, seen.id, seen.pod_id, None, seen.state, None, at)
 
     def __aiter__(self) -> Consumer:

@@ -102,6 +102,7 @@ class Poller:
         self._synced = anyio.Event()
         self._wake = anyio.Event()
         self._next_relist = 0.0
+        self._relist_cost = 0.0  # seconds a relist takes (moving average)
         self._resync = False
         self._settle = False
         self._relisting = False
@@ -272,12 +273,17 @@ class Poller:
         finally:
             self._relisting = False
         backoff.reset()
+        end = time.monotonic()
+        # A change is reported when the relist after it ends: start the next one early
+        # by what a relist takes, so that no change waits more than the period.
+        self._relist_cost += 0.3 * (end - now - self._relist_cost)
         if self._settle:
             interval, self._settle = self.period, False
         else:
             # the stream covers changes only while it is open; else relist at the period
             interval = self.resync_period if self._stream_open else self.period
-        self._next_relist = max(now + interval, time.monotonic() + interval / 4)
+        early = min(self._relist_cost, interval / 4)
+        self._next_relist = max(now + interval - early, end + interval / 4)
 
     def _count_error(self, exc: CRIError, what: str) -> None:
         name = type(exc).__name__

@@ -198,12 +198,13 @@ def _pod_rank(state: int) -> int:
 
 
 _Obj = TypeVar("_Obj", bound=_Listed)
-#: An object's key in queues and tables: (is a pod, id).
-Key = tuple[bool, str]
+#: An object's key in queues and tables: its id (the runtime gives pods and containers
+#: ids from one space: containerd's sandboxes are containers too).
+Key = str
 
 
 def key_of(event: LifecycleEvent) -> Key:
-    return (event.kind.is_pod, event.id)
+    return event.id
 
 
 _REMOVALS = frozenset({EventKind.POD_REMOVED, EventKind.CONTAINER_REMOVED})
