@@ -178,7 +178,7 @@ def test_a_late_subscriber_is_told_the_current_state_first() -> None:
     step(node, [(0, 1), (0, 3)])  # two pods, two containers each
     h.relist(node)
     late = Consumer(h.engine.last, h.engine.tombstones, 2, replay=True)
-    assert late.pending == 6 and late.queued == 0
+    assert late.pending == 6 and late.queued == 2  # the first two turns, the rest owed
     node.containers["p0-c0"] = ("p0", EXITED, 9)
     for event in h.relist(node):
         late.offer(event)
@@ -242,3 +242,49 @@ def test_queue_bound_holds_for_every_interleaving_of_a_small_case() -> None:
                     latest[key_of(event)] = event
                 c.offer(event)
                 assert c.queued <= max_pending
+
+
+def _ev(kind: EventKind, oid: str, pod: str = "P", state: int = 0) -> LifecycleEvent:
+    return LifecycleEvent(kind, oid, pod, None, state, None, 0.0)
+
+
+def test_owed_objects_get_their_turn_in_arrival_order() -> None:
+    """Under steady churn an owed parent is not starved by its children's later events."""
+    latest: dict[str, LifecycleEvent] = {}
+    c = Consumer(latest, {}, 2, replay=False)
+
+    def emit(event: LifecycleEvent) -> None:
+        latest[event.id] = event
+        c.offer(event)
+
+    emit(_ev(K.CONTAINER_STARTED, "x"))
+    emit(_ev(K.CONTAINER_STARTED, "y"))
+    emit(_ev(K.POD_READY, "P"))  # owed: the queue is full
+    got = []
+    for i in range(20):
+        event = c.take()
+        assert event is not None
+        got.append(event.id)
+        emit(_ev(K.CONTAINER_CREATED, f"P-c{i}"))
+        assert c.queued <= 2
+    assert "P" in got[:3], got
+    assert got.index("P") < min(got.index(x) for x in got if x.startswith("P-c"))
+
+
+def test_an_owed_removal_keeps_the_last_state_known() -> None:
+    latest: dict[str, LifecycleEvent] = {}
+    c = Consumer(latest, {}, 1, replay=False)
+    running = _ev(K.CONTAINER_STARTED, "c", state=RUNNING)
+    latest["c"] = running
+    c.offer(running)
+    assert c.take() is running  # the consumer knows it running
+    latest["d"] = _ev(K.CONTAINER_STARTED, "d")
+    c.offer(latest["d"])  # fills the queue
+    exited = _ev(K.CONTAINER_EXITED, "c", state=EXITED)
+    latest["c"] = exited
+    c.offer(exited)  # owed
+    del latest["c"]
+    c.offer(_ev(K.CONTAINER_REMOVED, "c", state=EXITED))
+    events = [c.take(), c.take()]
+    removal = next(e for e in events if e is not None and e.id == "c")
+    assert (removal.kind, removal.state) == (K.CONTAINER_REMOVED, EXITED)

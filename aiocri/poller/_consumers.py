@@ -36,13 +36,16 @@ class Consumer:
         self._removed_at = removed_at
         self.max_pending = max_pending
         self._queue: deque[LifecycleEvent] = deque()
-        #: Objects whose latest state is due but not queued (ordered set). A new
+        # Coalescing mode: the latest event per object, in turn order; None stands for
+        # "its latest state, looked up when its turn comes".
+        self._coalescing: OrderedDict[Key, LifecycleEvent | None] | None = None
+        #: Objects due beyond max_pending, in arrival order (same values). A new
         #: subscriber owes every object: it is told the current state first.
-        self._owed: dict[Key, None] = dict.fromkeys(latest) if replay else {}
-        self._replaying = bool(self._owed)
-        # While replaying, later events of the same objects merge into the replay.
-        self._coalescing: OrderedDict[Key, LifecycleEvent] | None = (
-            OrderedDict() if self._replaying else None)
+        self._owed: dict[Key, LifecycleEvent | None] = {}
+        if replay and latest:
+            self._coalescing = OrderedDict()
+            self._owed = dict.fromkeys(latest)
+            self._promote()
         #: The last event delivered per object that this consumer was told exists.
         self._seen: dict[Key, LifecycleEvent] = {}
         self.coalesced = 0
@@ -77,27 +80,40 @@ class Consumer:
         self._coalesce(coalescing, event)
         self._wake.set()
 
-    def _coalesce(self, coalescing: OrderedDict[Key, LifecycleEvent],
+    def _coalesce(self, coalescing: OrderedDict[Key, LifecycleEvent | None],
                   event: LifecycleEvent) -> None:
         key = key_of(event)
-        unseen_removal = is_removal(event) and key not in self._seen
+        removal = is_removal(event)
+        if removal and key not in self._seen:  # came and went unseen: nothing to tell
+            if coalescing.pop(key, 0) != 0 or self._owed.pop(key, 0) != 0:
+                self.coalesced += 1
+            self.coalesced += 1
+            return
+        # A removal is kept as it is (the engine forgets the object); any other event
+        # only stands for the latest state.
+        value = event if removal or key not in self._latest else None
         if key in coalescing:
             self.coalesced += 1
-            del coalescing[key]
-            if unseen_removal:
-                self.coalesced += 1  # came and went unseen: nothing to tell
-                return
-            coalescing[key] = event
+            if coalescing[key] is None:  # an owed turn keeps its place
+                coalescing[key] = value
+            else:
+                del coalescing[key]
+                coalescing[key] = event
         elif key in self._owed:
-            self.coalesced += 1  # its latest state is looked up when it is reached
-            if unseen_removal:
-                del self._owed[key]
-        elif unseen_removal:
             self.coalesced += 1
+            self._owed[key] = value
         elif len(coalescing) < self.max_pending:
             coalescing[key] = event
         else:
-            self._owed[key] = None
+            self._owed[key] = value
+
+    def _promote(self) -> None:
+        """Give owed objects their turn, oldest first, as room frees up."""
+        coalescing, owed = self._coalescing, self._owed
+        assert coalescing is not None
+        while owed and len(coalescing) < self.max_pending:
+            key = next(iter(owed))
+            coalescing[key] = owed.pop(key)
 
     def end(self, error: CRIError | None) -> None:
         """The poller stopped: deliver what is due, then end (or raise ``error``)."""
@@ -110,36 +126,36 @@ class Consumer:
     def take(self) -> LifecycleEvent | None:
         """The next event due, or None."""
         while True:
-            if self._replaying and not self._owed:
-                self._replaying = False
-            if self._owed and (self._replaying or not (self._queue or self._coalescing)):
-                key = next(iter(self._owed))
-                del self._owed[key]
-                owed = self._owed_event(key)
-                if owed is None:
-                    continue
-                event = owed
-            elif self._queue:
-                event = self._queue.popleft()
-            elif self._coalescing:
-                event = self._coalescing.popitem(last=False)[1]
+            if self._queue:
+                event: LifecycleEvent | None = self._queue.popleft()
+            elif self._coalescing or self._owed:
+                self._promote()  # room may have been freed by a removal, too
+                assert self._coalescing is not None
+                key, event = self._coalescing.popitem(last=False)
+                self._promote()
+                if event is None:
+                    event = self._looked_up(key)
+                    if event is None:
+                        continue
             else:
                 self._coalescing = None  # emptied: back to plain order
                 return None
-            key = key_of(event)
+            assert event is not None
             if is_removal(event):
-                self._seen.pop(key, None)
+                self._seen.pop(key_of(event), None)
             else:
-                self._seen[key] = event
+                self._seen[key_of(event)] = event
             return event
 
-    def _owed_event(self, key: Key) -> LifecycleEvent | None:
+    def _looked_up(self, key: Key) -> LifecycleEvent | None:
+        """The latest state of an owed object, unless the consumer has it already."""
         latest = self._latest.get(key)
         seen = self._seen.get(key)
         if latest is not None:
             return None if latest is seen else latest
         if seen is None:
             return None  # came and went unseen
+        # Gone with no removal event kept (it went while the poller was replaced): say so.
         kind = EventKind.POD_REMOVED if seen.kind.is_pod else EventKind.CONTAINER_REMOVED
         at = self._removed_at.get(key, seen.at)
         return LifecycleEvent(kind, seen.id, seen.pod_id, None, seen.state, None, at)

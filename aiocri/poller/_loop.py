@@ -109,6 +109,7 @@ class Poller:
         self._raw: list[api.ContainerEventResponse] = []
         self._reader: anyio.CancelScope | None = None
         self._stream_open = False
+        self._streamed = 0  # messages read from the event stream
         # client.generation when an RPC was found unimplemented (None: not found so).
         self._no_events_at: int | None = None
         self._no_stream_at: dict[str, int] = {}
@@ -333,15 +334,22 @@ class Poller:
     async def _follow_events(self, scope: anyio.CancelScope) -> None:
         """Read GetContainerEvents into ``_raw``; reopen it when it breaks, forever."""
         backoff = _Backoff()
+        resync = True
         try:
             with scope:
                 while True:
                     generation = self._client.generation
                     opened = time.monotonic()
-                    if not await self._read_stream():
+                    received = self._streamed
+                    if not await self._read_stream(resync):
                         return  # unsupported: relist mode until the next generation
-                    if time.monotonic() - opened > _STREAM_HEALTHY:
+                    lived = time.monotonic() - opened
+                    if lived > _STREAM_HEALTHY:
                         backoff.reset()
+                    # A stream that failed at once covered nothing: the period's relists
+                    # do; one that worked may have missed a change as it broke.
+                    resync = (lived > self.period or self._streamed > received
+                              or self._client.generation != generation)
                     # a new connection: reopen at once (the backoff is for a runtime
                     # that keeps failing the stream, not for reconnects)
                     with anyio.move_on_after(backoff.next()):
@@ -353,19 +361,21 @@ class Poller:
                 self._reader = None
                 self._wakeup()
 
-    async def _read_stream(self) -> bool:
+    async def _read_stream(self, resync: bool) -> bool:
         """One life of the stream; False when the runtime does not serve it."""
         self.stats.stream_opens += 1
-        # Whatever happened while no stream was open: relist now (unless one is under
-        # way), and once more a period later (the stream may not have been open yet
-        # when that relist listed).
-        self._resync = self._resync or not self._relisting
-        self._settle = True
-        self._wakeup()
+        if resync:
+            # Whatever happened while no stream was open: relist now (unless one is
+            # under way), and once more a period later (the stream may not have been
+            # open yet when that relist listed).
+            self._resync = self._resync or not self._relisting
+            self._settle = True
+            self._wakeup()
         stream = self._client.runtime.get_container_events()
         self._stream_open = True
         try:
             async for event in stream:
+                self._streamed += 1
                 self._raw.append(event)
                 if len(self._raw) > max(self.max_pending, 1000):
                     log.warning("poller: runtime events pile up; dropped, relisting")
@@ -386,7 +396,9 @@ class Poller:
             self._count_error(exc, "GetContainerEvents")
         finally:
             self._stream_open = False
+            # down: relist at the period from now on (wake the loop to reschedule)
             self._next_relist = min(self._next_relist, time.monotonic() + self.period)
+            self._wakeup()
             await _aclose(stream)
         return True
 
@@ -481,18 +493,22 @@ class Poller:
         jobs += [(containers, cid, runtime.container_status,
                   api.ContainerStatusRequest(container_id=cid)) for cid in container_ids]
         todo = iter(jobs)
+        failed: list[CRIError] = []
 
         async def worker() -> None:
             for into, oid, call, request in todo:
-                into[oid] = await self._status(call, request)
+                try:
+                    into[oid] = await self._status(call, request)
+                except CRIError as exc:  # not transient: ends the relist, unwrapped
+                    failed.append(exc)
+                    tg.cancel_scope.cancel()
+                    return
 
-        workers = min(self.status_concurrency, len(jobs))
-        if workers == 1:
-            await worker()
-        elif workers:
-            async with anyio.create_task_group() as tg:
-                for _ in range(workers):
-                    tg.start_soon(worker)
+        async with anyio.create_task_group() as tg:
+            for _ in range(min(self.status_concurrency, len(jobs))):
+                tg.start_soon(worker)
+        if failed:
+            raise failed[0]
         return pods, containers
 
     async def _status(self, call: Callable[..., Any], request: Any) -> StatusAnswer:
