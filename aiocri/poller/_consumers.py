@@ -133,6 +133,8 @@ class Consumer:
                 assert self._coalescing is not None
                 key, event = self._coalescing.popitem(last=False)
                 self._promote()
+                if not self._coalescing:  # emptied: back to plain order (and drop the
+                    self._coalescing, self._owed = None, {}  # tables' grown capacity)
                 if event is None:
                     event = self._looked_up(key)
                     if event is None:

@@ -9,6 +9,7 @@ into :class:`LifecycleEvent` s, handed to ``emit`` in order. The I/O loop
 
 from __future__ import annotations
 
+import sys
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Generic
@@ -214,7 +215,7 @@ class Engine:
             ps = statuses.get(p.id)
             if isinstance(ps, _Retry):
                 continue
-            self._pod_reported[p.id] = _pod_rank(p.state)
+            self._pod_reported[_name(p.id)] = _pod_rank(p.state)
             if p.state == _READY:
                 self._pod_event(p, ps, now)
             else:
@@ -228,9 +229,10 @@ class Engine:
             cs = statuses.get(c.id)
             if isinstance(cs, _Retry):
                 continue
-            reported[c.id] = max(reported.get(c.id, 0), _STATE_RANK.get(c.state, _RANK_CREATED))
+            cid = c.id  # one string for the table and the events
+            reported[cid] = max(reported.get(cid, 0), _STATE_RANK.get(c.state, _RANK_CREATED))
             for kind in steps:
-                self._container_event(kind, c, cs, now)
+                self._container_event(kind, c, cs, now, cid)
 
     def purge_tombstones(self, now: float) -> None:
         tombstones = self.tombstones
@@ -303,7 +305,7 @@ class Engine:
         if steps:
             self._reported[cid] = target
             for step in steps:
-                self._container_event(step, container, status, now)
+                self._container_event(step, container, status, now, cid)
 
     def _upsert_pod(self, status: api.PodSandboxStatus, now: float) -> None:
         pid = status.id
@@ -316,7 +318,7 @@ class Engine:
         pods, _ = self._mutable()
         pod = pods[pid] = _pod_from_status(status)
         if rank > self._pod_reported.get(pid, 0):
-            self._pod_reported[pid] = rank
+            self._pod_reported[_name(pid)] = rank
             self._pod_event(pod, status, now)
 
     def _remove_container(self, cid: str, now: float) -> None:
@@ -344,18 +346,19 @@ class Engine:
     def _report_container_gone(self, c: _ListedContainer, now: float) -> None:
         if self._reported.pop(c.id, 0) == 0:
             return
-        self._emit(LifecycleEvent(EventKind.CONTAINER_REMOVED, c.id, c.pod_sandbox_id, None,
+        self._emit(LifecycleEvent(EventKind.CONTAINER_REMOVED, c.id, _name(c.pod_sandbox_id),
+                                  None,
                                   c.state, None, now))
 
     def _container_event(self, kind: EventKind, container: _ListedContainer,
-                         status: api.ContainerStatus | None, now: float) -> None:
+                         status: api.ContainerStatus | None, now: float, cid: str) -> None:
         exit_code = None
         state: int = container.state
         if status is not None:
             state = status.state
             if kind is EventKind.CONTAINER_EXITED and status.state == _EXITED:
                 exit_code = status.exit_code
-        self._emit(LifecycleEvent(kind, container.id, container.pod_sandbox_id, exit_code,
+        self._emit(LifecycleEvent(kind, cid, _name(container.pod_sandbox_id), exit_code,
                                   state, status, now))
 
     def _pod_event(self, pod: _Listed, status: api.PodSandboxStatus | None, now: float,
@@ -365,7 +368,14 @@ class Engine:
             kind = EventKind.POD_REMOVED
         else:
             kind = EventKind.POD_READY if state == _READY else EventKind.POD_NOT_READY
-        self._emit(LifecycleEvent(kind, pod.id, pod.id, None, state, status, now))
+        pid = _name(pod.id)
+        self._emit(LifecycleEvent(kind, pid, pid, None, state, status, now))
+
+
+def _name(pod_id: str) -> str:
+    """One string object per pod id, shared by its containers' events (reading an id
+    from a message makes a new string every time)."""
+    return sys.intern(pod_id)
 
 
 def _sandbox_of(event: api.ContainerEventResponse) -> api.PodSandboxStatus | None:
