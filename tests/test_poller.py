@@ -592,6 +592,36 @@ async def test_12_1_two_consumers(runtime: FakeRuntime) -> None:
         assert got["a"] == got["b"]
 
 
+async def test_12_2_a_stalled_consumer_stays_bounded_under_churn(runtime: FakeRuntime) -> None:
+    """15 live objects, max_pending 20, a consumer that does not read, 3 s of churn: what
+    is due stays bounded (the old queue kept a removal per dead id: 150+ and growing)."""
+    import random
+
+    from aiocri.testing import churn_once
+
+    runtime.populate(pods=5, containers_per_pod=2)
+    rng = random.Random(7)
+    async with aiocri.connect(runtime.endpoint) as client, \
+            Poller(client, period=0.05, mode="relist", max_pending=20) as poller:
+        own = aiter(poller)
+        await poller.wait_synced()
+        most = 0
+        for _ in range(150):  # 50 restarts a second for 3 s
+            churn_once(runtime.state, rng)
+            await anyio.sleep(0.02)
+            assert own.queued <= 20
+            most = max(most, poller.pending)
+        assert poller.stats.events_emitted > 200
+        assert most <= 20 + 15, most
+        # and the consumer, when it reads, ends on the node's state
+        await wait_relists(poller, 2)
+        latest: dict[str, LifecycleEvent] = {}
+        for event in await drain(poller):
+            latest[event.id] = event
+        told = {i for i, e in latest.items() if e.kind not in (K.CONTAINER_REMOVED, K.POD_REMOVED)}
+        assert told == set(runtime.state.containers) | set(runtime.state.pods)
+
+
 async def test_12_3_non_transient_relist_error_ends_wait_synced(runtime: FakeRuntime) -> None:
     runtime.populate(pods=1, containers_per_pod=1)
     for rpc in ("ListPodSandbox", "StreamPodSandboxes"):
