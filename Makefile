@@ -17,8 +17,8 @@ proto: setup
 	$(PY) proto/generate.py
 
 lint: setup
-	$(PY) -m ruff check aiocri tests benchmarks
-	$(PY) -m mypy --strict aiocri
+	$(PY) -m ruff check aiocri tests benchmarks _aiocri_command.py
+	$(PY) -m mypy --strict aiocri _aiocri_command.py
 
 # The containerd tests need Debian packages: installed here when run as root.
 system-deps:
