@@ -288,3 +288,59 @@ def test_an_owed_removal_keeps_the_last_state_known() -> None:
     events = [c.take(), c.take()]
     removal = next(e for e in events if e is not None and e.id == "c")
     assert (removal.kind, removal.state) == (K.CONTAINER_REMOVED, EXITED)
+
+
+@pytest.mark.parametrize(("script", "expected"), [
+    # a pod's removal does not overtake its container's
+    ([(K.POD_READY, "P"), (K.CONTAINER_CREATED, "C"), "take", "take", (K.CONTAINER_CREATED, "X"),
+      (K.POD_NOT_READY, "P"), (K.CONTAINER_STARTED, "C"), (K.CONTAINER_REMOVED, "C"),
+      (K.POD_REMOVED, "P")],
+     ["P", "C", "X", "C", "P"]),
+    # a pod told first stays first when it changes again
+    ([(K.CONTAINER_CREATED, "X"), (K.POD_READY, "P"), (K.CONTAINER_CREATED, "C"), "take",
+      (K.POD_NOT_READY, "P")],
+     ["X", "P", "C"]),
+    # a turn freed by an unseen removal goes to the oldest owed object, not a newcomer
+    ([(K.CONTAINER_CREATED, "A"), (K.CONTAINER_CREATED, "B"), (K.POD_READY, "P"),
+      (K.CONTAINER_REMOVED, "B"), (K.CONTAINER_CREATED, "C")],
+     ["A", "P", "C"]),
+])
+def test_a_slow_consumer_keeps_parents_before_children(script: list[object],
+                                                        expected: list[str]) -> None:
+    latest: dict[str, LifecycleEvent] = {}
+    c = Consumer(latest, {}, 2, replay=False)
+    got = []
+    for step_ in script:
+        if step_ == "take":
+            event = c.take()
+            assert event is not None
+            got.append(event.id)
+            continue
+        kind, oid = step_  # type: ignore[misc]
+        event = _ev(kind, oid, pod="P" if oid in ("P", "C") else "Q")
+        if event.kind in (K.CONTAINER_REMOVED, K.POD_REMOVED):
+            latest.pop(oid, None)
+        else:
+            latest[oid] = event
+        c.offer(event)
+    while (event := c.take()) is not None:
+        got.append(event.id)
+    assert got == expected
+
+
+def test_a_removal_carries_the_exit_code_seen() -> None:
+    h = Harness(max_pending=1)
+    node = Node()
+    step(node, [(0, 3)])  # one pod, two containers, created
+    h.relist(node)
+    while h.consumer.take() is not None:  # the consumer knows them
+        pass
+    node.containers["p0-c0"] = ("p0", EXITED, 42)
+    h.relist(node)
+    del node.containers["p0-c0"]
+    h.relist(node)  # the consumer has read nothing: EXITED merges into REMOVED
+    got = []
+    while (event := h.consumer.take()) is not None:
+        got.append(event)
+    removal = next(e for e in got if e.id == "p0-c0")
+    assert (removal.kind, removal.exit_code) == (K.CONTAINER_REMOVED, 42)

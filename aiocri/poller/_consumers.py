@@ -83,29 +83,29 @@ class Consumer:
     def _coalesce(self, coalescing: OrderedDict[Key, LifecycleEvent | None],
                   event: LifecycleEvent) -> None:
         key = key_of(event)
-        removal = is_removal(event)
-        if removal and key not in self._seen:  # came and went unseen: nothing to tell
-            if coalescing.pop(key, 0) != 0 or self._owed.pop(key, 0) != 0:
+        if not is_removal(event):
+            # A newer state takes the object's turn where it is (so a pod told
+            # before its containers stays before them), or waits for one.
+            if key in coalescing or key in self._owed:
                 self.coalesced += 1
-            self.coalesced += 1
-            return
-        # A removal is kept as it is (the engine forgets the object); any other event
-        # only stands for the latest state.
-        value = event if removal or key not in self._latest else None
-        if key in coalescing:
-            self.coalesced += 1
-            if coalescing[key] is None:  # an owed turn keeps its place
-                coalescing[key] = value
-            else:
-                del coalescing[key]
+                (coalescing if key in coalescing else self._owed)[key] = None
+            elif not self._owed and len(coalescing) < self.max_pending:
                 coalescing[key] = event
-        elif key in self._owed:
+            else:
+                self._owed[key] = None  # its latest state, looked up in its turn
+            return
+        # A removal: the object's earlier turn goes; the removal, if the consumer was
+        # ever told of the object, comes after everything due (containers before
+        # their pod, as the engine emits them). It is kept: the engine forgets it.
+        if coalescing.pop(key, 0) != 0 or self._owed.pop(key, 0) != 0:
             self.coalesced += 1
-            self._owed[key] = value
-        elif len(coalescing) < self.max_pending:
+            self._promote()  # the freed turn goes to the oldest owed object
+        if key not in self._seen:
+            self.coalesced += 1  # came and went unseen: nothing to tell
+        elif not self._owed and len(coalescing) < self.max_pending:
             coalescing[key] = event
         else:
-            self._owed[key] = value
+            self._owed[key] = event
 
     def _promote(self) -> None:
         """Give owed objects their turn, oldest first, as room frees up."""

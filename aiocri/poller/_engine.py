@@ -346,8 +346,12 @@ class Engine:
     def _report_container_gone(self, c: _ListedContainer, now: float) -> None:
         if self._reported.pop(c.id, 0) == 0:
             return
+        # The exit code seen, if any, goes with the removal: a slow consumer whose
+        # EXITED event was merged into it still learns it.
+        last = self.last.get(c.id)
+        exit_code = last.exit_code if last is not None else None
         self._emit(LifecycleEvent(EventKind.CONTAINER_REMOVED, c.id, _name(c.pod_sandbox_id),
-                                  None,
+                                  exit_code,
                                   c.state, None, now))
 
     def _container_event(self, kind: EventKind, container: _ListedContainer,

@@ -40,7 +40,8 @@ class LifecycleEvent:
     events); ``pod_id`` the pod sandbox it belongs to (for a pod event, its own id).
     ``state`` is an ``api.ContainerState`` or ``api.PodSandboxState`` value: the state
     seen (for a removal, the last state known). ``exit_code`` is set for
-    ``CONTAINER_EXITED`` when the runtime told it, else None. ``status`` is the
+    ``CONTAINER_EXITED`` when the runtime told it, and for ``CONTAINER_REMOVED``
+    when the exit was seen before, else None. ``status`` is the
     ``ContainerStatus``/``PodSandboxStatus`` fetched for (or carried by) the change; None
     for removals, when the object was gone before it could be fetched, and on the
     first relist (see ``initial_statuses``). ``at`` is
