@@ -42,11 +42,13 @@ Consumers: ``async for event in poller`` reads the poller's own iterator (one ta
 at a time: a second task reading it concurrently gets a RuntimeError saying so).
 Every other consumer takes ``poller.subscribe()``: its own iterator, told the
 current state first, then every change. Each queue holds at most ``max_pending``
-events: past that it keeps each object's latest event only (``coalesced`` counts
-what it merged), and objects beyond ``max_pending`` are owed their latest event,
-looked up when reached; an object that came and went unseen is not reported. A
-consumer always ends with every object's latest state; a slow one misses
-intermediate steps, never the last one; none slows the poller. Consumers end when
+events: past that it keeps each object's latest event only, in the object's turn
+(``coalesced`` counts what it merged), and objects beyond ``max_pending`` are owed
+their latest event, looked up in their turn; removals come after everything due and
+carry the exit code seen; an object that came and went unseen is not reported. A
+consumer always ends with every object's latest state, pods told before their
+containers and removed after them; a slow one misses intermediate steps, never the
+last one; none slows the poller. Consumers end when
 the poller closes, after what is due, with the error that stopped it if any:
 :class:`RestartRequired`, :class:`ClientClosed`, :class:`MessageTooLarge`, a
 non-transient answer of the runtime (PERMISSION_DENIED...), or :class:`InternalError`.

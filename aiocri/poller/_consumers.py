@@ -2,9 +2,11 @@
 
 A consumer's queue holds at most ``max_pending`` events. While the consumer keeps
 up, every event passes in order. Once ``max_pending`` are waiting, the queue keeps
-only the latest event per object; past ``max_pending`` objects, further objects are
-only noted as "owed", and their latest event is looked up in the engine when the
-consumer reaches them. An object that came and went while the consumer was not
+only the latest event per object, in the turn the object first took; past
+``max_pending`` objects, further objects are only noted as "owed", in arrival
+order, and their latest event is looked up in the engine when their turn comes.
+Removals go after everything due, so pods stay before their containers coming and
+after them going. An object that came and went while the consumer was not
 looking (it was never told of it) is dropped altogether. So the consumer always
 ends up with each object's latest state, never an older one; it may miss
 intermediate steps (CREATED and STARTED merged into EXITED), which ``coalesced``
