@@ -17,7 +17,9 @@ import pytest
 
 import aiocri
 from aiocri import api
-from aiocri.poller import Engine, EventKind, LifecycleEvent, Poller, _Diff, _steps
+from aiocri.poller import Engine, EventKind, LifecycleEvent, Poller
+from aiocri.poller._engine import _Diff
+from aiocri.poller._model import _steps
 from aiocri.testing import FakeRuntime
 
 pytestmark = pytest.mark.anyio

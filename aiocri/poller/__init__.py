@@ -61,9 +61,9 @@ it arrives; the snapshot makes an entry a full message when it is read. Figures 
 """
 
 from aiocri.poller._consumers import Consumer
-from aiocri.poller._engine import Engine, _Diff
+from aiocri.poller._engine import Engine
 from aiocri.poller._loop import Mode, Poller
-from aiocri.poller._model import EventKind, LifecycleEvent, PollerStats, Snapshot, _steps
+from aiocri.poller._model import EventKind, LifecycleEvent, PollerStats, Snapshot
 
 __all__ = ["Consumer", "Engine", "EventKind", "LifecycleEvent", "Mode", "Poller", "PollerStats",
-           "Snapshot", "_Diff", "_steps"]
+           "Snapshot"]
