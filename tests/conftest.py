@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 
+from aiocri.testing import FakeRuntime
 from tests.containerd_fixture import containerd  # noqa: F401  (session fixture)
 
 
@@ -26,3 +27,10 @@ def sock_dir() -> Iterator[Path]:
         yield path
     finally:
         shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+async def runtime(sock_dir: Path) -> AsyncIterator[FakeRuntime]:
+    """The embedded fake runtime (v1 and v1alpha2), serving on a short socket path."""
+    async with FakeRuntime(str(sock_dir / "rt.sock")) as rt:
+        yield rt

@@ -12,7 +12,6 @@ import asyncio
 import os
 import socket
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import anyio
@@ -23,28 +22,16 @@ import aiocri
 from aiocri import ConnectionState, RedialPolicy
 from aiocri.api import ContainerStatusRequest, ListContainersRequest, VersionRequest
 from aiocri.testing import FakeRuntime
+from tests._helpers import wait_state as _wait_state
 
 pytestmark = pytest.mark.anyio
 
 FAST = RedialPolicy(connect_timeout=2.0)
 
 
-@pytest.fixture
-async def runtime(sock_dir: Path) -> AsyncIterator[FakeRuntime]:
-    async with FakeRuntime(str(sock_dir / "rt.sock")) as rt:
-        yield rt
-
-
 async def _collect_events(client: aiocri.CRIClient, out: list[aiocri.ConnectionEvent]) -> None:
     async for event in client.events():
         out.append(event)
-
-
-async def _wait_state(client: aiocri.CRIClient, state: ConnectionState, within: float = 5.0,
-                      image: bool = False) -> None:
-    with anyio.fail_after(within):
-        while (client.image_state if image else client.state) is not state:
-            await anyio.sleep(0.005)
 
 
 # -- start-up ----------------------------------------------------------------------

@@ -12,7 +12,6 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import anyio
@@ -25,22 +24,11 @@ from aiocri import ConnectionState, RedialPolicy
 from aiocri.api import ContainerStatusRequest, StopContainerRequest
 from aiocri.poller import Poller
 from aiocri.testing import FakeRuntime
+from tests._helpers import wait_state as _wait_state
 
 pytestmark = pytest.mark.anyio
 
 FAST = RedialPolicy(connect_timeout=2.0)
-
-
-@pytest.fixture
-async def runtime(sock_dir: Path) -> AsyncIterator[FakeRuntime]:
-    async with FakeRuntime(str(sock_dir / "rt.sock")) as rt:
-        yield rt
-
-
-async def _wait_state(client: aiocri.CRIClient, state: ConnectionState, within: float = 5.0) -> None:
-    with anyio.fail_after(within):
-        while client.state is not state:
-            await anyio.sleep(0.005)
 
 
 # -- 1. exceptions pass through unchanged ---------------------------------------------

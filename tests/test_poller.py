@@ -28,12 +28,6 @@ FAST = aiocri.RedialPolicy(connect_timeout=2.0, initial=0.01, maximum=0.2)
 K = EventKind
 
 
-@pytest.fixture
-async def runtime(sock_dir: Path) -> AsyncIterator[FakeRuntime]:
-    async with FakeRuntime(str(sock_dir / "rt.sock")) as rt:
-        yield rt
-
-
 # -- helpers --------------------------------------------------------------------------
 
 
