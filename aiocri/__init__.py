@@ -24,6 +24,7 @@ from aiocri.errors import (
     CRIError,
     DeadlineExceeded,
     EndpointError,
+    ExecFailed,
     InternalError,
     InvalidArgument,
     MessageTooLarge,
@@ -32,10 +33,12 @@ from aiocri.errors import (
     NotFound,
     RestartRequired,
     RuntimeCallError,
+    StreamingError,
     Unavailable,
     Unsupported,
     UnsupportedByRuntime,
     UnsupportedByVersion,
+    UpgradeRefused,
 )
 from aiocri.poller import EventKind, LifecycleEvent, Poller
 from aiocri.services import ImageService, RuntimeService
@@ -61,6 +64,7 @@ __all__ = [
     "Endpoint",
     "EndpointError",
     "EventKind",
+    "ExecFailed",
     "ImageService",
     "InternalError",
     "InvalidArgument",
@@ -74,10 +78,12 @@ __all__ = [
     "RestartRequired",
     "RuntimeCallError",
     "RuntimeService",
+    "StreamingError",
     "Unavailable",
     "Unsupported",
     "UnsupportedByRuntime",
     "UnsupportedByVersion",
+    "UpgradeRefused",
     "connect",
     "parse_endpoint",
 ]

@@ -8,7 +8,7 @@ of the library: what it raises leaves unchanged.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Generator, Iterable
+from collections.abc import AsyncIterator, Generator, Iterable, Sequence
 from types import TracebackType
 from typing import Any, Literal
 
@@ -21,6 +21,17 @@ from aiocri.channel import DEFAULT_MAX_MESSAGE_SIZE, ChannelManager
 from aiocri.endpoint import Endpoint, discover, parse_endpoint
 from aiocri.errors import ClientClosed, CRIError, RestartRequired
 from aiocri.services import ImageService, RuntimeService
+from aiocri.streaming._open import (
+    OPEN_TIMEOUT,
+    Opening,
+    attach_session,
+    exec_session,
+    forward_port,
+    port_connection,
+)
+from aiocri.streaming._portforward import PortConnection, PortForwarder
+from aiocri.streaming._session import StreamSession
+from aiocri.streaming._transports import TransportName
 from aiocri.versions import CRIVersion, resolve_versions
 
 __all__ = ["DEFAULT_IMAGE_PULL_TIMEOUT", "DEFAULT_TIMEOUT", "CRIClient", "connect"]
@@ -194,6 +205,49 @@ class CRIClient:
         if isinstance(error, RestartRequired):
             return error
         raise error
+
+    # -- streaming (exec, attach, port-forward) ---------------------------------------
+
+    def exec_stream(
+        self, container_id: str, cmd: Sequence[str], *, stdin: bool = False,
+        stdout: bool = True, stderr: bool | None = None, tty: bool = False,
+        transport: TransportName = "auto", timeout: float | None = OPEN_TIMEOUT,
+    ) -> Opening[StreamSession]:
+        """Run ``cmd`` in a container with streams attached (``kubectl exec``).
+
+        ``stderr`` defaults to ``not tty`` (a terminal merges the two). Use as
+        ``async with client.exec_stream(...) as session`` or ``await`` it and
+        ``aclose()`` the session. ``timeout`` bounds the start only, not the session.
+        """
+        return exec_session(self.runtime, container_id, cmd, stdin=stdin, stdout=stdout,
+                            stderr=stderr, tty=tty, transport=transport, timeout=timeout)
+
+    def attach_stream(
+        self, container_id: str, *, stdin: bool = False, stdout: bool = True,
+        stderr: bool | None = None, tty: bool = False, transport: TransportName = "auto",
+        timeout: float | None = OPEN_TIMEOUT,
+    ) -> Opening[StreamSession]:
+        """Attach to a running container's main process (``kubectl attach``)."""
+        return attach_session(self.runtime, container_id, stdin=stdin, stdout=stdout,
+                              stderr=stderr, tty=tty, transport=transport, timeout=timeout)
+
+    def port_forward(
+        self, pod_id: str, port: int, *, transport: TransportName = "auto",
+        timeout: float | None = OPEN_TIMEOUT,
+    ) -> Opening[PortConnection]:
+        """One TCP connection to ``port`` inside a pod: ``read()``, ``write()``,
+        ``close_write()``; ``async with`` closes it."""
+        return port_connection(self.runtime, pod_id, port, transport=transport, timeout=timeout)
+
+    def forward_port(
+        self, pod_id: str, remote_port: int, *, local_port: int = 0,
+        host: str = "127.0.0.1", transport: TransportName = "auto",
+        timeout: float | None = OPEN_TIMEOUT,
+    ) -> Opening[PortForwarder]:
+        """Listen on ``host:local_port`` (0: any free port, see ``.port``) and forward
+        each accepted connection to ``remote_port`` in the pod (``kubectl port-forward``)."""
+        return forward_port(self.runtime, pod_id, remote_port, local_port=local_port, host=host,
+                            transport=transport, timeout=timeout)
 
 
 class _Connect:

@@ -239,3 +239,37 @@ def from_rpc_error(
     name = code.name if code is not None else "UNKNOWN"
     return cls(f"CRI call failed with {name}", code=code, details=details,
                method=method, endpoint=endpoint)
+
+
+class StreamingError(CRIError):
+    """A streaming session (exec, attach, port-forward) failed or could not start."""
+
+    hint = "start a new session (the runtime's streaming URLs are valid for one use)"
+
+
+class UpgradeRefused(StreamingError):
+    """The runtime's streaming server answered the upgrade with an HTTP error."""
+
+    hint = (
+        "the streaming URL may have expired or been used already, or the server does not "
+        "speak this transport; start a new session or choose another transport"
+    )
+
+    def __init__(self, message: str, *, status: int, body: str = "") -> None:
+        super().__init__(message)
+        self.status = status
+        self.body = body
+
+
+class ExecFailed(StreamingError):
+    """The runtime could not run the command (it never started, or the session broke).
+
+    ``exit_code`` is what a shell reports for the same cause (127 for a missing
+    binary, 126 for one that cannot be executed), or None when there is no such code.
+    """
+
+    hint = "check the command and the container's image"
+
+    def __init__(self, message: str, *, exit_code: int | None = None) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code

@@ -1,0 +1,115 @@
+"""A bounded byte pipe: a transport's reader task feeds it, the user reads it."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import AsyncIterator, Callable
+
+__all__ = ["Pipe"]
+
+#: Bytes a pipe holds before its feeder waits (the transport then stops reading
+#: the socket, so a slow reader slows the runtime instead of filling memory).
+DEFAULT_LIMIT = 4 << 20
+
+
+class Pipe:
+    """Output of one channel (stdout, stderr, a forwarded connection).
+
+    Read with ``await pipe.read()`` (``b""`` at the end) or ``async for chunk in pipe``.
+    """
+
+    def __init__(
+        self, *, limit: int = DEFAULT_LIMIT, on_consumed: Callable[[int], None] | None = None,
+        on_drained: Callable[[], None] | None = None,
+    ) -> None:
+        self._chunks: deque[bytes] = deque()
+        self._size = 0
+        self._limit = limit
+        self._eof = False
+        self._error: BaseException | None = None
+        self._readable = asyncio.Event()
+        self._writable = asyncio.Event()
+        self._writable.set()
+        self._on_consumed = on_consumed
+        #: called when a full pipe has room again (a transport resumes reading)
+        self.on_drained = on_drained
+
+    # -- the transport's side ----------------------------------------------------
+
+    def feed(self, data: bytes) -> bool:
+        """Queue ``data``; False once the pipe is full (the feeder should pause)."""
+        if data and not self._eof:
+            self._chunks.append(data)
+            self._size += len(data)
+            self._readable.set()
+            if self._size >= self._limit:
+                self._writable.clear()
+                return False
+        return True
+
+    async def wait_writable(self) -> None:
+        await self._writable.wait()
+
+    def feed_eof(self) -> None:
+        self._eof = True
+        self._readable.set()
+        if not self._writable.is_set():
+            self._writable.set()
+            if self.on_drained is not None:
+                self.on_drained()
+
+    def fail(self, error: BaseException) -> None:
+        """End the pipe with ``error`` (raised to readers once buffered bytes are read)."""
+        if not self._eof:
+            self._error = error
+            self.feed_eof()
+
+    @property
+    def writable(self) -> bool:
+        return self._writable.is_set()
+
+    @property
+    def at_eof(self) -> bool:
+        return self._eof and not self._chunks
+
+    # -- the reader's side --------------------------------------------------------
+
+    async def read(self, n: int = -1) -> bytes:
+        """Up to ``n`` bytes (any available amount when ``n < 0``); ``b""`` at the end."""
+        while not self._chunks:
+            if self._eof:
+                if self._error is not None:
+                    raise self._error
+                return b""
+            self._readable.clear()
+            await self._readable.wait()
+        chunk = self._chunks.popleft()
+        if 0 <= n < len(chunk):
+            self._chunks.appendleft(chunk[n:])
+            chunk = chunk[:n]
+        self._consumed(len(chunk))
+        return chunk
+
+    async def readall(self) -> bytes:
+        """Everything up to the end of the channel."""
+        parts = []
+        while chunk := await self.read():
+            parts.append(chunk)
+        return b"".join(parts)
+
+    def _consumed(self, size: int) -> None:
+        self._size -= size
+        if self._size < self._limit and not self._writable.is_set():
+            self._writable.set()
+            if self.on_drained is not None:
+                self.on_drained()
+        if self._on_consumed is not None:
+            self._on_consumed(size)
+
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        return self._iterate()
+
+    async def _iterate(self) -> AsyncIterator[bytes]:
+        while chunk := await self.read():
+            yield chunk

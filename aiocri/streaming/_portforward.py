@@ -1,0 +1,336 @@
+"""Port forwarding into a pod: one connection at a time, or a local listener."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+from collections.abc import Awaitable, Callable
+from types import TracebackType
+from typing import Self
+
+import websockets
+from websockets.asyncio.client import ClientConnection
+
+from aiocri.errors import StreamingError, UpgradeRefused
+from aiocri.streaming._pipe import Pipe
+from aiocri.streaming._spdy_conn import SpdyConnection, StreamReset
+from aiocri.streaming._transports import REMOTECOMMAND_V4, TransportName
+from aiocri.streaming._upgrade import split_url, upgrade_spdy
+
+__all__ = ["PortConnection", "PortForwardSession", "PortForwarder"]
+
+PORTFORWARD_PROTOCOL = "portforward.k8s.io"
+#: How long to wait for the error channel's words once the data channel ended.
+_ERROR_GRACE = 1.0
+
+
+def check_port(port: int) -> int:
+    if not isinstance(port, int) or isinstance(port, bool) or not 0 < port < 65536:
+        raise ValueError(f"port must be an integer in 1..65535, not {port!r}")
+    return port
+
+
+class PortConnection:
+    """One forwarded TCP connection: ``read()``/``write()``, ``close_write()``, ``aclose()``.
+
+    ``read()`` returns ``b""`` when the pod's side closed cleanly and raises
+    :class:`~aiocri.StreamingError` with the runtime's words when forwarding failed
+    (for instance, nothing listens on the port).
+    """
+
+    def __init__(self, port: int, data: Pipe, errors: Pipe,
+                 send: Callable[[bytes], Awaitable[None]],
+                 end: Callable[[], Awaitable[None]] | None,
+                 close: Callable[[], Awaitable[None]]) -> None:
+        self.port = port
+        self._data = data
+        self._errors = errors
+        self._send = send
+        self._end = end
+        self._close = close
+        self._checked = False
+
+    async def read(self, n: int = -1) -> bytes:
+        try:
+            chunk = await self._data.read(n)
+        except (StreamReset, ConnectionError) as exc:
+            await self._raise_error()
+            raise StreamingError(f"the forwarded connection broke: {exc}") from None
+        if not chunk:
+            await self._raise_error()
+        return chunk
+
+    async def _raise_error(self) -> None:
+        if self._checked:
+            return
+        self._checked = True
+        try:
+            text = await asyncio.wait_for(self._errors.readall(), _ERROR_GRACE)
+        except (TimeoutError, StreamReset, ConnectionError):
+            return
+        if text.strip():
+            raise StreamingError(
+                f"port {self.port}: {text.decode('utf-8', 'replace').strip()}",
+                hint="check that something in the pod listens on that port",
+            )
+
+    async def write(self, data: bytes) -> None:
+        try:
+            await self._send(bytes(data))
+        except (StreamReset, ConnectionError, websockets.ConnectionClosed) as exc:
+            raise StreamingError(f"the forwarded connection broke: {exc}") from None
+
+    @property
+    def can_close_write(self) -> bool:
+        return self._end is not None
+
+    async def close_write(self) -> None:
+        """Half-close: the pod's side reads EOF (SPDY only; WebSocket closes fully)."""
+        if self._end is None:
+            await self.aclose()
+        else:
+            with contextlib.suppress(StreamReset, ConnectionError):
+                await self._end()
+
+    async def aclose(self) -> None:
+        with contextlib.suppress(Exception):
+            await self._close()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None,
+                        exc: BaseException | None, tb: TracebackType | None) -> None:
+        await self.aclose()
+
+
+class PortForwardSession:
+    """One upgraded connection to the runtime's port-forward URL, many TCP connections.
+
+    SPDY carries any number of connections to any ports of the pod on one session;
+    WebSocket carries one, to the port the session was opened for.
+    """
+
+    def __init__(self, spdy: SpdyConnection | None, ws: ClientConnection | None,
+                 ws_port: int = 0) -> None:
+        self._spdy = spdy
+        self._ws = ws
+        self._ws_port = ws_port
+        self._request_ids = itertools.count()
+
+    @property
+    def transport(self) -> str:
+        return "spdy" if self._spdy is not None else "websocket"
+
+    @property
+    def alive(self) -> bool:
+        return self._spdy is not None and not self._spdy.closed.is_set()
+
+    @classmethod
+    async def open(cls, url: str, transport: TransportName, port: int) -> PortForwardSession:
+        """Upgrade ``url`` with ``transport`` (``spdy`` or ``websocket``, not ``auto``:
+        a refused URL is spent, so falling back needs a new one from the runtime)."""
+        if transport == "spdy":
+            tcp, initial, _ = await upgrade_spdy(url, [PORTFORWARD_PROTOCOL])
+            connection = SpdyConnection(client=True)
+            connection.start(tcp, initial)
+            return cls(connection, None)
+        if transport != "websocket":
+            raise ValueError(f"transport must be 'spdy' or 'websocket', not {transport!r}")
+        host, tcp_port, path, tls = split_url(url)
+        sep = "&" if "?" in path else "?"
+        uri = f"{'wss' if tls else 'ws'}://{host}:{tcp_port}{path}{sep}port={port}"
+        try:
+            ws = await websockets.connect(
+                uri, subprotocols=[REMOTECOMMAND_V4],  # type: ignore[list-item]
+                compression=None, max_size=None, ping_interval=None, open_timeout=None,
+            )
+        except websockets.InvalidStatus as exc:
+            raise UpgradeRefused(
+                f"the streaming server refused the WebSocket upgrade: HTTP "
+                f"{exc.response.status_code}", status=exc.response.status_code) from None
+        except (OSError, websockets.InvalidHandshake) as exc:
+            raise StreamingError(
+                f"cannot open a WebSocket to the streaming server: {exc}") from None
+        return cls(None, ws, port)
+
+    async def connect(self, port: int) -> PortConnection:
+        """A new connection to ``port`` inside the pod."""
+        check_port(port)
+        if self._spdy is not None:
+            return await self._connect_spdy(port)
+        if port != self._ws_port or self._ws is None:
+            raise StreamingError("a WebSocket port-forward session carries one connection, "
+                                 "to the port it was opened for")
+        ws, self._ws = self._ws, None
+        return _ws_connection(ws, port)
+
+    async def _connect_spdy(self, port: int) -> PortConnection:
+        assert self._spdy is not None
+        request = str(next(self._request_ids))
+        headers = {"port": str(port), "requestid": request}
+        try:
+            error = await self._spdy.open_stream({"streamtype": "error", **headers})
+            await error.close()  # we never write to it
+            data = await self._spdy.open_stream({"streamtype": "data", **headers})
+        except StreamReset as exc:
+            raise StreamingError(f"the port-forward session broke: {exc}") from None
+
+        async def close() -> None:
+            data.reset()
+            error.reset()
+
+        return PortConnection(port, data.incoming, error.incoming, data.write, data.close, close)
+
+    async def aclose(self) -> None:
+        if self._spdy is not None:
+            await self._spdy.aclose()
+        if self._ws is not None:
+            await self._ws.close()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None,
+                        exc: BaseException | None, tb: TracebackType | None) -> None:
+        await self.aclose()
+
+
+def _ws_connection(ws: ClientConnection, port: int) -> PortConnection:
+    data, errors = Pipe(), Pipe()
+    pipes = {0: data, 1: errors}
+
+    async def pump() -> None:
+        seen: set[int] = set()
+        try:
+            async for message in ws:
+                if isinstance(message, str) or not message:
+                    continue
+                pipe = pipes.get(message[0])
+                if pipe is None:
+                    continue
+                body = message[1:]
+                if message[0] not in seen:  # each channel starts with the port (2 bytes)
+                    seen.add(message[0])
+                    body = body[2:]
+                if body:
+                    pipe.feed(body)
+                    await pipe.wait_writable()
+        except websockets.ConnectionClosed:
+            pass
+        finally:
+            data.feed_eof()
+            errors.feed_eof()
+
+    task = asyncio.get_running_loop().create_task(pump())
+
+    async def send(chunk: bytes) -> None:
+        if chunk:
+            await ws.send(b"\x00" + chunk)
+
+    async def close() -> None:
+        await ws.close()
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await task
+
+    return PortConnection(port, data, errors, send, None, close)
+
+
+class PortForwarder:
+    """Listens on a local port and forwards each accepted connection into the pod."""
+
+    def __init__(self, open_session: Callable[[], Awaitable[PortForwardSession]],
+                 remote_port: int, host: str, local_port: int) -> None:
+        self._open_session = open_session
+        self.remote_port = check_port(remote_port)
+        self.host = host
+        self._requested = local_port
+        self._server: asyncio.Server | None = None
+        self._session: PortForwardSession | None = None
+        self._lock = asyncio.Lock()
+        self._tasks: set[asyncio.Task[None]] = set()
+        #: connections served, and those that failed (with the last error)
+        self.connections = 0
+        self.failures = 0
+        self.last_error: BaseException | None = None
+
+    @property
+    def port(self) -> int:
+        """The local port (useful when 0 was asked for)."""
+        if self._server is None:
+            raise RuntimeError("the forwarder is not listening")
+        return int(self._server.sockets[0].getsockname()[1])
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._serve, self.host, self._requested)
+
+    async def _connection(self) -> PortConnection:
+        async with self._lock:
+            if self._session is None or not self._session.alive:
+                if self._session is not None:
+                    await self._session.aclose()
+                self._session = await self._open_session()
+            session = self._session
+            if session.transport != "spdy":  # WebSocket: one session per connection
+                self._session = None
+        return await session.connect(self.remote_port)
+
+    def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.get_running_loop().create_task(self._pipe(reader, writer))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        remote: PortConnection | None = None
+        try:
+            remote = await self._connection()
+            await _splice(reader, writer, remote)
+        except Exception as exc:  # one connection's failure must not stop the listener
+            self.failures += 1
+            self.last_error = exc
+        finally:
+            writer.close()
+            if remote is not None:
+                await remote.aclose()
+
+    async def aclose(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._session is not None:
+            await self._session.aclose()
+            self._session = None
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None,
+                        exc: BaseException | None, tb: TracebackType | None) -> None:
+        await self.aclose()
+
+
+async def _splice(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                  remote: PortConnection) -> None:
+    async def upstream() -> None:
+        while chunk := await reader.read(1 << 16):
+            await remote.write(chunk)
+        await remote.close_write()
+
+    up = asyncio.ensure_future(upstream())
+    try:
+        while chunk := await remote.read():
+            writer.write(chunk)
+            await writer.drain()
+        if writer.can_write_eof():
+            writer.write_eof()
+        await up
+    finally:
+        up.cancel()
+        with contextlib.suppress(BaseException):
+            await up

@@ -1,0 +1,160 @@
+"""Exec and attach sessions: stdin, stdout, stderr, terminal size and the exit code."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Self
+
+from aiocri.errors import StreamingError, UpgradeRefused
+from aiocri.streaming._pipe import Pipe
+from aiocri.streaming._spdy_conn import StreamReset
+from aiocri.streaming._status import exit_code_of
+from aiocri.streaming._transports import Channels, TransportName, open_spdy, open_websocket
+
+__all__ = ["ExecOutput", "Stdin", "StreamSession", "open_channels"]
+
+
+@dataclass(frozen=True, slots=True)
+class ExecOutput:
+    """Everything a finished command wrote, and how it exited."""
+
+    stdout: bytes
+    stderr: bytes
+    exit_code: int
+
+
+async def open_channels(
+    new_url: Callable[[], Awaitable[str]], kinds: list[str], transport: TransportName
+) -> Channels:
+    """Connect with ``transport``; ``auto`` takes SPDY (which can end stdin alone on
+    every runtime) and falls back to WebSocket when the server refuses SPDY."""
+    if transport == "websocket":
+        return await open_websocket(await new_url(), kinds)
+    if transport not in ("spdy", "auto"):
+        raise ValueError(f"transport must be 'auto', 'spdy' or 'websocket', not {transport!r}")
+    try:
+        return await open_spdy(await new_url(), kinds)
+    except UpgradeRefused:
+        if transport == "spdy":
+            raise
+    # the refused URL is spent: ask the runtime for another one
+    return await open_websocket(await new_url(), kinds)
+
+
+class Stdin:
+    """The command's standard input: ``await write(data)``, then ``await close()``."""
+
+    def __init__(self, channels: Channels) -> None:
+        self._channels = channels
+        self.closed = False
+
+    async def write(self, data: bytes) -> None:
+        if self.closed:
+            raise StreamingError("stdin is already closed", hint="write before close()")
+        await self._channels.write_stdin(bytes(data))
+
+    async def close(self) -> None:
+        """Send the end of input (the command reads EOF); idempotent."""
+        if not self.closed:
+            self.closed = True
+            await self._channels.close_stdin()
+
+    @property
+    def can_close(self) -> bool:
+        """Whether the transport can end stdin alone (SPDY and WebSocket v5 can)."""
+        return self._channels.can_close_stdin
+
+
+class StreamSession:
+    """A running exec or attach session; use as ``async with`` or call :meth:`aclose`.
+
+    Read ``stdout``/``stderr`` (pipes: ``await read()``, ``async for chunk``) while the
+    command runs; a channel nobody reads fills up and then slows the command down.
+    """
+
+    def __init__(self, channels: Channels, *, stdin: bool, tty: bool) -> None:
+        self._channels = channels
+        self.stdin: Stdin | None = Stdin(channels) if stdin else None
+        self.stdout: Pipe | None = channels.stdout
+        self.stderr: Pipe | None = channels.stderr
+        self.tty = tty
+        self._exit_code: int | None = None
+        self._closed = False
+
+    @property
+    def transport(self) -> str:
+        """The transport in use: ``spdy``, ``websocket/v5.channel.k8s.io``..."""
+        return self._channels.name
+
+    async def resize(self, cols: int, rows: int) -> None:
+        """Tell the remote terminal its new size (TTY sessions only)."""
+        if not self.tty:
+            raise ValueError("resize() needs a session opened with tty=True")
+        if not (isinstance(cols, int) and isinstance(rows, int) and 0 < cols < 65536
+                and 0 < rows < 65536):
+            raise ValueError(f"terminal size must be two integers in 1..65535, not {cols}x{rows}")
+        await self._channels.write_resize(json.dumps({"Width": cols, "Height": rows}).encode())
+
+    async def wait(self) -> int:
+        """The command's exit code, once it ended.
+
+        Raises :class:`~aiocri.ExecFailed` when the command could not run, and
+        :class:`~aiocri.StreamingError` when the session broke before its end.
+        """
+        if self._exit_code is None:
+            try:
+                raw = await self._channels.error.readall()
+            except (StreamReset, ConnectionError) as exc:
+                raise StreamingError(f"the session ended before the command did: {exc}") from None
+            if not raw.strip():
+                raise StreamingError("the session ended without the command's exit status")
+            self._exit_code = exit_code_of(raw)
+        return self._exit_code
+
+    async def communicate(self, data: bytes | None = None) -> ExecOutput:
+        """Write ``data`` to stdin and end it, read stdout and stderr to their end,
+        and return them with the exit code."""
+        readers = [
+            asyncio.ensure_future(pipe.readall() if pipe is not None else _nothing())
+            for pipe in (self.stdout, self.stderr)
+        ]
+        try:
+            if self.stdin is not None:
+                if data:
+                    await self.stdin.write(data)
+                if self.stdin.can_close:
+                    await self.stdin.close()
+            elif data:
+                raise ValueError("this session has no stdin (open it with stdin=True)")
+            out, err = await asyncio.gather(*readers)
+        except BaseException:
+            for task in readers:
+                task.cancel()
+            await asyncio.gather(*readers, return_exceptions=True)
+            raise
+        return ExecOutput(out, err, await self.wait())
+
+    async def aclose(self) -> None:
+        """End the session (a command still running loses its connection); idempotent."""
+        if not self._closed:
+            self._closed = True
+            with contextlib.suppress(Exception):
+                await self._channels.aclose()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+
+async def _nothing() -> bytes:
+    return b""
