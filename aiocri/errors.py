@@ -273,3 +273,9 @@ class ExecFailed(StreamingError):
     def __init__(self, message: str, *, exit_code: int | None = None) -> None:
         super().__init__(message)
         self.exit_code = exit_code
+
+
+class LogError(CRIError):
+    """A container's log file cannot be read."""
+
+    hint = "check the path (ContainerStatus.log_path) and that this is the runtime's machine"

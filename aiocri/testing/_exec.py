@@ -8,14 +8,18 @@ and tests; anything else exits 127 like a missing binary.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import inspect
+import secrets
 import shlex
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import TypeAlias
+from typing import Any, TypeAlias
 
-from aiocri.testing._state import Container
+from aiocri.testing._state import Container, FakeState, StatusError
+from aiocri.testing._streaming import ServerIO, exit_status, internal_error, success_status
 
-__all__ = ["ExecHandler", "ExecResult", "default_exec_handler"]
+__all__ = ["ExecHandler", "ExecResult", "default_exec_handler", "run_session"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,3 +97,129 @@ async def _script(container: Container, script: str, shell_name: str) -> ExecRes
         result = await _run(container, words, shell=True)
         out, err, code = out + result.stdout, err + result.stderr, result.exit_code
     return ExecResult(out, err, code)
+
+
+# -- streaming sessions (exec and attach through the streaming server) -----------------
+
+
+async def run_session(
+    state: FakeState, handler: Callable[[], ExecHandler], kind: str, request: Any, io: ServerIO
+) -> bytes:
+    """Run one exec or attach session; the status JSON for the error channel.
+
+    The session ends with exit code 137 (SIGKILL) when its container stops.
+    """
+    try:
+        container = state.get_container(request.container_id)
+    except StatusError as exc:
+        return internal_error(exc.details)
+    if not container.running:
+        return internal_error(f'container "{container.id}" is not running')
+    task = asyncio.ensure_future(
+        _attach(state, container, io) if kind == "attach" else _exec(handler(), container,
+                                                                     list(request.cmd), io)
+    )
+    stopped = asyncio.Event()
+    container.on_exit.append(stopped.set)
+    waiting = asyncio.ensure_future(stopped.wait())
+    await asyncio.wait([task, waiting], return_when=asyncio.FIRST_COMPLETED)
+    waiting.cancel()
+    if stopped.set in container.on_exit:
+        container.on_exit.remove(stopped.set)
+    if not task.done():
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await task
+        return success_status() if kind == "attach" else exit_status(137, list(request.cmd))
+    return task.result()
+
+
+def _newlines(io: ServerIO, data: bytes) -> bytes:
+    return data.replace(b"\n", b"\r\n") if io.tty else data
+
+
+async def _exec(handler: ExecHandler, container: Container, cmd: list[str], io: ServerIO
+                ) -> bytes:
+    base = cmd[0].rsplit("/", 1)[-1]
+    args = cmd[1:]
+    if base == "busybox" and args:
+        base, args = args[0], args[1:]
+    if base == "cat" and not args:
+        if io.stdin is not None:
+            async for chunk in io.stdin:
+                await io.write("stdout", chunk)
+        return exit_status(0, cmd)
+    if base == "stty" and args == ["size"]:
+        return await _stty_size(io, cmd)
+    if base in _SHELLS and not args and io.stdin is not None:
+        return await _interactive_shell(container, io, cmd)
+    result = handler(container, cmd)
+    if inspect.isawaitable(result):
+        result = await result
+    if result.exit_code == 127 and b"executable file not found" in result.stderr:
+        # containerd reports a binary that is not there as an error, not an exit code
+        return internal_error(
+            f'failed to exec in container: failed to start exec "{secrets.token_hex(32)}": '
+            f"OCI runtime exec failed: exec failed: unable to start container process: "
+            f"{result.stderr.decode().strip()}: unknown"
+        )
+    await io.write("stdout", _newlines(io, result.stdout))
+    await io.write("stderr" if not io.tty else "stdout", _newlines(io, result.stderr))
+    return exit_status(result.exit_code, cmd)
+
+
+async def _stty_size(io: ServerIO, cmd: list[str]) -> bytes:
+    if not io.tty:
+        await io.write("stderr", b"stty: standard input: Not a tty\n")
+        return exit_status(1, cmd)
+    if io.size is None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(io.resized.wait(), 1.0)
+    cols, rows = io.size or (80, 24)
+    await io.write("stdout", f"{rows} {cols}\r\n".encode())
+    return exit_status(0, cmd)
+
+
+async def _interactive_shell(container: Container, io: ServerIO, cmd: list[str]) -> bytes:
+    assert io.stdin is not None
+    pending = b""
+    code = 0
+    async for chunk in io.stdin:
+        pending += chunk
+        while b"\n" in pending:
+            line, pending = pending.split(b"\n", 1)
+            words = line.decode(errors="replace").strip()
+            if words.split()[:1] == ["exit"]:
+                parts = words.split()
+                return exit_status(int(parts[1]) & 0xFF if len(parts) > 1 else code, cmd)
+            if words:
+                result = await _script(container, words, "sh")
+                await io.write("stdout", _newlines(io, result.stdout))
+                await io.write("stderr" if not io.tty else "stdout", _newlines(io, result.stderr))
+                code = result.exit_code
+    return exit_status(code, cmd)
+
+
+async def _attach(state: FakeState, container: Container, io: ServerIO) -> bytes:
+    """Follow the container's output; what arrives on stdin the container echoes."""
+    queue: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue()
+
+    def listener(stream: str, data: bytes) -> None:
+        queue.put_nowait(("stdout" if io.tty else stream, data))
+
+    container.listeners.append(listener)
+
+    async def echo() -> None:
+        if io.stdin is not None:
+            async for chunk in io.stdin:
+                if container.running:
+                    state.write_output(container.id, chunk)
+
+    echoing = asyncio.ensure_future(echo())
+    try:
+        while True:
+            stream, data = await queue.get()
+            await io.write(stream, _newlines(io, data))
+    finally:
+        echoing.cancel()
+        container.listeners.remove(listener)

@@ -31,6 +31,7 @@ from aiocri.testing._state import (
     StatusError,
     frame,
 )
+from aiocri.testing._streaming import StreamingServer
 from aiocri.versions import CRIVersion
 
 __all__ = ["FakeServicer", "Response"]
@@ -62,6 +63,12 @@ def _u64(value: int) -> pb.UInt64Value:
     return pb.UInt64Value(value=value)
 
 
+def _copy_message(message: Any) -> Any:
+    copy = type(message)()
+    copy.CopyFrom(message)
+    return copy
+
+
 def _chunks(items: Sequence[bytes], size: int) -> Iterable[bytes]:
     for start in range(0, len(items), size):
         yield b"".join(items[start : start + size])
@@ -88,6 +95,8 @@ class FakeServicer:
         #: Items per message of the Stream* RPCs.
         self.stream_chunk = stream_chunk
         self.exec_handler: ExecHandler = default_exec_handler
+        #: serves the URLs of Exec, Attach and PortForward (set by FakeRuntime)
+        self.streaming: StreamingServer | None = None
         self.cgroup_driver: pb.CgroupDriver.ValueType = pb.SYSTEMD
         # Filtered list answers by (kind, filter bytes), valid for one state generation:
         # a poller repeating the same filter on 10,000 containers costs a lookup.
@@ -152,8 +161,10 @@ class FakeServicer:
             )
         return pod
 
-    def _url(self, kind: str) -> str:
-        return f"http://{STREAMING_ADDRESS}/{kind}/{secrets.token_urlsafe(6)}"
+    def _url(self, kind: str, request: object) -> str:
+        if self.streaming is None:
+            return f"http://{STREAMING_ADDRESS}/{kind}/{secrets.token_urlsafe(6)}"
+        return self.streaming.url(kind, request)
 
     # -- stats -------------------------------------------------------------------
 
@@ -445,7 +456,7 @@ class FakeServicer:
         self, request: pb.PortForwardRequest, version: CRIVersion
     ) -> pb.PortForwardResponse:
         self._ready_pod(request.pod_sandbox_id)
-        return pb.PortForwardResponse(url=self._url("portforward"))
+        return pb.PortForwardResponse(url=self._url("portforward", _copy_message(request)))
 
     # -- RuntimeService: containers ---------------------------------------------------
 
@@ -505,9 +516,7 @@ class FakeServicer:
     def reopen_container_log(
         self, request: pb.ReopenContainerLogRequest, version: CRIVersion
     ) -> pb.ReopenContainerLogResponse:
-        container = self.state.get_container(request.container_id)
-        if not container.running:  # containerd's check and words
-            raise StatusError(grpc.StatusCode.FAILED_PRECONDITION, "container is not running")
+        self.state.reopen_log(request.container_id)
         return pb.ReopenContainerLogResponse()
 
     async def exec_sync(
@@ -551,7 +560,7 @@ class FakeServicer:
                 grpc.StatusCode.INVALID_ARGUMENT, "tty and stderr cannot both be true"
             )
         self._running(request.container_id)
-        return pb.ExecResponse(url=self._url("exec"))
+        return pb.ExecResponse(url=self._url("exec", _copy_message(request)))
 
     def attach(self, request: pb.AttachRequest, version: CRIVersion) -> pb.AttachResponse:
         if not (request.stdin or request.stdout or request.stderr):
@@ -563,7 +572,7 @@ class FakeServicer:
                 grpc.StatusCode.INVALID_ARGUMENT, "tty and stderr cannot both be true"
             )
         self._running(request.container_id)
-        return pb.AttachResponse(url=self._url("attach"))
+        return pb.AttachResponse(url=self._url("attach", _copy_message(request)))
 
     # -- RuntimeService: stats and metrics ------------------------------------------
 

@@ -15,13 +15,14 @@ import json
 import random
 import secrets
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple, TypeVar
 
 import grpc
 
 from aiocri._proto.runtime.v1 import api_pb2 as pb
+from aiocri.testing._logfile import CRILogFile
 
 __all__ = [
     "DEFAULT_IMAGES",
@@ -240,6 +241,11 @@ class Container:
     resources: pb.LinuxContainerResources | None = None
     _item: bytes | None = None  # framed Container bytes, rebuilt after a change
     stats_cache: tuple[int, bytes] | None = None  # (collected at, framed stats)
+    #: attached sessions: called with (stream, data) for each output
+    listeners: list[Callable[[str, bytes], None]] = field(default_factory=list)
+    #: called once when the container stops running (sessions end)
+    on_exit: list[Callable[[], None]] = field(default_factory=list)
+    log: CRILogFile | None = None
 
     @property
     def pod_sandbox_id(self) -> str:
@@ -686,7 +692,38 @@ class FakeState:
             raise _precondition(f'container "{container.id}" is in {state} state')
         self._finish(container, exit_code, reason or _reason_for(exit_code), message)
 
+    def write_output(self, container_id: str, data: bytes | str, stream: str = "stdout") -> None:
+        """Make a running container print: the text goes to its log file (in the CRI
+        format, when its pod's log directory exists) and to attached sessions."""
+        container = self.get_container(container_id)
+        if not container.running:
+            raise _precondition(f'container "{container.id}" is not running')
+        if stream not in ("stdout", "stderr"):
+            raise ValueError("stream must be stdout or stderr")
+        raw = data.encode() if isinstance(data, str) else bytes(data)
+        if container.log is None and container.log_path:
+            container.log = CRILogFile.open(container.log_path)
+        if container.log is not None:
+            container.log.write(stream, raw)
+        for listener in list(container.listeners):
+            listener(stream, raw)
+
+    def reopen_log(self, container_id: str) -> None:
+        """ReopenContainerLog: close the log file and open its path again."""
+        container = self.get_container(container_id)
+        if not container.running:  # containerd's check and words
+            raise StatusError(grpc.StatusCode.FAILED_PRECONDITION, "container is not running")
+        if container.log is not None:
+            container.log.close()
+        container.log = CRILogFile.open(container.log_path) if container.log_path else None
+
     def _finish(self, container: Container, exit_code: int, reason: str, message: str) -> None:
+        if container.log is not None:
+            container.log.close()
+            container.log = None
+        ended, container.on_exit = container.on_exit, []
+        for callback in ended:
+            callback()
         container.state = pb.CONTAINER_EXITED
         container.finished_at = time.time_ns()
         container.exit_code = exit_code

@@ -29,7 +29,7 @@ import grpc.aio
 from anyio.abc import TaskStatus
 
 from aiocri._proto.runtime.v1 import api_pb2 as pb
-from aiocri.testing._exec import ExecHandler, default_exec_handler
+from aiocri.testing._exec import ExecHandler, default_exec_handler, run_session
 from aiocri.testing._server import (
     Hooks,
     build_handlers,
@@ -39,6 +39,7 @@ from aiocri.testing._server import (
 )
 from aiocri.testing._servicer import FakeServicer
 from aiocri.testing._state import FakeState, Image, Populated
+from aiocri.testing._streaming import StreamingServer
 from aiocri.versions import CRIVersion, resolve_versions
 
 __all__ = ["DEFAULT_VERSIONS", "FakeRuntime", "churn", "churn_once", "main", "serve"]
@@ -78,6 +79,13 @@ class FakeRuntime:
             runtime_version=runtime_version,
             stream_chunk=stream_chunk,
         )
+        servicer = self._servicer
+        self.streaming = StreamingServer(
+            lambda kind, request, io: run_session(
+                self.state, lambda: servicer.exec_handler, kind, request, io
+            )
+        )
+        servicer.streaming = self.streaming
         self._hooks = Hooks(seed)
         self._versions = resolve_versions(versions)
         self._options = [
@@ -162,12 +170,15 @@ class FakeRuntime:
             )
             server.add_insecure_port(f"unix:{self.socket_path}")
             await server.start()
+            await self.streaming.start()
             self._server = server
 
     async def stop(self, grace: float = 0.0) -> None:
         """Stop serving (clients get a GOAWAY) and remove the socket file; state is kept."""
         async with self._lock:
             server, self._server = self._server, None
+            with anyio.CancelScope(shield=True):
+                await self.streaming.stop()
             if server is not None:
                 with anyio.CancelScope(shield=True):
                     await server.stop(grace)
@@ -190,6 +201,7 @@ class FakeRuntime:
                 raise RuntimeError("the fake runtime is not serving")
             cut_connections(self.socket_path)
             with anyio.CancelScope(shield=True):
+                await self.streaming.stop()
                 await server.stop(0)  # its GOAWAY finds the connections already dead
             leave_stale_socket(self.socket_path)
 
@@ -271,6 +283,11 @@ class FakeRuntime:
     def set_exec_handler(self, handler: ExecHandler | None) -> None:
         """Answer ExecSync with ``handler(container, cmd)``; None restores the default."""
         self._servicer.exec_handler = handler or default_exec_handler
+
+    def write_output(self, container_id: str, data: bytes | str, stream: str = "stdout") -> None:
+        """Make a running container print ``data`` (to its CRI log file and to the
+        sessions attached to it)."""
+        self.state.write_output(container_id, data, stream)
 
     def populate(self, pods: int, containers_per_pod: int, **kwargs: Any) -> Populated:
         """Add running pods and containers (see :meth:`FakeState.populate`)."""

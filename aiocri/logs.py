@@ -1,0 +1,295 @@
+"""Container logs in the CRI log format, read from the file the runtime writes.
+
+Each line of a CRI log file is ``<RFC 3339 time> <stdout|stderr> <P|F> <text>``:
+``F`` ends a line, ``P`` is a piece whose continuation follows. These functions
+join the pieces, filter and follow the file across rotation (the kubelet renames
+the file and asks the runtime to reopen it with ReopenContainerLog). Like crictl,
+they read the file directly, so they work on the runtime's own machine.
+
+    async for entry in aiocri.logs.read_log(path, follow=True, tail=10):
+        sys.stdout.buffer.write(entry.data)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import BinaryIO, Literal
+
+from aiocri.errors import LogError
+
+__all__ = ["LogEntry", "format_time", "parse_line", "parse_time", "read_log"]
+
+Stream = Literal["stdout", "stderr"]
+_LINE = re.compile(rb"^(\S+) (stdout|stderr) ([PF])(?: (.*))?$", re.DOTALL)
+_TIME = re.compile(r"^(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2})(?:\.(\d{1,9}))?(Z|[+-]\d{2}:\d{2})$")
+
+
+@dataclass(frozen=True, slots=True)
+class LogEntry:
+    """One line of output (pieces joined), as the container wrote it."""
+
+    #: nanoseconds since the epoch, from the first piece of the line
+    time_ns: int
+    #: the timestamp as the runtime wrote it
+    timestamp: str
+    stream: Stream
+    #: the text, with its newline unless the line was never finished
+    data: bytes
+
+    @property
+    def time(self) -> datetime:
+        return datetime.fromtimestamp(self.time_ns / 1e9, UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class _Piece:
+    time_ns: int
+    timestamp: str
+    stream: Stream
+    full: bool
+    text: bytes
+
+
+def parse_time(text: str) -> int:
+    """Nanoseconds since the epoch of an RFC 3339 time with up to 9 fraction digits."""
+    match = _TIME.match(text)
+    if match is None:
+        raise ValueError(f"not an RFC 3339 time: {text!r}")
+    whole, fraction, zone = match.groups()
+    seconds = datetime.fromisoformat(whole + ("+00:00" if zone == "Z" else zone)).timestamp()
+    return int(seconds) * 1_000_000_000 + int((fraction or "").ljust(9, "0"))
+
+
+def format_time(time_ns: int) -> str:
+    """RFC 3339 with nanoseconds, trailing zeros dropped (Go's RFC3339Nano, as runtimes write)."""
+    seconds, nanos = divmod(time_ns, 1_000_000_000)
+    text = datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    fraction = f"{nanos:09d}".rstrip("0")
+    return f"{text}.{fraction}Z" if fraction else f"{text}Z"
+
+
+def parse_line(raw: bytes) -> _Piece:
+    """One line of a CRI log file (without its newline); ValueError if malformed."""
+    match = _LINE.match(raw)
+    if match is None:
+        raise ValueError(f"not a CRI log line: {raw[:60]!r}")
+    stamp, stream, tag, text = match.groups()
+    timestamp = stamp.decode("ascii", "replace")
+    return _Piece(parse_time(timestamp), timestamp, "stdout" if stream == b"stdout" else "stderr",
+                  tag == b"F", text or b"")
+
+
+class _Joiner:
+    """Joins P pieces into lines, per stream (stdout and stderr interleave)."""
+
+    def __init__(self) -> None:
+        self._open: dict[Stream, list[_Piece]] = {}
+
+    def add(self, piece: _Piece) -> LogEntry | None:
+        pieces = self._open.setdefault(piece.stream, [])
+        pieces.append(piece)
+        if not piece.full:
+            return None
+        del self._open[piece.stream]
+        return _entry(pieces, b"\n")
+
+    def flush(self) -> list[LogEntry]:
+        """Lines never finished (the file ends in a piece)."""
+        done = [_entry(p, b"") for p in self._open.values() if p]
+        self._open.clear()
+        return sorted(done, key=lambda e: e.time_ns)
+
+
+def _entry(pieces: list[_Piece], end: bytes) -> LogEntry:
+    first = pieces[0]
+    return LogEntry(first.time_ns, first.timestamp, first.stream,
+                    b"".join(p.text for p in pieces) + end)
+
+
+class _Follower:
+    """Reads lines from a path, following it across renames and truncation."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._file: BinaryIO | None = None
+        self._partial = b""
+
+    def open(self) -> None:
+        try:
+            self._file = open(self.path, "rb")  # noqa: SIM115  (kept open while following)
+        except FileNotFoundError:
+            raise LogError(f"no log file at {self.path}",
+                           hint="the container may not have started yet, or its log was "
+                           "rotated away") from None
+        except PermissionError:
+            raise LogError(f"cannot read the log file {self.path}: permission denied",
+                           hint="read it as a user who may (the runtime's logs are root's)"
+                           ) from None
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+    def lines(self) -> list[bytes]:
+        """Complete lines available now (a partial last line waits for its newline)."""
+        assert self._file is not None
+        data = self._partial + self._file.read()
+        *lines, self._partial = data.split(b"\n")
+        return lines
+
+    def leftover(self) -> bytes:
+        """The unfinished last line (a file truncated mid-line)."""
+        rest, self._partial = self._partial, b""
+        return rest
+
+    def rotated(self) -> bool:
+        """True when the path now names another file, or ours was truncated."""
+        assert self._file is not None
+        try:
+            now = os.stat(self.path)
+        except FileNotFoundError:
+            return False  # renamed, not yet reopened: keep reading the old file
+        mine = os.fstat(self._file.fileno())
+        if (now.st_dev, now.st_ino) != (mine.st_dev, mine.st_ino):
+            return True
+        if now.st_size < self._file.tell():  # truncated in place (copytruncate)
+            self._file.seek(0)
+            self._partial = b""
+        return False
+
+    def reopen(self) -> None:
+        self.close()
+        self._partial = b""
+        self.open()
+
+
+async def read_log(
+    path: str | os.PathLike[str],
+    *,
+    follow: bool = False,
+    tail: int | None = None,
+    since: datetime | None = None,
+    streams: Iterable[Stream] = ("stdout", "stderr"),
+    limit_bytes: int | None = None,
+    poll_interval: float = 0.1,
+    still_running: Callable[[], Awaitable[bool]] | None = None,
+) -> AsyncIterator[LogEntry]:
+    """Lines of a CRI log file, oldest first.
+
+    ``tail``: only the last N lines that exist now; ``since``: only lines from that
+    time on; ``streams``: which of stdout/stderr; ``limit_bytes``: stop after that
+    many bytes of text (the last line cut). ``follow``: keep reading as the file
+    grows, across rotation, until ``still_running()`` (asked when idle) is False or
+    the iteration is cancelled. Malformed lines are skipped.
+    """
+    _check(tail, limit_bytes, poll_interval)
+    wanted = frozenset(streams)
+    if not wanted <= {"stdout", "stderr"}:
+        raise ValueError(f"streams must be stdout and/or stderr, not {sorted(wanted)}")
+    since_ns = _since_ns(since)
+    budget = limit_bytes
+    reader = _Follower(os.fspath(path))
+    reader.open()
+    joiner = _Joiner()
+    try:
+        backlog = _entries(reader.lines(), joiner)
+        if not follow:
+            backlog += _leftover(reader, joiner)
+        if tail is not None:
+            backlog = list(deque(backlog, maxlen=tail)) if tail > 0 else []
+        for entry in backlog:
+            for out in _filter(entry, wanted, since_ns):
+                budget, out = _spend(budget, out)
+                yield out
+                if budget == 0:
+                    return
+        if not follow:
+            return
+        idle = 0.0
+        while True:
+            fresh = _entries(reader.lines(), joiner)
+            if not fresh:
+                if reader.rotated():
+                    fresh = _entries(reader.lines(), joiner) + _leftover(reader, joiner)
+                    reader.reopen()
+                elif still_running is not None and idle >= 1.0:
+                    idle = 0.0
+                    if not await still_running():
+                        for entry in _entries(reader.lines(), joiner) + _leftover(reader, joiner):
+                            for out in _filter(entry, wanted, since_ns):
+                                budget, out = _spend(budget, out)
+                                yield out
+                                if budget == 0:
+                                    return
+                        return
+            for entry in fresh:
+                for out in _filter(entry, wanted, since_ns):
+                    budget, out = _spend(budget, out)
+                    yield out
+                    if budget == 0:
+                        return
+            if not fresh:
+                await asyncio.sleep(poll_interval)
+                idle += poll_interval
+            else:
+                idle = 0.0
+    finally:
+        reader.close()
+
+
+def _check(tail: int | None, limit_bytes: int | None, poll_interval: float) -> None:
+    if tail is not None and (not isinstance(tail, int) or tail < 0):
+        raise ValueError(f"tail must be a non-negative integer or None, not {tail!r}")
+    if limit_bytes is not None and (not isinstance(limit_bytes, int) or limit_bytes <= 0):
+        raise ValueError(f"limit_bytes must be a positive integer or None, not {limit_bytes!r}")
+    if not poll_interval > 0:
+        raise ValueError("poll_interval must be positive")
+
+
+def _since_ns(since: datetime | None) -> int | None:
+    if since is None:
+        return None
+    if since.tzinfo is None:
+        raise ValueError("since must be timezone-aware (e.g. datetime.now(UTC) - timedelta(...))")
+    return int(since.timestamp() * 1e9)
+
+
+def _entries(lines: list[bytes], joiner: _Joiner) -> list[LogEntry]:
+    out = []
+    for raw in lines:
+        try:
+            piece = parse_line(raw)
+        except ValueError:
+            continue
+        entry = joiner.add(piece)
+        if entry is not None:
+            out.append(entry)
+    return out
+
+
+def _leftover(reader: _Follower, joiner: _Joiner) -> list[LogEntry]:
+    rest = reader.leftover()
+    out = _entries([rest], joiner) if rest else []
+    return out + joiner.flush()
+
+
+def _filter(entry: LogEntry, wanted: frozenset[str], since_ns: int | None) -> list[LogEntry]:
+    if entry.stream not in wanted or (since_ns is not None and entry.time_ns < since_ns):
+        return []
+    return [entry]
+
+
+def _spend(budget: int | None, entry: LogEntry) -> tuple[int | None, LogEntry]:
+    if budget is None:
+        return None, entry
+    if len(entry.data) >= budget:
+        cut = LogEntry(entry.time_ns, entry.timestamp, entry.stream, entry.data[:budget])
+        return 0, cut
+    return budget - len(entry.data), entry
