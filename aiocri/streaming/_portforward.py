@@ -86,10 +86,9 @@ class PortConnection:
         return self._end is not None
 
     async def close_write(self) -> None:
-        """Half-close: the pod's side reads EOF (SPDY only; WebSocket closes fully)."""
-        if self._end is None:
-            await self.aclose()
-        else:
+        """Half-close: the pod's side reads EOF. Over WebSocket there is no such signal:
+        nothing is sent, and the connection ends when either side closes it."""
+        if self._end is not None:
             with contextlib.suppress(StreamReset, ConnectionError):
                 await self._end()
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import secrets
 import time
 from collections.abc import Awaitable, Callable
@@ -17,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from websockets.exceptions import InvalidState
 from websockets.frames import Frame, Opcode
 from websockets.http11 import Request
 from websockets.server import ServerProtocol
@@ -292,7 +294,10 @@ class _WebSocketIO:
 
     async def send(self, channel: int, data: bytes, *, force: bool = False) -> None:
         if data or force:
-            self._ws.send_binary(bytes([channel]) + data)
+            try:
+                self._ws.send_binary(bytes([channel]) + data)
+            except InvalidState:
+                raise ConnectionError("the WebSocket is closing") from None
             await _flush(self._ws, self._writer)
 
     async def pump(self, on_message: Callable[[int, bytes], None]) -> None:
@@ -358,8 +363,9 @@ def _parse_sizes(data: bytes, io: ServerIO) -> None:
 
 
 def _refused_text(port: int, exc: OSError) -> bytes:
+    reason = os.strerror(exc.errno).lower() if exc.errno else str(exc)
     return (f"error forwarding port {port} to pod, uid : failed to execute portforward: "
-            f"dial tcp4 127.0.0.1:{port}: connect: {exc.strerror or exc}").lower().encode()
+            f"dial tcp4 127.0.0.1:{port}: connect: {reason}").encode()
 
 
 async def _spdy_portforward(connection: SpdyConnection) -> None:

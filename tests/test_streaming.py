@@ -1,0 +1,398 @@
+"""Exec, attach and port-forward sessions against the fake runtime's streaming server,
+through both transports."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import AsyncIterator
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import aiocri
+from aiocri.streaming import _status
+from aiocri.streaming._pipe import Pipe
+from aiocri.testing import FakeRuntime
+
+pytestmark = pytest.mark.anyio
+
+TRANSPORTS = ["spdy", "websocket"]
+
+
+@pytest.fixture
+async def client(runtime: FakeRuntime) -> AsyncIterator[aiocri.CRIClient]:
+    async with aiocri.connect(runtime.endpoint) as c:
+        yield c
+
+
+@pytest.fixture
+def cid(runtime: FakeRuntime) -> str:
+    return runtime.populate(1, 1).container_ids[0]
+
+
+# -- the exit status (pure) ----------------------------------------------------------
+
+
+def test_exit_codes_from_status() -> None:
+    assert _status.exit_code_of(b'{"metadata":{},"status":"Success"}') == 0
+    failure = {"status": "Failure", "reason": "NonZeroExitCode",
+               "details": {"causes": [{"reason": "ExitCode", "message": "42"}]}}
+    assert _status.exit_code_of(json.dumps(failure).encode()) == 42
+    with pytest.raises(aiocri.ExecFailed) as missing:
+        _status.exit_code_of(json.dumps({
+            "status": "Failure", "reason": "InternalError",
+            "message": 'exec: "nope": executable file not found in $PATH'}).encode())
+    assert missing.value.exit_code == 127 and "nope" in str(missing.value)
+    with pytest.raises(aiocri.ExecFailed) as denied:
+        _status.exit_code_of(b'{"status":"Failure","message":"exec: permission denied"}')
+    assert denied.value.exit_code == 126
+    with pytest.raises(aiocri.ExecFailed) as plain:
+        _status.exit_code_of(b"some v1 error text")
+    assert plain.value.exit_code is None
+
+
+# -- the pipe (pure, no I/O) ---------------------------------------------------------
+
+
+async def test_pipe_pauses_its_feeder_and_resumes_it() -> None:
+    drained = []
+    pipe = Pipe(limit=10, on_drained=lambda: drained.append(True))
+    assert pipe.feed(b"12345")
+    assert not pipe.feed(b"67890")  # full: the feeder pauses
+    assert await pipe.read(3) == b"123"
+    assert drained == [True] and pipe.writable
+    pipe.fail(ConnectionError("gone"))
+    assert await pipe.read() == b"45"
+    assert await pipe.read() == b"67890"
+    with pytest.raises(ConnectionError):
+        await pipe.read()
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.binary(min_size=1, max_size=50), max_size=30),
+       st.lists(st.integers(-1, 40).filter(bool), min_size=1, max_size=10))
+def test_pipe_delivers_every_byte_in_order(chunks: list[bytes], sizes: list[int]) -> None:
+    async def scenario() -> bytes:
+        pipe = Pipe(limit=64)
+        got = bytearray()
+
+        async def feeder() -> None:
+            for chunk in chunks:
+                if not pipe.feed(chunk):
+                    await pipe.wait_writable()
+            pipe.feed_eof()
+
+        task = asyncio.ensure_future(feeder())
+        index = 0
+        while chunk := await pipe.read(sizes[index % len(sizes)]):
+            got += chunk
+            index += 1
+        await task
+        return bytes(got)
+
+    assert asyncio.run(scenario()) == b"".join(chunks)
+
+
+# -- exec ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("transport", ["spdy", "auto"])
+async def test_exec_stdin_ends_on_close(client: aiocri.CRIClient, cid: str, transport: str
+                                        ) -> None:
+    async with client.exec_stream(cid, ["cat"], stdin=True, transport=transport) as session:
+        assert session.transport == "spdy"
+        output = await session.communicate(b"hello\nworld")
+    assert output == aiocri.streaming.ExecOutput(b"hello\nworld", b"", 0)
+
+
+async def test_websocket_v4_cannot_end_stdin_alone(client: aiocri.CRIClient, cid: str) -> None:
+    async with client.exec_stream(cid, ["cat"], stdin=True, transport="websocket") as session:
+        assert session.transport == "websocket/v4.channel.k8s.io"
+        assert session.stdin is not None and not session.stdin.can_close
+        await session.stdin.write(b"ping")
+        assert session.stdout is not None and await session.stdout.read() == b"ping"
+        with pytest.raises(aiocri.StreamingError, match="cannot be closed alone"):
+            await session.stdin.close()
+
+
+async def test_websocket_v5_ends_stdin(runtime: FakeRuntime, client: aiocri.CRIClient,
+                                       cid: str) -> None:
+    runtime.streaming.websocket_protocols = ("v5.channel.k8s.io", "v4.channel.k8s.io")
+    async with client.exec_stream(cid, ["cat"], stdin=True, transport="websocket") as session:
+        assert session.transport == "websocket/v5.channel.k8s.io"
+        assert (await session.communicate(b"abc")).stdout == b"abc"
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+async def test_exec_exit_codes_and_streams(client: aiocri.CRIClient, cid: str,
+                                           transport: str) -> None:
+    async with client.exec_stream(cid, ["sh", "-c", "echo out; echo err; exit 7"],
+                                  transport=transport) as session:
+        output = await session.communicate()
+    assert output.exit_code == 7 and output.stdout == b"out\nerr\n"
+    async with client.exec_stream(cid, ["true"], transport=transport) as session:
+        assert await session.wait() == 0
+        assert await session.wait() == 0  # cached
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+async def test_exec_of_a_missing_binary(client: aiocri.CRIClient, cid: str, transport: str
+                                        ) -> None:
+    async with client.exec_stream(cid, ["no-such-tool"], transport=transport) as session:
+        with pytest.raises(aiocri.ExecFailed) as failed:
+            await session.wait()
+    assert failed.value.exit_code == 127
+    assert "executable file not found" in str(failed.value)
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+async def test_tty_resize_reaches_the_command(client: aiocri.CRIClient, cid: str,
+                                              transport: str) -> None:
+    async with client.exec_stream(cid, ["stty", "size"], stdin=True, tty=True,
+                                  transport=transport) as session:
+        assert session.stderr is None  # a terminal merges them
+        await session.resize(132, 43)
+        assert session.stdout is not None
+        assert await session.stdout.readall() == b"43 132\r\n"
+        assert await session.wait() == 0
+
+
+async def test_interactive_shell_over_a_tty(client: aiocri.CRIClient, cid: str) -> None:
+    async with client.exec_stream(cid, ["sh"], stdin=True, tty=True) as session:
+        assert session.stdin is not None and session.stdout is not None
+        await session.stdin.write(b"echo one\n")
+        assert await session.stdout.read() == b"one\r\n"
+        await session.stdin.write(b"exit 4\n")
+        assert await session.wait() == 4
+
+
+@settings(max_examples=15, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(chunks=st.lists(st.binary(min_size=1, max_size=70_000), max_size=6),
+       transport=st.sampled_from(TRANSPORTS))
+def test_cat_returns_exactly_what_was_sent(sock_dir: object, chunks: list[bytes],
+                                           transport: str) -> None:
+    async def scenario() -> bytes:
+        path = f"{sock_dir}/cat.sock"
+        async with FakeRuntime(path) as rt, aiocri.connect(rt.endpoint) as c:
+            rt.streaming.websocket_protocols = ("v5.channel.k8s.io",)
+            container = rt.populate(1, 1).container_ids[0]
+            async with c.exec_stream(container, ["cat"], stdin=True,
+                                     transport=transport) as s:  # type: ignore[arg-type]
+                for chunk in chunks:
+                    assert s.stdin is not None
+                    await s.stdin.write(chunk)
+                return (await s.communicate()).stdout
+
+    assert asyncio.run(scenario()) == b"".join(chunks)
+
+
+async def test_session_ends_when_the_container_stops(runtime: FakeRuntime,
+                                                     client: aiocri.CRIClient, cid: str) -> None:
+    async with client.exec_stream(cid, ["sleep", "60"]) as session:
+        await asyncio.sleep(0.05)
+        runtime.state.stop_container(cid)
+        assert await asyncio.wait_for(session.wait(), 5) == 137
+
+
+async def test_exec_in_a_stopped_container_is_refused_at_once(
+        runtime: FakeRuntime, client: aiocri.CRIClient, cid: str) -> None:
+    runtime.state.stop_container(cid)
+    with pytest.raises(aiocri.CRIError, match="not running|is in"):
+        await client.exec_stream(cid, ["true"])
+
+
+async def test_wrong_arguments_fail_before_any_call(runtime: FakeRuntime,
+                                                    client: aiocri.CRIClient, cid: str) -> None:
+    before = runtime.calls["Exec"]
+    with pytest.raises(TypeError, match="list of str"):
+        client.exec_stream(cid, "ls -l")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="must not be empty"):
+        client.exec_stream("  ", ["ls"])
+    with pytest.raises(ValueError, match="no separate stderr"):
+        client.exec_stream(cid, ["ls"], tty=True, stderr=True)
+    with pytest.raises(ValueError, match="transport"):
+        client.exec_stream(cid, ["ls"], transport="http2")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="one of stdin"):
+        client.attach_stream(cid, stdout=False, stderr=False)
+    with pytest.raises(ValueError, match="port"):
+        client.port_forward("pod", 70000)
+    async with client.exec_stream(cid, ["true"]) as session:
+        with pytest.raises(ValueError, match="tty=True"):
+            await session.resize(80, 24)
+    async with client.exec_stream(cid, ["true"], tty=True) as session:
+        with pytest.raises(ValueError, match="1..65535"):
+            await session.resize(0, 24)
+    assert runtime.calls["Exec"] == before + 2
+
+
+async def test_a_spent_url_is_refused_with_a_typed_error(runtime: FakeRuntime,
+                                                         client: aiocri.CRIClient, cid: str
+                                                         ) -> None:
+    from aiocri.streaming._transports import open_spdy, open_websocket
+
+    url = (await client.runtime.exec(aiocri.api.ExecRequest(
+        container_id=cid, cmd=["true"], stdout=True))).url
+    session = await open_spdy(url, ["stdout"])
+    await session.aclose()
+    with pytest.raises(aiocri.UpgradeRefused) as spdy_refused:
+        await open_spdy(url, ["stdout"])
+    assert spdy_refused.value.status == 404
+    with pytest.raises(aiocri.UpgradeRefused) as ws_refused:
+        await open_websocket(url, ["stdout"])
+    assert ws_refused.value.status == 404
+
+
+async def test_auto_falls_back_to_websocket(runtime: FakeRuntime, client: aiocri.CRIClient,
+                                            cid: str) -> None:
+    runtime.streaming.transports = {"websocket"}
+    before = runtime.calls["Exec"]
+    async with client.exec_stream(cid, ["echo", "hi"]) as session:
+        assert session.transport.startswith("websocket")
+        assert (await session.communicate()).stdout == b"hi\n"
+    assert runtime.calls["Exec"] == before + 2  # the refused URL was spent
+    with pytest.raises(aiocri.UpgradeRefused, match="HTTP 400"):
+        await client.exec_stream(cid, ["true"], transport="spdy")
+
+
+async def test_streaming_server_gone(runtime: FakeRuntime, client: aiocri.CRIClient,
+                                     cid: str) -> None:
+    url = (await client.runtime.exec(aiocri.api.ExecRequest(
+        container_id=cid, cmd=["true"], stdout=True))).url
+    session = await client.exec_stream(cid, ["sleep", "60"])
+    await runtime.streaming.stop()  # the runtime died: its sessions and URLs with it
+    with pytest.raises(aiocri.StreamingError):
+        await asyncio.wait_for(session.wait(), 5)
+    await session.aclose()
+    from aiocri.streaming._transports import open_spdy
+
+    with pytest.raises(aiocri.StreamingError, match="cannot reach"):
+        await open_spdy(url, ["stdout"])
+
+
+async def test_caller_cancelling_leaves_nothing_behind(runtime: FakeRuntime,
+                                                       client: aiocri.CRIClient, cid: str
+                                                       ) -> None:
+    async def user() -> None:
+        async with client.exec_stream(cid, ["cat"], stdin=True) as session:
+            assert session.stdout is not None
+            await session.stdout.read()  # never comes
+
+    task = asyncio.ensure_future(user())
+    await asyncio.sleep(0.1)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    for _ in range(100):  # the server notices the closed connection and ends the session
+        if not runtime.streaming._tasks:
+            break
+        await asyncio.sleep(0.02)
+    assert not runtime.streaming._tasks
+    assert not runtime.state.containers[cid].on_exit
+
+
+async def test_a_session_that_starts_too_slowly_times_out(runtime: FakeRuntime,
+                                                          client: aiocri.CRIClient, cid: str
+                                                          ) -> None:
+    runtime.inject_latency("Exec", 2.0)
+    with pytest.raises(aiocri.StreamingError, match="did not start within 0.2 s"):
+        await client.exec_stream(cid, ["true"], timeout=0.2)
+
+
+# -- attach --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+async def test_attach_follows_output(runtime: FakeRuntime, client: aiocri.CRIClient, cid: str,
+                                     transport: str) -> None:
+    async with client.attach_stream(cid, transport=transport) as session:
+        await asyncio.sleep(0.05)
+        runtime.write_output(cid, "line 1\n")
+        runtime.write_output(cid, "oops\n", stream="stderr")
+        assert session.stdout is not None and session.stderr is not None
+        assert await session.stdout.read() == b"line 1\n"
+        assert await session.stderr.read() == b"oops\n"
+        runtime.state.exit_container(cid, 0)
+        assert await asyncio.wait_for(session.wait(), 5) == 0
+
+
+async def test_attach_stdin_is_echoed(client: aiocri.CRIClient, cid: str) -> None:
+    async with client.attach_stream(cid, stdin=True, tty=True) as session:
+        assert session.stdin is not None and session.stdout is not None
+        await session.stdin.write(b"typed\n")
+        assert await session.stdout.read() == b"typed\r\n"
+
+
+# -- port forwarding -----------------------------------------------------------------
+
+
+@contextlib.asynccontextmanager
+async def echo_server() -> AsyncIterator[int]:
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while data := await reader.read(65536):
+            writer.write(data.upper())
+            await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    try:
+        yield server.sockets[0].getsockname()[1]
+    finally:
+        server.close()
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+async def test_port_forward_one_connection(runtime: FakeRuntime, client: aiocri.CRIClient,
+                                           transport: str) -> None:
+    pod = runtime.populate(1, 0).pod_ids[0]
+    async with echo_server() as port:
+        async with client.port_forward(pod, port, transport=transport) as conn:
+            await conn.write(b"hello")
+            assert await conn.read() == b"HELLO"
+            if conn.can_close_write:
+                await conn.close_write()
+                assert await conn.read() == b""
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+async def test_port_forward_to_a_closed_port(runtime: FakeRuntime, client: aiocri.CRIClient,
+                                             transport: str) -> None:
+    pod = runtime.populate(1, 0).pod_ids[0]
+    async with echo_server() as port:
+        pass  # now nothing listens there
+    async with client.port_forward(pod, port, transport=transport) as conn:
+        with pytest.raises(aiocri.StreamingError, match="connection refused"):
+            await asyncio.wait_for(conn.read(), 5)
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+async def test_forward_port_listener(runtime: FakeRuntime, client: aiocri.CRIClient,
+                                     transport: str) -> None:
+    pod = runtime.populate(1, 0).pod_ids[0]
+    async with echo_server() as port, client.forward_port(pod, port,
+                                                          transport=transport) as forwarder:
+
+        async def one(text: bytes) -> bytes:
+            reader, writer = await asyncio.open_connection("127.0.0.1", forwarder.port)
+            writer.write(text)
+            if transport == "spdy":  # WebSocket cannot carry the end of one direction
+                writer.write_eof()
+                data = await reader.read()
+            else:
+                data = await reader.readexactly(len(text))
+            writer.close()
+            return data
+
+        texts = [f"connection {i}".encode() for i in range(8)]
+        assert await asyncio.gather(*(one(t) for t in texts)) == [t.upper() for t in texts]
+        assert forwarder.connections == 8 and forwarder.failures == 0
+    if transport == "spdy":  # one SPDY session carried them all
+        assert runtime.streaming.upgrades["spdy"] == 1
+
+
+async def test_port_forward_to_a_missing_pod(client: aiocri.CRIClient) -> None:
+    with pytest.raises(aiocri.NotFound):
+        await client.port_forward("f" * 64, 80)
