@@ -9,6 +9,7 @@ of the library: what it raises leaves unchanged.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Generator, Iterable, Sequence
+from datetime import datetime
 from types import TracebackType
 from typing import Any, Literal
 
@@ -16,10 +17,11 @@ import anyio
 
 from aiocri._events import ConnectionEvent, ConnectionState, ConnectionStats, EventBroadcast
 from aiocri._policy import RedialPolicy
-from aiocri.api import VersionResponse
+from aiocri.api import CONTAINER_RUNNING, ContainerStatusRequest, VersionResponse
 from aiocri.channel import DEFAULT_MAX_MESSAGE_SIZE, ChannelManager
 from aiocri.endpoint import Endpoint, discover, parse_endpoint
-from aiocri.errors import ClientClosed, CRIError, RestartRequired
+from aiocri.errors import ClientClosed, CRIError, LogError, NotFound, RestartRequired
+from aiocri.logs import LogEntry, Stream, read_log
 from aiocri.services import ImageService, RuntimeService
 from aiocri.streaming._open import (
     OPEN_TIMEOUT,
@@ -249,6 +251,46 @@ class CRIClient:
         return forward_port(self.runtime, pod_id, remote_port, local_port=local_port, host=host,
                             transport=transport, timeout=timeout)
 
+
+    # -- logs -------------------------------------------------------------------------
+
+    async def container_logs(
+        self, container_id: str, *, follow: bool = False, tail: int | None = None,
+        since: datetime | None = None, streams: Iterable[Stream] = ("stdout", "stderr"),
+        limit_bytes: int | None = None, previous: bool = False,
+    ) -> AsyncIterator[LogEntry]:
+        """A container's log lines (see :func:`aiocri.logs.read_log`), from the file its
+        status names; ``previous``: the attempt before this one (``crictl logs -p``).
+        Following ends once the container is no longer running. Reads the file
+        directly, so it works on the runtime's own machine only."""
+        if not isinstance(container_id, str) or not container_id.strip():
+            raise ValueError("container_id must be a non-empty str")
+        status = (await self.runtime.container_status(
+            ContainerStatusRequest(container_id=container_id))).status
+        path = status.log_path
+        if not path:
+            raise LogError(f"the runtime reports no log file for container {container_id}",
+                           hint="the pod sandbox may have been created without log_directory")
+        if previous:
+            if status.metadata.attempt == 0:
+                raise LogError(f"container {container_id} has no previous attempt",
+                               hint="drop previous=True (-p)")
+            folder, _, name = path.rpartition("/")
+            suffix = name[name.rfind("."):] if "." in name else ""
+            path = f"{folder}/{status.metadata.attempt - 1}{suffix}"
+
+        async def still_running() -> bool:
+            try:
+                now = await self.runtime.container_status(
+                    ContainerStatusRequest(container_id=container_id))
+            except NotFound:
+                return False
+            return now.status.state == CONTAINER_RUNNING
+
+        async for entry in read_log(path, follow=follow and not previous, tail=tail,
+                                    since=since, streams=streams, limit_bytes=limit_bytes,
+                                    still_running=still_running):
+            yield entry
 
 class _Connect:
     """What :func:`connect` returns: await it, or use it with ``async with``."""

@@ -13,6 +13,7 @@ they read the file directly, so they work on the runtime's own machine.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
 from collections import deque
@@ -159,7 +160,9 @@ class _Follower:
         mine = os.fstat(self._file.fileno())
         if (now.st_dev, now.st_ino) != (mine.st_dev, mine.st_ino):
             return True
-        if now.st_size < self._file.tell():  # truncated in place (copytruncate)
+        # truncated in place (copytruncate); like tail -F, missed when the file
+        # grew past our offset again between two looks
+        if now.st_size < self._file.tell():
             self._file.seek(0)
             self._partial = b""
         return False
@@ -275,9 +278,14 @@ def _entries(lines: list[bytes], joiner: _Joiner) -> list[LogEntry]:
 
 
 def _leftover(reader: _Follower, joiner: _Joiner) -> list[LogEntry]:
+    """What the file ends with: a record cut before its newline stays a piece (its
+    text may be cut too), then the lines never finished."""
     rest = reader.leftover()
-    out = _entries([rest], joiner) if rest else []
-    return out + joiner.flush()
+    with contextlib.suppress(ValueError):
+        if rest:
+            piece = parse_line(rest)
+            joiner.add(_Piece(piece.time_ns, piece.timestamp, piece.stream, False, piece.text))
+    return joiner.flush()
 
 
 def _filter(entry: LogEntry, wanted: frozenset[str], since_ns: int | None) -> list[LogEntry]:

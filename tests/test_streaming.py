@@ -13,13 +13,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import aiocri
-from aiocri.streaming import _status
+from aiocri.streaming import TransportName, _status
 from aiocri.streaming._pipe import Pipe
 from aiocri.testing import FakeRuntime
 
 pytestmark = pytest.mark.anyio
 
-TRANSPORTS = ["spdy", "websocket"]
+TRANSPORTS: list[TransportName] = ["spdy", "websocket"]
 
 
 @pytest.fixture
@@ -128,7 +128,7 @@ async def test_websocket_v5_ends_stdin(runtime: FakeRuntime, client: aiocri.CRIC
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
 async def test_exec_exit_codes_and_streams(client: aiocri.CRIClient, cid: str,
-                                           transport: str) -> None:
+                                           transport: TransportName) -> None:
     async with client.exec_stream(cid, ["sh", "-c", "echo out; echo err; exit 7"],
                                   transport=transport) as session:
         output = await session.communicate()
@@ -150,7 +150,7 @@ async def test_exec_of_a_missing_binary(client: aiocri.CRIClient, cid: str, tran
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
 async def test_tty_resize_reaches_the_command(client: aiocri.CRIClient, cid: str,
-                                              transport: str) -> None:
+                                              transport: TransportName) -> None:
     async with client.exec_stream(cid, ["stty", "size"], stdin=True, tty=True,
                                   transport=transport) as session:
         assert session.stderr is None  # a terminal merges them
@@ -174,14 +174,14 @@ async def test_interactive_shell_over_a_tty(client: aiocri.CRIClient, cid: str) 
 @given(chunks=st.lists(st.binary(min_size=1, max_size=70_000), max_size=6),
        transport=st.sampled_from(TRANSPORTS))
 def test_cat_returns_exactly_what_was_sent(sock_dir: object, chunks: list[bytes],
-                                           transport: str) -> None:
+                                           transport: TransportName) -> None:
     async def scenario() -> bytes:
         path = f"{sock_dir}/cat.sock"
         async with FakeRuntime(path) as rt, aiocri.connect(rt.endpoint) as c:
             rt.streaming.websocket_protocols = ("v5.channel.k8s.io",)
             container = rt.populate(1, 1).container_ids[0]
             async with c.exec_stream(container, ["cat"], stdin=True,
-                                     transport=transport) as s:  # type: ignore[arg-type]
+                                     transport=transport) as s:
                 for chunk in chunks:
                     assert s.stdin is not None
                     await s.stdin.write(chunk)
@@ -307,7 +307,7 @@ async def test_a_session_that_starts_too_slowly_times_out(runtime: FakeRuntime,
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
 async def test_attach_follows_output(runtime: FakeRuntime, client: aiocri.CRIClient, cid: str,
-                                     transport: str) -> None:
+                                     transport: TransportName) -> None:
     async with client.attach_stream(cid, transport=transport) as session:
         await asyncio.sleep(0.05)
         runtime.write_output(cid, "line 1\n")
@@ -346,20 +346,20 @@ async def echo_server() -> AsyncIterator[int]:
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
 async def test_port_forward_one_connection(runtime: FakeRuntime, client: aiocri.CRIClient,
-                                           transport: str) -> None:
+                                           transport: TransportName) -> None:
     pod = runtime.populate(1, 0).pod_ids[0]
-    async with echo_server() as port:
-        async with client.port_forward(pod, port, transport=transport) as conn:
-            await conn.write(b"hello")
-            assert await conn.read() == b"HELLO"
-            if conn.can_close_write:
-                await conn.close_write()
-                assert await conn.read() == b""
+    async with echo_server() as port, client.port_forward(pod, port,
+                                                          transport=transport) as conn:
+        await conn.write(b"hello")
+        assert await conn.read() == b"HELLO"
+        if conn.can_close_write:
+            await conn.close_write()
+            assert await conn.read() == b""
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
 async def test_port_forward_to_a_closed_port(runtime: FakeRuntime, client: aiocri.CRIClient,
-                                             transport: str) -> None:
+                                             transport: TransportName) -> None:
     pod = runtime.populate(1, 0).pod_ids[0]
     async with echo_server() as port:
         pass  # now nothing listens there
@@ -370,7 +370,7 @@ async def test_port_forward_to_a_closed_port(runtime: FakeRuntime, client: aiocr
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
 async def test_forward_port_listener(runtime: FakeRuntime, client: aiocri.CRIClient,
-                                     transport: str) -> None:
+                                     transport: TransportName) -> None:
     pod = runtime.populate(1, 0).pod_ids[0]
     async with echo_server() as port, client.forward_port(pod, port,
                                                           transport=transport) as forwarder:

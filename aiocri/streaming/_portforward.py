@@ -144,6 +144,7 @@ class PortForwardSession:
             ws = await websockets.connect(
                 uri, subprotocols=[REMOTECOMMAND_V4],  # type: ignore[list-item]
                 compression=None, max_size=None, ping_interval=None, open_timeout=None,
+                close_timeout=2,
             )
         except websockets.InvalidStatus as exc:
             raise UpgradeRefused(

@@ -181,6 +181,7 @@ async def open_websocket(url: str, kinds: list[str], *, protocols: list[str] | N
             ping_interval=None,
             open_timeout=None,
             user_agent_header="aiocri",
+            close_timeout=2,
         )
     except websockets.InvalidStatus as exc:
         status = exc.response.status_code

@@ -803,8 +803,10 @@ class FakeState:
         labels: Mapping[str, str] | None = None,
         annotations: Mapping[str, str] | None = None,
         host_network: bool = False,
+        log_directory: str | None = None,
     ) -> str:
-        """RunPodSandbox with a kubelet-like config."""
+        """RunPodSandbox with a kubelet-like config (logs under ``log_directory``,
+        by default ``/var/log/pods/...``, written only where that folder exists)."""
         uid = uid or _uuid(self.new_id())
         all_labels = {
             "io.kubernetes.pod.name": name,
@@ -817,7 +819,7 @@ class FakeState:
                 name=name, uid=uid, namespace=namespace, attempt=attempt
             ),
             hostname=name,
-            log_directory=f"/var/log/pods/{namespace}_{name}_{uid}",
+            log_directory=log_directory or f"/var/log/pods/{namespace}_{name}_{uid}",
             labels=all_labels,
             annotations=dict(annotations or {}),
         )

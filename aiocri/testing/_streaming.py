@@ -309,7 +309,10 @@ class _WebSocketIO:
                 if event.opcode is Opcode.BINARY and event.data:
                     on_message(event.data[0], bytes(event.data[1:]))
                 elif event.opcode is Opcode.CLOSE:
+                    # answer the close, then end the TCP connection as a server does
                     await _flush(self._ws, self._writer)
+                    self._writer.close()
+                    on_message(255, bytes([_STDIN]))
                     return
             await _flush(self._ws, self._writer)
         on_message(255, bytes([_STDIN]))  # the peer is gone: stdin ended
@@ -441,10 +444,15 @@ async def _ws_portforward(channels: _WebSocketIO, ports: list[int]) -> None:
         elif channel == 255 and writer.can_write_eof():
             writer.write_eof()
 
-    pump = asyncio.ensure_future(channels.pump(on_message))
-    try:
+    async def downstream() -> None:
         while chunk := await reader.read(1 << 16):
             await channels.send(0, chunk)
+
+    pump = asyncio.ensure_future(channels.pump(on_message))
+    down = asyncio.ensure_future(downstream())
+    try:
+        await asyncio.wait([pump, down], return_when=asyncio.FIRST_COMPLETED)
     finally:
         pump.cancel()
+        down.cancel()
         writer.close()

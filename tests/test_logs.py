@@ -1,0 +1,190 @@
+"""aiocri.logs: the CRI log format, filters, and following across rotation."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+import aiocri
+from aiocri.logs import LogEntry, format_time, parse_line, parse_time, read_log
+from aiocri.testing import FakeRuntime
+
+pytestmark = pytest.mark.anyio
+
+
+async def collect(it: AsyncIterator[LogEntry]) -> list[LogEntry]:
+    return [entry async for entry in it]
+
+
+def write(path: Path, *lines: str) -> None:
+    with open(path, "a") as f:
+        f.write("".join(line + "\n" for line in lines))
+
+
+def test_parse_line() -> None:
+    piece = parse_line(b"2026-12-01T00:51:25.123456789Z stdout F out 1")
+    assert (piece.stream, piece.full, piece.text) == ("stdout", True, b"out 1")
+    assert piece.time_ns == parse_time("2026-12-01T00:51:25.123456789Z")
+    assert parse_line(b"2026-12-01T00:51:25Z stderr P ").text == b""
+    assert parse_line(b"2026-12-01T00:51:25Z stderr F").text == b""
+    for bad in (b"", b"garbage", b"2026-12-01T00:51:25Z stdin F x", b"now stdout F x",
+                b"2026-12-01T00:51:25Z stdout X x"):
+        with pytest.raises(ValueError, match="not a CRI log line|not an RFC 3339 time"):
+            parse_line(bad)
+
+
+def test_times() -> None:
+    assert parse_time("1970-01-01T00:00:01Z") == 1_000_000_000
+    assert parse_time("1970-01-01T00:00:01.5Z") == 1_500_000_000
+    assert parse_time("1970-01-01T01:00:01.000000001+01:00") == 1_000_000_001
+    assert format_time(1_500_000_000) == "1970-01-01T00:00:01.5Z"
+    assert format_time(1_000_000_000) == "1970-01-01T00:00:01Z"
+
+
+@given(st.integers(min_value=0, max_value=4_000_000_000 * 10**9))
+def test_time_round_trip(ns: int) -> None:
+    assert parse_time(format_time(ns)) == ns
+
+
+async def test_partial_lines_are_joined_per_stream(tmp_path: Path) -> None:
+    path = tmp_path / "c.log"
+    write(path,
+          "2026-12-01T00:00:01Z stdout P hel",
+          "2026-12-01T00:00:02Z stderr F warning",
+          "2026-12-01T00:00:03Z stdout P lo ",
+          "not a log line at all",
+          "2026-12-01T00:00:04Z stdout F world")
+    entries = await collect(read_log(path))
+    assert [(e.stream, e.data) for e in entries] == [
+        ("stderr", b"warning\n"), ("stdout", b"hello world\n")]
+    assert entries[1].timestamp == "2026-12-01T00:00:01Z"  # the line's first piece
+    assert entries[1].time == datetime(2026, 12, 1, 0, 0, 1, tzinfo=UTC)
+
+
+async def test_filters(tmp_path: Path) -> None:
+    path = tmp_path / "c.log"
+    write(path, *(f"2026-12-01T00:00:0{i}Z {'stdout' if i % 2 else 'stderr'} F line {i}"
+                  for i in range(1, 8)))
+    assert [e.data for e in await collect(read_log(path, tail=2))] == [b"line 6\n", b"line 7\n"]
+    assert await collect(read_log(path, tail=0)) == []
+    since = datetime(2026, 12, 1, 0, 0, 5, tzinfo=UTC)
+    assert [e.data for e in await collect(read_log(path, since=since))] == [
+        b"line 5\n", b"line 6\n", b"line 7\n"]
+    odd = await collect(read_log(path, streams=["stdout"]))
+    assert [e.data for e in odd] == [b"line 1\n", b"line 3\n", b"line 5\n", b"line 7\n"]
+    limited = await collect(read_log(path, limit_bytes=10))
+    assert b"".join(e.data for e in limited) == b"line 1\nlin"
+    # tail counts lines before the stream filter, as crictl does
+    assert [e.data for e in await collect(read_log(path, tail=3, streams=["stderr"]))] == [
+        b"line 6\n"]
+
+
+async def test_wrong_arguments_fail_at_once(tmp_path: Path) -> None:
+    path = tmp_path / "c.log"
+    write(path, "2026-12-01T00:00:01Z stdout F x")
+    for kwargs in ({"tail": -1}, {"limit_bytes": 0}, {"streams": ["stdin"]},
+                   {"since": datetime(2026, 1, 1)}, {"poll_interval": 0}):
+        with pytest.raises(ValueError, match="must"):
+            await collect(read_log(path, **kwargs))  # type: ignore[arg-type]
+
+
+async def test_missing_and_unreadable_files(tmp_path: Path) -> None:
+    with pytest.raises(aiocri.LogError, match="no log file at"):
+        await collect(read_log(tmp_path / "nope.log"))
+
+
+async def test_a_file_truncated_mid_line(tmp_path: Path) -> None:
+    path = tmp_path / "c.log"
+    path.write_bytes(b"2026-12-01T00:00:01Z stdout F whole\n2026-12-01T00:00:02Z stdout F cut sh")
+    entries = await collect(read_log(path))
+    assert [e.data for e in entries] == [b"whole\n", b"cut sh"]
+    path.write_bytes(b"2026-12-01T00:00:01Z stdout P never finished\n")
+    assert [e.data for e in await collect(read_log(path))] == [b"never finished"]
+
+
+async def test_follow_across_rotation_and_truncation(tmp_path: Path) -> None:
+    path = tmp_path / "c.log"
+    write(path, "2026-12-01T00:00:01Z stdout F before")
+    got: list[bytes] = []
+
+    async def follow() -> None:
+        async for entry in read_log(path, follow=True, poll_interval=0.01):
+            got.append(entry.data)
+
+    async def until(count: int) -> None:
+        for _ in range(500):
+            if len(got) >= count:
+                return
+            await asyncio.sleep(0.01)
+        raise AssertionError(f"only {got}")
+
+    task = asyncio.ensure_future(follow())
+    await until(1)
+    write(path, "2026-12-01T00:00:02Z stdout P gro")
+    write(path, "2026-12-01T00:00:03Z stdout F wing")
+    await until(2)
+    os.rename(path, tmp_path / "c.log.1")  # the kubelet rotates...
+    write(tmp_path / "c.log.1", "2026-12-01T00:00:04Z stdout F late in the old file")
+    write(path, "2026-12-01T00:00:05Z stdout F in the new file, a longer line")  # reopened
+    await until(4)
+    with open(path, "r+b") as f:  # copytruncate
+        f.truncate(0)
+    write(path, "2026-12-01T00:00:06Z stdout F after truncation")
+    await until(5)
+    task.cancel()
+    assert got == [b"before\n", b"growing\n", b"late in the old file\n",
+                   b"in the new file, a longer line\n", b"after truncation\n"]
+
+
+async def test_follow_ends_when_the_container_stops(tmp_path: Path) -> None:
+    path = tmp_path / "c.log"
+    write(path, "2026-12-01T00:00:01Z stdout F only")
+    running = [True]
+
+    async def still_running() -> bool:
+        return running[0]
+
+    async def stop_soon() -> None:
+        await asyncio.sleep(0.2)
+        write(path, "2026-12-01T00:00:02Z stdout P last words")
+        running[0] = False
+
+    stopper = asyncio.ensure_future(stop_soon())
+    entries = await asyncio.wait_for(collect(read_log(
+        path, follow=True, poll_interval=0.05, still_running=still_running)), 10)
+    await stopper
+    assert [e.data for e in entries] == [b"only\n", b"last words"]
+
+
+async def test_the_fake_writes_cri_logs_and_reopens(sock_dir: Path, tmp_path: Path) -> None:
+    async with FakeRuntime(str(sock_dir / "rt.sock")) as rt, aiocri.connect(rt.endpoint) as c:
+        pod = rt.state.add_pod("web", log_directory=str(tmp_path))
+        cid = rt.state.add_container(pod, "app")
+        status = (await c.runtime.container_status(
+            aiocri.api.ContainerStatusRequest(container_id=cid))).status
+        assert status.log_path == f"{tmp_path}/app/0.log" or status.log_path.startswith(
+            str(tmp_path))
+        os.makedirs(os.path.dirname(status.log_path), exist_ok=True)
+        rt.write_output(cid, "one\ntw")
+        rt.write_output(cid, "o\n")
+        rt.write_output(cid, "warn\n", stream="stderr")
+        os.rename(status.log_path, status.log_path + ".1")
+        rt.write_output(cid, "still old\n")
+        await c.runtime.reopen_container_log(
+            aiocri.api.ReopenContainerLogRequest(container_id=cid))
+        rt.write_output(cid, "new\n")
+        old = await collect(read_log(status.log_path + ".1"))
+        new = await collect(read_log(status.log_path))
+        assert [(e.stream, e.data) for e in old] == [
+            ("stdout", b"one\n"), ("stdout", b"two\n"), ("stderr", b"warn\n"),
+            ("stdout", b"still old\n")]
+        assert [e.data for e in new] == [b"new\n"]
+        assert all(e.time_ns <= datetime.now(UTC).timestamp() * 1e9 for e in old)
+        assert old[0].time > datetime.now(UTC) - timedelta(minutes=1)
