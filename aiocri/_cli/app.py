@@ -11,8 +11,8 @@ from aiocri._cli.common import app
 __all__ = ["build_app"]
 
 # Imported in this order: their commands register on import, and the help lists the
-# panels in registration order (inspect, change, follow, try it).
-_COMMAND_MODULES = ("cmd_read", "cmd_write", "cmd_watch", "cmd_tools")
+# panels in registration order (inspect, change, stream, follow, try it).
+_COMMAND_MODULES = ("cmd_read", "cmd_write", "cmd_stream", "cmd_watch", "cmd_tools")
 
 
 def build_app() -> typer.Typer:

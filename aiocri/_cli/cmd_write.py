@@ -1,4 +1,4 @@
-"""Subcommands that change things: exec, runp, create, start, stop, rm, stopp, rmp, pull, rmi.
+"""Subcommands that change things: runp, create, start, stop, rm, stopp, rmp, pull, rmi.
 
 Ids may be given in full or as unique prefixes (resolved with a List call, as
 crictl users expect). Each prints what crictl prints on success.
@@ -6,7 +6,6 @@ crictl users expect). Each prints what crictl prints on success.
 
 from __future__ import annotations
 
-import sys
 import uuid
 from typing import Annotated
 
@@ -18,46 +17,6 @@ from aiocri._cli.runner import CLIError, resolve_container, resolve_pod, run
 from aiocri.client import CRIClient
 
 IdsArg = Annotated[list[str], typer.Argument(metavar="ID...", help="Ids or unique id prefixes")]
-
-
-# -- exec ------------------------------------------------------------------------------------
-
-
-@command("exec", CHANGE, context_settings={"allow_interspersed_args": False})
-def exec_cmd(
-    ctx: typer.Context,
-    container: Annotated[str, typer.Argument(
-        metavar="CONTAINER", help="Container id or id prefix")],
-    cmd: Annotated[list[str], typer.Argument(
-        metavar="-- CMD", help="The command and its arguments, after --")],
-    sync: Annotated[bool, typer.Option(
-        "-s", "--sync", hidden=True, help="Accepted for crictl; ExecSync is the only mode")
-    ] = True,
-    timeout: Annotated[int, typer.Option(
-        "--timeout", help="Seconds the command may run (0: no limit)")] = 0,
-) -> None:
-    """Run a command in a running container (ExecSync); exit with the command's exit code."""
-    del sync  # ExecSync is the only mode: streaming exec needs a TTY-capable transport
-    settings = settings_of(ctx)
-    argv = cmd[1:] if cmd and cmd[0] == "--" else cmd
-    if not argv:
-        raise typer.BadParameter("give the command after --, e.g. aiocri exec ID -- ls /")
-
-    async def body(client: CRIClient) -> int:
-        cid = await resolve_container(client, container)
-        # kubelet's rule: no deadline without a command timeout, else timeout + the usual one.
-        deadline = None if timeout <= 0 else timeout + settings.timeout
-        r = await client.runtime.exec_sync(
-            api.ExecSyncRequest(container_id=cid, cmd=argv, timeout=max(timeout, 0)),
-            timeout=deadline,
-        )
-        sys.stdout.buffer.write(r.stdout)
-        sys.stdout.flush()
-        sys.stderr.buffer.write(r.stderr)
-        sys.stderr.flush()
-        return r.exit_code
-
-    run(settings, "executing in the container", body)
 
 
 # -- pods ------------------------------------------------------------------------------------

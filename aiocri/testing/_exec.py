@@ -185,14 +185,18 @@ async def _interactive_shell(container: Container, io: ServerIO, cmd: list[str])
     pending = b""
     code = 0
     async for chunk in io.stdin:
-        pending += chunk
+        pending += chunk.replace(b"\r", b"\n") if io.tty else chunk  # a terminal's ICRNL
         while b"\n" in pending:
             line, pending = pending.split(b"\n", 1)
             words = line.decode(errors="replace").strip()
             if words.split()[:1] == ["exit"]:
                 parts = words.split()
                 return exit_status(int(parts[1]) & 0xFF if len(parts) > 1 else code, cmd)
-            if words:
+            if words == "stty size" and io.tty:
+                cols, rows = io.size or (80, 24)
+                await io.write("stdout", f"{rows} {cols}\r\n".encode())
+                code = 0
+            elif words:
                 result = await _script(container, words, "sh")
                 await io.write("stdout", _newlines(io, result.stdout))
                 await io.write("stderr" if not io.tty else "stdout", _newlines(io, result.stderr))

@@ -414,7 +414,9 @@ async def _forward_spdy(data: SpdyStream, error: SpdyStream) -> None:
     try:
         while chunk := await reader.read(1 << 16):
             await data.write(chunk)
-        await up
+        await data.close()  # the pod's side is done: as containerd, end the stream now
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(up), 1.0)
     except (StreamReset, ConnectionError):
         pass
     finally:

@@ -1,0 +1,143 @@
+"""The local end of a streaming session: stdin in, stdout/stderr out, the terminal.
+
+A TTY session puts the local terminal in raw mode and forwards its size (now and
+on every SIGWINCH); the terminal is restored on every way out, including errors,
+Ctrl-C (which raw mode sends to the remote side as a byte) and SIGTERM/SIGHUP.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import stat
+import sys
+import termios
+import tty
+from collections.abc import Awaitable, Callable, Iterator
+from typing import BinaryIO, TextIO
+
+from aiocri.streaming import Pipe, StreamSession
+
+__all__ = ["forward_session", "raw_terminal"]
+
+
+@contextlib.contextmanager
+def raw_terminal(fd: int) -> Iterator[None]:
+    """Raw mode on ``fd`` while inside; the saved mode comes back whatever happens."""
+    saved = termios.tcgetattr(fd)
+    try:
+        tty.setraw(fd)
+        yield
+    finally:
+        termios.tcsetattr(fd, termios.TCSADRAIN, saved)
+
+
+async def read_fd(fd: int) -> bytes:
+    """Up to 64 KiB from a pipe, socket or terminal, without a thread."""
+    loop = asyncio.get_running_loop()
+    ready = asyncio.Event()
+    loop.add_reader(fd, ready.set)
+    try:
+        await ready.wait()
+    finally:
+        loop.remove_reader(fd)
+    return os.read(fd, 1 << 16)
+
+
+async def _pump_stdin(session: StreamSession, fd: int) -> None:
+    assert session.stdin is not None
+    regular = stat.S_ISREG(os.fstat(fd).st_mode)  # files cannot be polled: just read them
+    while data := (os.read(fd, 1 << 16) if regular else await read_fd(fd)):
+        await session.stdin.write(data)
+    if session.stdin.can_close:
+        await session.stdin.close()
+
+
+async def _pump_out(pipe: Pipe | None, out: BinaryIO) -> None:
+    if pipe is None:
+        return
+    async for chunk in pipe:
+        out.write(chunk)
+        out.flush()
+
+
+def _fileno(stream: TextIO) -> int | None:
+    try:
+        return stream.fileno()
+    except (OSError, ValueError, AttributeError):  # replaced streams (tests, embedding)
+        return None
+
+
+def _terminal_size(fd: int) -> tuple[int, int] | None:
+    try:
+        size = os.get_terminal_size(fd)
+    except OSError:
+        return None
+    return size.columns, size.lines
+
+
+async def forward_session(session: StreamSession, *, interactive: bool) -> int:
+    """Connect the session to this process's stdin/stdout/stderr; its exit code."""
+    loop = asyncio.get_running_loop()
+    current = asyncio.current_task()
+    assert current is not None
+    signalled: list[int] = []
+
+    def on_signal(number: int) -> None:  # unwind through the finally blocks below
+        signalled.append(number)
+        current.cancel()
+
+    for number in (signal.SIGTERM, signal.SIGHUP):
+        loop.add_signal_handler(number, on_signal, number)
+    try:
+        return await _forward(session, interactive=interactive)
+    except asyncio.CancelledError:
+        if not signalled:
+            raise
+        current.uncancel()
+        return 128 + signalled[0]
+    finally:
+        for number in (signal.SIGTERM, signal.SIGHUP):
+            loop.remove_signal_handler(number)
+
+
+async def _forward(session: StreamSession, *, interactive: bool) -> int:
+    loop = asyncio.get_running_loop()
+    stdin_fd, stdout_fd = _fileno(sys.stdin), _fileno(sys.stdout)
+    term_fd = next((fd for fd in (stdin_fd, stdout_fd) if fd is not None and os.isatty(fd)),
+                   None)
+    tasks: list[asyncio.Future[None]] = []
+    resize: Callable[[], Awaitable[None]] | None = None
+    if session.tty and term_fd is not None:
+        fd = term_fd
+
+        async def resize() -> None:
+            size = _terminal_size(fd)
+            if size is not None:
+                with contextlib.suppress(Exception):
+                    await session.resize(*size)
+
+        await resize()
+        loop.add_signal_handler(signal.SIGWINCH, lambda: tasks.append(
+            asyncio.ensure_future(resize())))
+    raw = session.tty and interactive and stdin_fd is not None and os.isatty(stdin_fd)
+    try:
+        with raw_terminal(stdin_fd) if raw and stdin_fd is not None else contextlib.nullcontext():
+            outputs = [asyncio.ensure_future(_pump_out(session.stdout, sys.stdout.buffer)),
+                       asyncio.ensure_future(_pump_out(session.stderr, sys.stderr.buffer))]
+            if interactive and session.stdin is not None:
+                if stdin_fd is None:
+                    raise ValueError("-i needs a standard input with a file descriptor")
+                tasks.append(asyncio.ensure_future(_pump_stdin(session, stdin_fd)))
+            try:
+                await asyncio.gather(*outputs)
+                return await session.wait()
+            finally:
+                for task in [*outputs, *tasks]:
+                    task.cancel()
+                await asyncio.gather(*outputs, *tasks, return_exceptions=True)
+    finally:
+        if resize is not None:
+            loop.remove_signal_handler(signal.SIGWINCH)

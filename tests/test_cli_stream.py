@@ -1,0 +1,240 @@
+"""The streaming commands (exec, attach, port-forward, logs) as real processes against
+the fake runtime, TTY sessions on a pseudo-terminal."""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import os
+import pty
+import select
+import signal
+import struct
+import subprocess
+import sys
+import termios
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from aiocri.testing import FakeRuntime
+
+pytest.importorskip("typer")
+pytestmark = pytest.mark.anyio
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def cli_env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("CONTAINER_RUNTIME_ENDPOINT", "IMAGE_SERVICE_ENDPOINT")}
+    env["CRI_CONFIG_FILE"] = os.devnull
+    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+    return env
+
+
+async def aiocri(endpoint: str, *args: str, stdin: bytes | None = None, timeout: float = 30
+                 ) -> tuple[int, bytes, bytes]:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "aiocri.cli", "-r", endpoint, *args,
+        stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=cli_env())
+    out, err = await asyncio.wait_for(proc.communicate(stdin), timeout)
+    assert proc.returncode is not None
+    return proc.returncode, out, err
+
+
+@pytest.fixture
+async def fake(sock_dir: Path, tmp_path: Path) -> AsyncIterator[tuple[FakeRuntime, str]]:
+    async with FakeRuntime(str(sock_dir / "rt.sock")) as rt:
+        pod = rt.state.add_pod("web", log_directory=str(tmp_path))
+        cid = rt.state.add_container(pod, "app")
+        os.makedirs(os.path.dirname(rt.state.containers[cid].log_path), exist_ok=True)
+        yield rt, cid
+
+
+async def test_exec_streams_and_exit_codes(fake: tuple[FakeRuntime, str]) -> None:
+    rt, cid = fake
+    assert await aiocri(rt.endpoint, "exec", "-i", cid[:8], "--", "cat",
+                        stdin=b"piped\n" * 1000) == (0, b"piped\n" * 1000, b"")
+    code, out, _ = await aiocri(rt.endpoint, "exec", cid, "--", "sh", "-c", "echo hi; exit 5")
+    assert (code, out) == (5, b"hi\n")
+    code, _, err = await aiocri(rt.endpoint, "exec", cid, "--", "missing-tool")
+    assert code == 127 and b"executable file not found" in err and err.count(b"\n") == 1
+    assert await aiocri(rt.endpoint, "exec", "-r", "websocket", cid, "--", "echo", "ws") == (
+        0, b"ws\n", b"")
+    assert await aiocri(rt.endpoint, "exec", "-s", cid, "--", "echo", "sync") == (
+        0, b"sync\n", b"")
+    code, _, err = await aiocri(rt.endpoint, "exec", "-r", "http3", cid, "--", "true")
+    assert code == 2 and b"spdy or websocket" in err
+    assert rt.calls["Exec"] == 4 and rt.calls["ExecSync"] == 1  # nothing sent for bad flags
+
+
+async def session_up(rt: FakeRuntime) -> None:
+    for _ in range(500):
+        if rt.streaming.upgrades["spdy"]:
+            await asyncio.sleep(0.3)  # and the command has put its terminal in raw mode
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError("no session came up")
+
+
+def spawn_on_pty(endpoint: str, *args: str, rows: int, cols: int
+                 ) -> tuple[subprocess.Popen[bytes], int, int]:
+    controller, terminal = pty.openpty()
+    fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "aiocri.cli", "-r", endpoint, *args],
+        stdin=terminal, stdout=terminal, stderr=terminal, env=cli_env(), start_new_session=True,
+        preexec_fn=lambda: fcntl.ioctl(0, termios.TIOCSCTTY, 0))
+    return proc, controller, terminal
+
+
+async def read_until(fd: int, needle: bytes, timeout: float = 20) -> bytes:
+    seen = b""
+    deadline = time.monotonic() + timeout
+    while needle not in seen:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{needle!r} never came; got {seen!r}")
+        ready, _, _ = select.select([fd], [], [], 0)
+        if ready:
+            try:
+                seen += os.read(fd, 4096)
+            except OSError:
+                break
+        else:
+            await asyncio.sleep(0.02)
+    return seen
+
+
+async def test_tty_session_resizes_and_restores_the_terminal(fake: tuple[FakeRuntime, str]
+                                                             ) -> None:
+    rt, cid = fake
+    proc, controller, terminal = spawn_on_pty(rt.endpoint, "exec", "-it", cid, "--", "sh",
+                                              rows=30, cols=100)
+    before = termios.tcgetattr(terminal)
+    try:
+        await session_up(rt)
+        os.write(controller, b"stty size\r")
+        await read_until(controller, b"30 100")
+        during = termios.tcgetattr(terminal)
+        assert during[3] & termios.ICANON == 0  # raw mode while the session runs
+        fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", 50, 120, 0, 0))
+        os.killpg(proc.pid, signal.SIGWINCH)
+        await asyncio.sleep(0.3)
+        os.write(controller, b"stty size\r")
+        await read_until(controller, b"50 120")
+        os.write(controller, b"exit 3\r")
+        for _ in range(500):
+            if proc.poll() is not None:
+                break
+            await asyncio.sleep(0.02)
+        assert proc.returncode == 3
+        assert termios.tcgetattr(terminal) == before  # restored
+    finally:
+        proc.kill()
+        proc.wait()
+        os.close(controller)
+        os.close(terminal)
+
+
+async def test_sigterm_restores_the_terminal(fake: tuple[FakeRuntime, str]) -> None:
+    rt, cid = fake
+    proc, controller, terminal = spawn_on_pty(rt.endpoint, "exec", "-it", cid, "--", "sh",
+                                              rows=24, cols=80)
+    before = termios.tcgetattr(terminal)
+    try:
+        await session_up(rt)
+        os.write(controller, b"echo ready\r")
+        await read_until(controller, b"ready")
+        proc.send_signal(signal.SIGTERM)
+        for _ in range(500):
+            if proc.poll() is not None:
+                break
+            await asyncio.sleep(0.02)
+        assert proc.returncode == 128 + signal.SIGTERM
+        assert termios.tcgetattr(terminal) == before
+    finally:
+        proc.kill()
+        proc.wait()
+        os.close(controller)
+        os.close(terminal)
+
+
+async def test_attach_prints_what_the_container_writes(fake: tuple[FakeRuntime, str]) -> None:
+    rt, cid = fake
+    attach = asyncio.ensure_future(aiocri(rt.endpoint, "attach", cid))
+    for _ in range(200):
+        if rt.state.containers[cid].listeners:
+            break
+        await asyncio.sleep(0.02)
+    rt.write_output(cid, "to stdout\n")
+    rt.write_output(cid, "to stderr\n", stream="stderr")
+    await asyncio.sleep(0.1)
+    rt.state.exit_container(cid, 0)
+    assert await attach == (0, b"to stdout\n", b"to stderr\n")
+
+
+async def test_port_forward_until_interrupted(fake: tuple[FakeRuntime, str]) -> None:
+    rt, _ = fake
+    pod = next(iter(rt.state.pods))
+
+    async def echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write((await reader.read(100)).upper())
+        writer.close()
+
+    server = await asyncio.start_server(echo, "127.0.0.1", 0)
+    remote = server.sockets[0].getsockname()[1]
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "aiocri.cli", "-r", rt.endpoint, "port-forward", pod[:6],
+        f":{remote}", stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=cli_env())
+    try:
+        assert proc.stdout is not None
+        line = await asyncio.wait_for(proc.stdout.readline(), 30)
+        assert line.startswith(b"Forwarding from 127.0.0.1:") and line.endswith(
+            f"-> {remote}\n".encode())
+        local = int(line.split(b":")[1].split()[0])
+        reader, writer = await asyncio.open_connection("127.0.0.1", local)
+        writer.write(b"through the pod")
+        assert await asyncio.wait_for(reader.read(), 10) == b"THROUGH THE POD"
+        proc.send_signal(signal.SIGINT)
+        assert await asyncio.wait_for(proc.wait(), 10) == 0
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+        server.close()
+    code, _, err = await aiocri(rt.endpoint, "port-forward", pod, "99999")
+    assert code == 2 and b"1..65535" in err
+
+
+async def test_logs(fake: tuple[FakeRuntime, str]) -> None:
+    rt, cid = fake
+    for i in range(5):
+        rt.write_output(cid, f"out {i}\n")
+    rt.write_output(cid, "err line\n", stream="stderr")
+    assert await aiocri(rt.endpoint, "logs", cid) == (
+        0, b"".join(f"out {i}\n".encode() for i in range(5)), b"err line\n")
+    code, out, err = await aiocri(rt.endpoint, "logs", "--tail", "2", cid)
+    assert (code, out, err) == (0, b"out 4\n", b"err line\n")
+    code, out, _ = await aiocri(rt.endpoint, "logs", "-t", "-s", "stdout", "--tail", "2", cid)
+    stamp, text = out.split(b" ", 1)
+    assert code == 0 and text == b"out 4\n" and stamp.endswith(b"Z")
+    assert (await aiocri(rt.endpoint, "logs", "--limit-bytes", "8", cid))[1] == b"out 0\nou"
+    assert (await aiocri(rt.endpoint, "logs", "-r", "-s", "stdout", cid))[1].splitlines()[0] == (
+        b"out 4")
+    assert (await aiocri(rt.endpoint, "logs", "--since", "2099-01-01T00:00:00Z", cid))[1] == b""
+    assert (await aiocri(rt.endpoint, "logs", "--since", "1h", "--tail", "1", cid))[2] == (
+        b"err line\n")
+    code, _, err = await aiocri(rt.endpoint, "logs", "-p", cid)
+    assert code == 1 and b"no previous attempt" in err
+    code, _, err = await aiocri(rt.endpoint, "logs", "--since", "yesterday", cid)
+    assert code == 2 and b"duration" in err
+
+    follow = asyncio.ensure_future(aiocri(rt.endpoint, "logs", "-f", "--tail", "0", cid))
+    await asyncio.sleep(1.0)
+    rt.write_output(cid, "live\n")
+    await asyncio.sleep(0.3)
+    rt.state.exit_container(cid, 0)  # following ends once the container stopped
+    assert await follow == (0, b"live\n", b"")
