@@ -223,3 +223,33 @@ async def test_logs_equal_what_the_runtime_wrote_and_follow_reopen(
         assert got == files[: len(got)]
         tail = [e.data async for e in client.container_logs(cid, tail=2, streams=["stderr"])]
         assert tail == []  # the last two lines are stdout ones
+
+
+async def test_the_command_against_containerd(containerd: Containerd) -> None:
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    env = dict(os.environ, CRI_CONFIG_FILE=os.devnull,
+               PYTHONPATH=str(Path(__file__).resolve().parents[1]))
+    env.pop("CONTAINER_RUNTIME_ENDPOINT", None)
+
+    async def aiocri_cli(*args: str, stdin: bytes | None = None) -> tuple[int, bytes, bytes]:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "aiocri.cli", "-r", containerd.endpoint, *args,
+            stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+        out, err = await asyncio.wait_for(proc.communicate(stdin), 60)
+        assert proc.returncode is not None
+        return proc.returncode, out, err
+
+    async with pod(containerd) as (client, pod_id, config):
+        cid = await start(client, pod_id, config, "cli",
+                          ["sh", "-c", "echo from the log; sleep 3600"])
+        assert await aiocri_cli("exec", "-i", cid[:12], "--", "cat", stdin=b"eof ends it\n") == (
+            0, b"eof ends it\n", b"")
+        code, out, _ = await aiocri_cli("exec", cid, "--", "sh", "-c", "echo x; exit 9")
+        assert (code, out) == (9, b"x\n")
+        code, _, err = await aiocri_cli("exec", cid, "--", "nope")
+        assert code == 127 and b"executable file not found" in err
+        assert await aiocri_cli("logs", cid) == (0, b"from the log\n", b"")

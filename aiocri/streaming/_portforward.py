@@ -7,16 +7,16 @@ import contextlib
 import itertools
 from collections.abc import Awaitable, Callable
 from types import TracebackType
-from typing import Self
-
-import websockets
-from websockets.asyncio.client import ClientConnection
+from typing import TYPE_CHECKING, Self
 
 from aiocri.errors import StreamingError, UpgradeRefused
 from aiocri.streaming._pipe import Pipe
 from aiocri.streaming._spdy_conn import SpdyConnection, StreamReset
 from aiocri.streaming._transports import REMOTECOMMAND_V4, TransportName
 from aiocri.streaming._upgrade import split_url, upgrade_spdy
+
+if TYPE_CHECKING:
+    from websockets.asyncio.client import ClientConnection
 
 __all__ = ["PortConnection", "PortForwardSession", "PortForwarder"]
 
@@ -76,9 +76,11 @@ class PortConnection:
             )
 
     async def write(self, data: bytes) -> None:
+        from websockets import ConnectionClosed
+
         try:
             await self._send(bytes(data))
-        except (StreamReset, ConnectionError, websockets.ConnectionClosed) as exc:
+        except (StreamReset, ConnectionError, ConnectionClosed) as exc:
             raise StreamingError(f"the forwarded connection broke: {exc}") from None
 
     @property
@@ -137,6 +139,8 @@ class PortForwardSession:
             return cls(connection, None)
         if transport != "websocket":
             raise ValueError(f"transport must be 'spdy' or 'websocket', not {transport!r}")
+        import websockets
+
         host, tcp_port, path, tls = split_url(url)
         sep = "&" if "?" in path else "?"
         uri = f"{'wss' if tls else 'ws'}://{host}:{tcp_port}{path}{sep}port={port}"
@@ -198,6 +202,8 @@ class PortForwardSession:
 
 
 def _ws_connection(ws: ClientConnection, port: int) -> PortConnection:
+    import websockets
+
     data, errors = Pipe(), Pipe()
     pipes = {0: data, 1: errors}
 

@@ -9,16 +9,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from typing import Literal, Protocol
-
-import websockets
-from websockets.asyncio.client import ClientConnection
-from websockets.asyncio.client import connect as ws_connect
+from typing import TYPE_CHECKING, Literal, Protocol
 
 from aiocri.errors import StreamingError, UpgradeRefused
 from aiocri.streaming._pipe import Pipe
 from aiocri.streaming._spdy_conn import SpdyConnection, SpdyStream, StreamReset
 from aiocri.streaming._upgrade import split_url, upgrade_spdy
+
+if TYPE_CHECKING:  # websockets is imported on first use: most sessions are SPDY
+    from websockets.asyncio.client import ClientConnection
 
 __all__ = ["Channels", "TransportName", "open_spdy", "open_websocket"]
 
@@ -118,6 +117,8 @@ class WebSocketChannels:
         self._pump_task = asyncio.get_running_loop().create_task(self._pump())
 
     async def _pump(self) -> None:
+        import websockets
+
         error: BaseException | None = None
         try:
             async for message in self._connection:
@@ -138,6 +139,8 @@ class WebSocketChannels:
                         pipe.feed_eof()
 
     async def _send(self, message: bytes) -> None:
+        import websockets
+
         try:
             await self._connection.send(message)
         except websockets.ConnectionClosed as exc:
@@ -169,6 +172,9 @@ class WebSocketChannels:
 async def open_websocket(url: str, kinds: list[str], *, protocols: list[str] | None = None
                          ) -> WebSocketChannels:
     """Open ``url`` as a WebSocket offering remotecommand v5 then v4."""
+    import websockets
+    from websockets.asyncio.client import connect as ws_connect
+
     host, port, path, tls = split_url(url)
     uri = f"{'wss' if tls else 'ws'}://{host}:{port}{path}"
     offered = protocols or [REMOTECOMMAND_V5, REMOTECOMMAND_V4]
