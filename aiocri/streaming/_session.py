@@ -107,8 +107,15 @@ class StreamSession:
         :class:`~aiocri.StreamingError` when the session broke before its end.
         """
         if self._exit_code is None:
+            raw = b""
             try:
-                raw = await self._channels.error.readall()
+                # The status is one JSON document: done as soon as it is whole, without
+                # waiting for the server to tear the connection down (SPDY servers take
+                # several milliseconds to reset the streams after it).
+                while chunk := await self._channels.error.read():
+                    raw += chunk
+                    if _whole_json(raw):
+                        break
             except (StreamReset, ConnectionError) as exc:
                 raise StreamingError(f"the session ended before the command did: {exc}") from None
             if not raw.strip():
@@ -154,6 +161,15 @@ class StreamSession:
         tb: TracebackType | None,
     ) -> None:
         await self.aclose()
+
+
+def _whole_json(raw: bytes) -> bool:
+    if not raw.rstrip().endswith(b"}"):
+        return False
+    try:
+        return isinstance(json.loads(raw), dict)
+    except ValueError:
+        return False
 
 
 async def _nothing() -> bytes:
