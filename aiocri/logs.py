@@ -16,13 +16,14 @@ import asyncio
 import contextlib
 import os
 import re
-from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import BinaryIO, Literal
 
 from aiocri.errors import LogError
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 __all__ = ["LogEntry", "format_time", "parse_line", "parse_time", "read_log"]
 
@@ -113,8 +114,11 @@ def _entry(pieces: list[_Piece], end: bytes) -> LogEntry:
                     b"".join(p.text for p in pieces) + end)
 
 
+_CHUNK = 1 << 20
+
+
 class _Follower:
-    """Reads lines from a path, following it across renames and truncation."""
+    """Reads a path in chunks, following it across renames and truncation."""
 
     def __init__(self, path: str) -> None:
         self.path = path
@@ -132,18 +136,45 @@ class _Follower:
             raise LogError(f"cannot read the log file {self.path}: permission denied",
                            hint="read it as a user who may (the runtime's logs are root's)"
                            ) from None
+        except OSError as exc:
+            raise LogError(f"cannot open the log file {self.path}: {exc.strerror or exc}"
+                           ) from None
 
     def close(self) -> None:
         if self._file is not None:
             self._file.close()
             self._file = None
 
-    def lines(self) -> list[bytes]:
-        """Complete lines available now (a partial last line waits for its newline)."""
+    def seek_tail(self, lines: int) -> None:
+        """Start at the last ``lines`` records of the file (the kubelet's way: it counts
+        the file's lines, a partial line's pieces each count)."""
         assert self._file is not None
-        data = self._partial + self._file.read()
-        *lines, self._partial = data.split(b"\n")
-        return lines
+        end = self._file.seek(0, os.SEEK_END)
+        position, found = end, 0
+        while position > 0:
+            size = min(64 * 1024, position)
+            position -= size
+            self._file.seek(position)
+            block = self._file.read(size)
+            # the file's own last newline ends the last record: it does not count
+            newlines = block.count(b"\n") - (1 if position + size == end and
+                                              block.endswith(b"\n") else 0)
+            if found + newlines >= lines:
+                cut = len(block)
+                for _ in range(lines - found + (1 if position + size == end and
+                                                block.endswith(b"\n") else 0)):
+                    cut = block.rfind(b"\n", 0, cut)
+                self._file.seek(position + cut + 1)
+                return
+            found += newlines
+        self._file.seek(0)
+
+    def lines(self) -> tuple[list[bytes], bool]:
+        """Whole lines from the next chunk, and whether more is there already."""
+        assert self._file is not None
+        chunk = self._file.read(_CHUNK)
+        *lines, self._partial = (self._partial + chunk).split(b"\n")
+        return lines, len(chunk) == _CHUNK
 
     def leftover(self) -> bytes:
         """The unfinished last line (a file truncated mid-line)."""
@@ -167,10 +198,48 @@ class _Follower:
             self._partial = b""
         return False
 
-    def reopen(self) -> None:
-        self.close()
+    def reopen(self) -> bool:
+        """Switch to the file now at the path; False (keep the old one) if it is gone."""
+        previous = self._file
+        try:
+            self._file = None
+            self.open()
+        except LogError:
+            self._file = previous
+            return False
+        if previous is not None:
+            previous.close()
         self._partial = b""
-        self.open()
+        return True
+
+
+class _Filter:
+    """Stream, time and byte budget: what of each entry reaches the caller."""
+
+    def __init__(self, streams: frozenset[str], since_ns: int | None, budget: int | None):
+        self.streams = streams
+        self.since_ns = since_ns
+        self.budget = budget
+
+    def __call__(self, entries: Iterable[LogEntry]) -> list[LogEntry]:
+        out = []
+        for entry in entries:
+            if entry.stream not in self.streams or (
+                    self.since_ns is not None and entry.time_ns < self.since_ns):
+                continue
+            if self.budget is not None:
+                if len(entry.data) >= self.budget:
+                    out.append(LogEntry(entry.time_ns, entry.timestamp, entry.stream,
+                                        entry.data[: self.budget]))
+                    self.budget = 0
+                    break
+                self.budget -= len(entry.data)
+            out.append(entry)
+        return out
+
+    @property
+    def spent(self) -> bool:
+        return self.budget == 0
 
 
 async def read_log(
@@ -186,65 +255,84 @@ async def read_log(
 ) -> AsyncIterator[LogEntry]:
     """Lines of a CRI log file, oldest first.
 
-    ``tail``: only the last N lines that exist now; ``since``: only lines from that
-    time on; ``streams``: which of stdout/stderr; ``limit_bytes``: stop after that
-    many bytes of text (the last line cut). ``follow``: keep reading as the file
-    grows, across rotation, until ``still_running()`` (asked when idle) is False or
-    the iteration is cancelled. Malformed lines are skipped.
+    ``tail``: only the last N lines of the file now (counted as the kubelet counts);
+    ``since``: only lines from that time on; ``streams``: which of stdout/stderr;
+    ``limit_bytes``: stop after that many bytes of text (the last line cut).
+    ``follow``: keep reading as the file grows, across rotation, until
+    ``still_running()`` (asked when idle) is False or the iteration is cancelled.
+    Malformed lines are skipped. The file is read in chunks, the event loop served
+    between them.
     """
     _check(tail, limit_bytes, poll_interval)
     wanted = frozenset(streams)
     if not wanted <= {"stdout", "stderr"}:
         raise ValueError(f"streams must be stdout and/or stderr, not {sorted(wanted)}")
-    since_ns = _since_ns(since)
-    budget = limit_bytes
+    keep = _Filter(wanted, _since_ns(since), limit_bytes)
     reader = _Follower(os.fspath(path))
     reader.open()
     joiner = _Joiner()
     try:
-        backlog = _entries(reader.lines(), joiner)
-        if not follow:
-            backlog += _leftover(reader, joiner)
         if tail is not None:
-            backlog = list(deque(backlog, maxlen=tail)) if tail > 0 else []
-        for entry in backlog:
-            for out in _filter(entry, wanted, since_ns):
-                budget, out = _spend(budget, out)
-                yield out
-                if budget == 0:
-                    return
+            reader.seek_tail(tail)
+        more = True
+        while more:  # what the file holds now
+            lines, more = reader.lines()
+            for entry in keep(_entries(lines, joiner)):
+                yield entry
+            if keep.spent:
+                return
+            await asyncio.sleep(0)
         if not follow:
+            for entry in keep(_leftover(reader, joiner)):
+                yield entry
             return
-        idle = 0.0
-        while True:
-            fresh = _entries(reader.lines(), joiner)
-            if not fresh:
-                if reader.rotated():
-                    fresh = _entries(reader.lines(), joiner) + _leftover(reader, joiner)
-                    reader.reopen()
-                elif still_running is not None and idle >= 1.0:
-                    idle = 0.0
-                    if not await still_running():
-                        for entry in _entries(reader.lines(), joiner) + _leftover(reader, joiner):
-                            for out in _filter(entry, wanted, since_ns):
-                                budget, out = _spend(budget, out)
-                                yield out
-                                if budget == 0:
-                                    return
-                        return
-            for entry in fresh:
-                for out in _filter(entry, wanted, since_ns):
-                    budget, out = _spend(budget, out)
-                    yield out
-                    if budget == 0:
-                        return
-            if not fresh:
-                await asyncio.sleep(poll_interval)
-                idle += poll_interval
-            else:
-                idle = 0.0
+        async for entry in _follow(reader, joiner, keep, poll_interval, still_running):
+            yield entry
     finally:
         reader.close()
+
+
+async def _follow(reader: _Follower, joiner: _Joiner, keep: _Filter, poll_interval: float,
+                  still_running: Callable[[], Awaitable[bool]] | None
+                  ) -> AsyncIterator[LogEntry]:
+    idle = 0.0
+    while not keep.spent:
+        lines, more = reader.lines()
+        fresh = _entries(lines, joiner)
+        if not fresh and not more:
+            if reader.rotated():
+                # the rest of the old file, then the new one; a line split across the
+                # two files stays one line (the joiner carries over)
+                fresh = _entries([*_drain(reader), *_rest(reader)], joiner)
+                reader.reopen()
+            elif still_running is not None and idle >= 1.0:
+                idle = 0.0
+                if not await still_running():
+                    fresh = _entries(_drain(reader), joiner) + _leftover(reader, joiner)
+                    for entry in keep(fresh):
+                        yield entry
+                    return
+        for entry in keep(fresh):
+            yield entry
+        if fresh or more:
+            idle = 0.0
+            await asyncio.sleep(0)
+        else:
+            await asyncio.sleep(poll_interval)
+            idle += poll_interval
+
+
+def _drain(reader: _Follower) -> list[bytes]:
+    lines, more = reader.lines()
+    while more:
+        extra, more = reader.lines()
+        lines += extra
+    return lines
+
+
+def _rest(reader: _Follower) -> list[bytes]:
+    rest = reader.leftover()
+    return [rest] if rest else []
 
 
 def _check(tail: int | None, limit_bytes: int | None, poll_interval: float) -> None:
@@ -261,7 +349,7 @@ def _since_ns(since: datetime | None) -> int | None:
         return None
     if since.tzinfo is None:
         raise ValueError("since must be timezone-aware (e.g. datetime.now(UTC) - timedelta(...))")
-    return int(since.timestamp() * 1e9)
+    return (since - _EPOCH) // timedelta(microseconds=1) * 1000
 
 
 def _entries(lines: list[bytes], joiner: _Joiner) -> list[LogEntry]:
@@ -286,18 +374,3 @@ def _leftover(reader: _Follower, joiner: _Joiner) -> list[LogEntry]:
             piece = parse_line(rest)
             joiner.add(_Piece(piece.time_ns, piece.timestamp, piece.stream, False, piece.text))
     return joiner.flush()
-
-
-def _filter(entry: LogEntry, wanted: frozenset[str], since_ns: int | None) -> list[LogEntry]:
-    if entry.stream not in wanted or (since_ns is not None and entry.time_ns < since_ns):
-        return []
-    return [entry]
-
-
-def _spend(budget: int | None, entry: LogEntry) -> tuple[int | None, LogEntry]:
-    if budget is None:
-        return None, entry
-    if len(entry.data) >= budget:
-        cut = LogEntry(entry.time_ns, entry.timestamp, entry.stream, entry.data[:budget])
-        return 0, cut
-    return budget - len(entry.data), entry

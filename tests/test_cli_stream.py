@@ -238,3 +238,19 @@ async def test_logs(fake: tuple[FakeRuntime, str]) -> None:
     await asyncio.sleep(0.3)
     rt.state.exit_container(cid, 0)  # following ends once the container stopped
     assert await follow == (0, b"live\n", b"")
+
+
+async def test_exec_stdin_edge_cases(fake: tuple[FakeRuntime, str]) -> None:
+    rt, cid = fake
+    with open(os.devnull, "rb") as devnull:  # /dev/null cannot be polled: still ends
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "aiocri.cli", "-r", rt.endpoint, "exec", "-i", cid, "--",
+            "cat", stdin=devnull, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            env=cli_env())
+        out, err = await asyncio.wait_for(proc.communicate(), 30)
+    assert (proc.returncode, out) == (0, b""), err
+    # WebSocket v4 cannot pass the end of stdin on: a clear error, not a hang
+    code, out, err = await aiocri(rt.endpoint, "exec", "-i", "-r", "websocket", cid, "--", "cat",
+                                  stdin=b"some input\n")
+    assert code == 1 and out == b"some input\n" and b"cannot be closed alone" in err
+    assert err.count(b"\n") == 1

@@ -109,14 +109,21 @@ async def test_a_file_truncated_mid_line(tmp_path: Path) -> None:
     assert [e.data for e in await collect(read_log(path))] == [b"never finished"]
 
 
-async def test_follow_across_rotation_and_truncation(tmp_path: Path) -> None:
-    path = tmp_path / "c.log"
-    write(path, "2026-12-01T00:00:01Z stdout F before")
+def start_following(path: Path) -> tuple[list[bytes], asyncio.Task[None]]:
+    """What a follower read so far, and its task (cancel it when done)."""
     got: list[bytes] = []
 
     async def follow() -> None:
         async for entry in read_log(path, follow=True, poll_interval=0.01):
             got.append(entry.data)
+
+    return got, asyncio.ensure_future(follow())
+
+
+async def test_follow_across_rotation_and_truncation(tmp_path: Path) -> None:
+    path = tmp_path / "c.log"
+    write(path, "2026-12-01T00:00:01Z stdout F before")
+    got, task = start_following(path)
 
     async def until(count: int) -> None:
         for _ in range(500):
@@ -125,7 +132,6 @@ async def test_follow_across_rotation_and_truncation(tmp_path: Path) -> None:
             await asyncio.sleep(0.01)
         raise AssertionError(f"only {got}")
 
-    task = asyncio.ensure_future(follow())
     await until(1)
     write(path, "2026-12-01T00:00:02Z stdout P gro")
     write(path, "2026-12-01T00:00:03Z stdout F wing")
@@ -188,3 +194,40 @@ async def test_the_fake_writes_cri_logs_and_reopens(sock_dir: Path, tmp_path: Pa
         assert [e.data for e in new] == [b"new\n"]
         assert all(e.time_ns <= datetime.now(UTC).timestamp() * 1e9 for e in old)
         assert old[0].time > datetime.now(UTC) - timedelta(minutes=1)
+
+
+@pytest.mark.parametrize("ending", [b"\n", b""])
+async def test_tail_reads_from_the_end_of_a_big_file(tmp_path: Path, ending: bytes) -> None:
+    path = tmp_path / "big.log"
+    body = b"".join(b"2026-12-01T00:00:01Z stdout F %08d %s\n" % (i, b"x" * 100)
+                    for i in range(40_000))  # 4.6 MB: several chunks and blocks
+    path.write_bytes(body + b"2026-12-01T00:00:02Z stdout F the end" + ending)
+    got = await collect(read_log(path, tail=3))
+    assert [e.data[:8] for e in got] == [b"00039998", b"00039999", b"the end" + (
+        b"\n" if ending else b"")]
+    assert len(await collect(read_log(path, tail=100_000))) == 40_001
+    everything = await collect(read_log(path))
+    assert len(everything) == 40_001 and everything[12_345].data.startswith(b"00012345")
+
+
+async def test_a_line_split_by_rotation_stays_one_line(tmp_path: Path) -> None:
+    path = tmp_path / "c.log"
+    write(path, "2026-12-01T00:00:01Z stdout P first half, ")
+    got, task = start_following(path)
+    await asyncio.sleep(0.1)
+    os.rename(path, tmp_path / "c.log.1")
+    write(path, "2026-12-01T00:00:02Z stdout F second half")
+    for _ in range(300):
+        if got:
+            break
+        await asyncio.sleep(0.01)
+    task.cancel()
+    assert got == [b"first half, second half\n"]
+
+
+async def test_since_keeps_nanoseconds(tmp_path: Path) -> None:
+    path = tmp_path / "c.log"
+    write(path, "2026-12-01T00:00:01.000000999Z stdout F before",
+          "2026-12-01T00:00:01.000001Z stdout F at")
+    since = datetime(2026, 12, 1, 0, 0, 1, 1, tzinfo=UTC)  # 1 microsecond
+    assert [e.data for e in await collect(read_log(path, since=since))] == [b"at\n"]

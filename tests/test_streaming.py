@@ -16,6 +16,7 @@ import aiocri
 from aiocri.streaming import TransportName, _status
 from aiocri.streaming._pipe import Pipe
 from aiocri.testing import FakeRuntime
+from aiocri.testing._exec import ExecResult
 
 pytestmark = pytest.mark.anyio
 
@@ -389,10 +390,82 @@ async def test_forward_port_listener(runtime: FakeRuntime, client: aiocri.CRICli
         texts = [f"connection {i}".encode() for i in range(8)]
         assert await asyncio.gather(*(one(t) for t in texts)) == [t.upper() for t in texts]
         assert forwarder.connections == 8 and forwarder.failures == 0
-    if transport == "spdy":  # one SPDY session carried them all
-        assert runtime.streaming.upgrades["spdy"] == 1
+    assert runtime.streaming.upgrades[transport] == 8  # a session per connection
 
 
 async def test_port_forward_to_a_missing_pod(client: aiocri.CRIClient) -> None:
     with pytest.raises(aiocri.NotFound):
         await client.port_forward("f" * 64, 80)
+
+
+async def test_wait_with_unread_output_fails_instead_of_hanging(
+        runtime: FakeRuntime, client: aiocri.CRIClient, cid: str,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from aiocri.streaming import _session
+
+    monkeypatch.setattr(_session, "STALL_LIMIT", 0.3)
+    big = b"y" * (6 << 20)  # more than a pipe holds
+    runtime.set_exec_handler(lambda c, cmd: ExecResult(stdout=big))
+    async with client.exec_stream(cid, ["yes"]) as session:
+        with pytest.raises(aiocri.StreamingError, match="stdout is full and nobody reads it"):
+            await asyncio.wait_for(session.wait(), 10)
+    async with client.exec_stream(cid, ["yes"]) as session:  # reading it, all is well
+        output = await asyncio.wait_for(session.communicate(), 10)
+    assert output.stdout == big and output.exit_code == 0
+
+
+async def test_communicate_refuses_a_stdin_it_cannot_end(client: aiocri.CRIClient, cid: str
+                                                         ) -> None:
+    async with client.exec_stream(cid, ["cat"], stdin=True, transport="websocket") as session:
+        with pytest.raises(aiocri.StreamingError, match="cannot do"):
+            await asyncio.wait_for(session.communicate(b"x"), 5)
+
+
+async def test_reading_after_close_is_a_streaming_error(client: aiocri.CRIClient, cid: str
+                                                        ) -> None:
+    session = await client.exec_stream(cid, ["sleep", "60"])
+    reader = asyncio.ensure_future(session.stdout.read() if session.stdout else asyncio.sleep(0))
+    await asyncio.sleep(0.05)
+    await session.aclose()  # from another task than the reader's
+    with pytest.raises(aiocri.StreamingError, match="the session was closed"):
+        await asyncio.wait_for(reader, 5)
+
+
+async def test_a_stream_reset_other_than_cancel_is_an_error() -> None:
+    from aiocri.streaming import _spdy as spdy
+    from aiocri.streaming._spdy_conn import SpdyConnection
+
+    class Sink(asyncio.Transport):
+        def __init__(self) -> None:
+            super().__init__()
+            self.sent = b""
+
+        def write(self, data: bytes | bytearray | memoryview) -> None:
+            self.sent += bytes(data)
+
+        def is_closing(self) -> bool:
+            return False
+
+        def close(self) -> None:
+            pass
+
+        def set_protocol(self, protocol: asyncio.BaseProtocol) -> None:
+            pass
+
+    connection = SpdyConnection(client=True)
+    sink = Sink()
+    connection.start(sink)
+    finished = await connection.open_stream({"streamtype": "stdout"})
+    refused = await connection.open_stream({"streamtype": "stderr"})
+    server = spdy.FrameEncoder()
+    connection.data_received(server.encode(spdy.Data(finished.id, b"out"))
+                             + server.encode(spdy.RstStream(finished.id, spdy.CANCEL))
+                             + server.encode(spdy.RstStream(refused.id, spdy.REFUSED_STREAM))
+                             + server.encode(spdy.Ping(2)) + server.encode(spdy.Ping(3))
+                             + server.encode(spdy.GoAway(3)))
+    assert await finished.read() == b"out" and await finished.read() == b""
+    with pytest.raises(aiocri.StreamingError, match="SPDY status 3"):
+        await refused.read()
+    assert connection.going_away
+    replies = [f for f in spdy.FrameParser().feed(sink.sent) if isinstance(f, spdy.Ping)]
+    assert replies == [spdy.Ping(2)]  # the server's ping echoed, not one carrying our parity

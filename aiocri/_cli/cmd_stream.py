@@ -112,7 +112,8 @@ def attach_cmd(
         "-t", "--tty", help="The container runs on a terminal (its config says tty)")] = False,
     transport: TransportOpt = "",
 ) -> None:
-    """Attach to a running container's main process (Ctrl-C detaches)."""
+    """Attach to a running container's main process (Ctrl-C ends; with -it it goes to the
+    container)."""
     settings = settings_of(ctx)
     chosen = _transport(transport)
 

@@ -15,8 +15,8 @@ import stat
 import sys
 import termios
 import tty
-from collections.abc import Awaitable, Callable, Iterator
-from typing import BinaryIO, TextIO
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from typing import Any, BinaryIO, TextIO
 
 from aiocri.streaming import Pipe, StreamSession
 
@@ -31,14 +31,19 @@ def raw_terminal(fd: int) -> Iterator[None]:
         tty.setraw(fd)
         yield
     finally:
-        termios.tcsetattr(fd, termios.TCSADRAIN, saved)
+        with contextlib.suppress(termios.error):  # the terminal may be gone (SIGHUP)
+            termios.tcsetattr(fd, termios.TCSADRAIN, saved)
 
 
 async def read_fd(fd: int) -> bytes:
-    """Up to 64 KiB from a pipe, socket or terminal, without a thread."""
+    """Up to 64 KiB from a pipe, socket or terminal (without a thread), or from a
+    device that cannot be polled, such as /dev/null (in one)."""
     loop = asyncio.get_running_loop()
     ready = asyncio.Event()
-    loop.add_reader(fd, ready.set)
+    try:
+        loop.add_reader(fd, ready.set)
+    except PermissionError:
+        return await asyncio.to_thread(os.read, fd, 1 << 16)
     try:
         await ready.wait()
     finally:
@@ -51,8 +56,9 @@ async def _pump_stdin(session: StreamSession, fd: int) -> None:
     regular = stat.S_ISREG(os.fstat(fd).st_mode)  # files cannot be polled: just read them
     while data := (os.read(fd, 1 << 16) if regular else await read_fd(fd)):
         await session.stdin.write(data)
-    if session.stdin.can_close:
-        await session.stdin.close()
+    if not session.stdin.can_close:
+        await asyncio.sleep(1.0)  # let the output of what was sent arrive, then say why
+    await session.stdin.close()  # raises when the transport cannot end stdin
 
 
 async def _pump_out(pipe: Pipe | None, out: BinaryIO) -> None:
@@ -68,6 +74,28 @@ def _fileno(stream: TextIO) -> int | None:
         return stream.fileno()
     except (OSError, ValueError, AttributeError):  # replaced streams (tests, embedding)
         return None
+
+
+async def _outputs_done(outputs: Sequence[asyncio.Future[None]],
+                        stdin: asyncio.Future[None] | None) -> None:
+    """Until stdout and stderr end; a failure to pass stdin on ends the session too."""
+    gathered: asyncio.Future[list[None]] = asyncio.gather(*outputs)
+    pending: set[asyncio.Future[Any]] = {gathered}
+    if stdin is not None:
+        pending.add(stdin)
+    try:
+        while not gathered.done():
+            done, _ = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+            if stdin is not None and stdin in done:
+                pending.discard(stdin)
+                error = None if stdin.cancelled() else stdin.exception()
+                if error is not None:
+                    raise error
+        gathered.result()
+    finally:
+        if not gathered.done():
+            gathered.cancel()
+        await asyncio.gather(gathered, return_exceptions=True)
 
 
 def _terminal_size(fd: int) -> tuple[int, int] | None:
@@ -123,16 +151,16 @@ async def _forward(session: StreamSession, *, interactive: bool) -> int:
         loop.add_signal_handler(signal.SIGWINCH, lambda: tasks.append(
             asyncio.ensure_future(resize())))
     raw = session.tty and interactive and stdin_fd is not None and os.isatty(stdin_fd)
+    if interactive and session.stdin is not None and stdin_fd is None:
+        raise ValueError("-i needs a standard input with a file descriptor")
     try:
         with raw_terminal(stdin_fd) if raw and stdin_fd is not None else contextlib.nullcontext():
             outputs = [asyncio.ensure_future(_pump_out(session.stdout, sys.stdout.buffer)),
                        asyncio.ensure_future(_pump_out(session.stderr, sys.stderr.buffer))]
-            if interactive and session.stdin is not None:
-                if stdin_fd is None:
-                    raise ValueError("-i needs a standard input with a file descriptor")
+            if interactive and session.stdin is not None and stdin_fd is not None:
                 tasks.append(asyncio.ensure_future(_pump_stdin(session, stdin_fd)))
             try:
-                await asyncio.gather(*outputs)
+                await _outputs_done(outputs, tasks[0] if tasks else None)
                 return await session.wait()
             finally:
                 for task in [*outputs, *tasks]:

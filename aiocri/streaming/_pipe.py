@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable
 
@@ -34,6 +35,8 @@ class Pipe:
         self._on_consumed = on_consumed
         #: called when a full pipe has room again (a transport resumes reading)
         self.on_drained = on_drained
+        self._full_since = 0.0
+        self._last_read = 0.0
 
     # -- the transport's side ----------------------------------------------------
 
@@ -44,9 +47,17 @@ class Pipe:
             self._size += len(data)
             self._readable.set()
             if self._size >= self._limit:
+                if self._writable.is_set():
+                    self._full_since = time.monotonic()
                 self._writable.clear()
                 return False
         return True
+
+    def stuck_for(self) -> float:
+        """Seconds the pipe has been full with nobody reading it (0 when not full)."""
+        if self._writable.is_set():
+            return 0.0
+        return time.monotonic() - max(self._full_since, self._last_read)
 
     async def wait_writable(self) -> None:
         await self._writable.wait()
@@ -99,6 +110,7 @@ class Pipe:
         return b"".join(parts)
 
     def _consumed(self, size: int) -> None:
+        self._last_read = time.monotonic()
         self._size -= size
         if self._size < self._limit and not self._writable.is_set():
             self._writable.set()

@@ -13,7 +13,7 @@ from aiocri.errors import StreamingError, UpgradeRefused
 from aiocri.streaming._pipe import Pipe
 from aiocri.streaming._spdy_conn import SpdyConnection, StreamReset
 from aiocri.streaming._transports import REMOTECOMMAND_V4, TransportName
-from aiocri.streaming._upgrade import split_url, upgrade_spdy
+from aiocri.streaming._upgrade import netloc, split_url, upgrade_spdy
 
 if TYPE_CHECKING:
     from websockets.asyncio.client import ClientConnection
@@ -143,18 +143,18 @@ class PortForwardSession:
 
         host, tcp_port, path, tls = split_url(url)
         sep = "&" if "?" in path else "?"
-        uri = f"{'wss' if tls else 'ws'}://{host}:{tcp_port}{path}{sep}port={port}"
+        uri = f"{'wss' if tls else 'ws'}://{netloc(host, tcp_port)}{path}{sep}port={port}"
         try:
             ws = await websockets.connect(
                 uri, subprotocols=[REMOTECOMMAND_V4],  # type: ignore[list-item]
                 compression=None, max_size=None, ping_interval=None, open_timeout=None,
-                close_timeout=2,
+                close_timeout=2, proxy=None,
             )
         except websockets.InvalidStatus as exc:
             raise UpgradeRefused(
                 f"the streaming server refused the WebSocket upgrade: HTTP "
                 f"{exc.response.status_code}", status=exc.response.status_code) from None
-        except (OSError, websockets.InvalidHandshake) as exc:
+        except (OSError, websockets.InvalidHandshake, websockets.InvalidURI) as exc:
             raise StreamingError(
                 f"cannot open a WebSocket to the streaming server: {exc}") from None
         return cls(None, ws, port)
@@ -174,12 +174,13 @@ class PortForwardSession:
         assert self._spdy is not None
         request = str(next(self._request_ids))
         headers = {"port": str(port), "requestid": request}
+        error = await self._spdy.open_stream({"streamtype": "error", **headers})
         try:
-            error = await self._spdy.open_stream({"streamtype": "error", **headers})
             await error.close()  # we never write to it
             data = await self._spdy.open_stream({"streamtype": "data", **headers})
-        except StreamReset as exc:
-            raise StreamingError(f"the port-forward session broke: {exc}") from None
+        except BaseException:
+            error.reset()
+            raise
 
         async def close() -> None:
             data.reset()
@@ -223,8 +224,10 @@ def _ws_connection(ws: ClientConnection, port: int) -> PortConnection:
                 if body:
                     pipe.feed(body)
                     await pipe.wait_writable()
-        except websockets.ConnectionClosed:
+        except websockets.ConnectionClosedOK:
             pass
+        except websockets.ConnectionClosed as exc:
+            data.fail(StreamingError(f"the forwarded connection broke: {exc}"))
         finally:
             data.feed_eof()
             errors.feed_eof()
@@ -245,7 +248,11 @@ def _ws_connection(ws: ClientConnection, port: int) -> PortConnection:
 
 
 class PortForwarder:
-    """Listens on a local port and forwards each accepted connection into the pod."""
+    """Listens on a local port and forwards each accepted connection into the pod.
+
+    Each connection gets its own session (and so its own TCP connection to the
+    streaming server): a local client that stops reading slows only itself down.
+    """
 
     def __init__(self, open_session: Callable[[], Awaitable[PortForwardSession]],
                  remote_port: int, host: str, local_port: int) -> None:
@@ -254,8 +261,6 @@ class PortForwarder:
         self.host = host
         self._requested = local_port
         self._server: asyncio.Server | None = None
-        self._session: PortForwardSession | None = None
-        self._lock = asyncio.Lock()
         self._tasks: set[asyncio.Task[None]] = set()
         #: connections served, and those that failed (with the last error)
         self.connections = 0
@@ -270,18 +275,12 @@ class PortForwarder:
         return int(self._server.sockets[0].getsockname()[1])
 
     async def start(self) -> None:
-        self._server = await asyncio.start_server(self._serve, self.host, self._requested)
-
-    async def _connection(self) -> PortConnection:
-        async with self._lock:
-            if self._session is None or not self._session.alive:
-                if self._session is not None:
-                    await self._session.aclose()
-                self._session = await self._open_session()
-            session = self._session
-            if session.transport != "spdy":  # WebSocket: one session per connection
-                self._session = None
-        return await session.connect(self.remote_port)
+        try:
+            self._server = await asyncio.start_server(self._serve, self.host, self._requested)
+        except OSError as exc:
+            raise StreamingError(
+                f"cannot listen on {self.host}:{self._requested}: {exc.strerror or exc}",
+                hint="choose another local port (0: any free one) or address") from None
 
     def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.get_running_loop().create_task(self._pipe(reader, writer))
@@ -290,17 +289,18 @@ class PortForwarder:
 
     async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.connections += 1
-        remote: PortConnection | None = None
+        session: PortForwardSession | None = None
         try:
-            remote = await self._connection()
+            session = await self._open_session()
+            remote = await session.connect(self.remote_port)
             await _splice(reader, writer, remote)
         except Exception as exc:  # one connection's failure must not stop the listener
             self.failures += 1
             self.last_error = exc
         finally:
             writer.close()
-            if remote is not None:
-                await remote.aclose()
+            if session is not None:
+                await session.aclose()
 
     async def aclose(self) -> None:
         if self._server is not None:
@@ -308,9 +308,6 @@ class PortForwarder:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        if self._session is not None:
-            await self._session.aclose()
-            self._session = None
 
     async def __aenter__(self) -> Self:
         await self.start()
@@ -321,21 +318,39 @@ class PortForwarder:
         await self.aclose()
 
 
+#: Over WebSocket the pod's side cannot be told that ours ended: after our EOF the
+#: connection lives until the pod closes it or stays silent this long.
+_IDLE_AFTER_EOF = 2.0
+
+
 async def _splice(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
                   remote: PortConnection) -> None:
+    local_done = asyncio.Event()
+
     async def upstream() -> None:
         while chunk := await reader.read(1 << 16):
             await remote.write(chunk)
         await remote.close_write()
+        local_done.set()
 
     up = asyncio.ensure_future(upstream())
     try:
-        while chunk := await remote.read():
+        while True:
+            if local_done.is_set() and not remote.can_close_write:
+                try:
+                    chunk = await asyncio.wait_for(remote.read(), _IDLE_AFTER_EOF)
+                except TimeoutError:
+                    break
+            else:
+                chunk = await remote.read()
+            if not chunk:
+                break
             writer.write(chunk)
             await writer.drain()
         if writer.can_write_eof():
             writer.write_eof()
-        await up
+        if remote.can_close_write:
+            await up
     finally:
         up.cancel()
         with contextlib.suppress(BaseException):

@@ -18,6 +18,10 @@ from aiocri.streaming._transports import Channels, TransportName, open_spdy, ope
 
 __all__ = ["ExecOutput", "Stdin", "StreamSession", "open_channels"]
 
+#: A full output channel nobody read for this long makes wait() fail instead of hang.
+STALL_LIMIT = 2.0
+_STALL_CHECK = 0.5
+
 
 @dataclass(frozen=True, slots=True)
 class ExecOutput:
@@ -104,24 +108,46 @@ class StreamSession:
         """The command's exit code, once it ended.
 
         Raises :class:`~aiocri.ExecFailed` when the command could not run, and
-        :class:`~aiocri.StreamingError` when the session broke before its end.
+        :class:`~aiocri.StreamingError` when the session broke before its end, or when
+        an output channel is full and nobody reads it (the runtime cannot go on
+        writing, so the status could never arrive: read it, or use communicate()).
         """
         if self._exit_code is None:
-            raw = b""
+            status = asyncio.ensure_future(self._read_status())
             try:
-                # The status is one JSON document: done as soon as it is whole, without
-                # waiting for the server to tear the connection down (SPDY servers take
-                # several milliseconds to reset the streams after it).
-                while chunk := await self._channels.error.read():
-                    raw += chunk
-                    if _whole_json(raw):
-                        break
-            except (StreamReset, ConnectionError) as exc:
-                raise StreamingError(f"the session ended before the command did: {exc}") from None
-            if not raw.strip():
-                raise StreamingError("the session ended without the command's exit status")
-            self._exit_code = exit_code_of(raw)
+                while not (await asyncio.wait([status], timeout=_STALL_CHECK))[0]:
+                    self._check_stalled()
+            finally:
+                if not status.done():
+                    status.cancel()
+                    await asyncio.gather(status, return_exceptions=True)
+            self._exit_code = status.result()
         return self._exit_code
+
+    def _check_stalled(self) -> None:
+        for name, pipe in (("stdout", self.stdout), ("stderr", self.stderr)):
+            if pipe is not None and pipe.stuck_for() > STALL_LIMIT:
+                raise StreamingError(
+                    f"{name} is full and nobody reads it, so the command cannot finish",
+                    hint=f"read session.{name} while waiting, use communicate(), or open "
+                    f"the session with {name}=False",
+                )
+
+    async def _read_status(self) -> int:
+        raw = b""
+        try:
+            # The status is one JSON document: done as soon as it is whole, without
+            # waiting for the server to tear the connection down (SPDY servers take
+            # several milliseconds to reset the streams after it).
+            while chunk := await self._channels.error.read():
+                raw += chunk
+                if _whole_json(raw):
+                    break
+        except (StreamReset, ConnectionError) as exc:
+            raise StreamingError(f"the session ended before the command did: {exc}") from None
+        if not raw.strip():
+            raise StreamingError("the session ended without the command's exit status")
+        return exit_code_of(raw)
 
     async def communicate(self, data: bytes | None = None) -> ExecOutput:
         """Write ``data`` to stdin and end it, read stdout and stderr to their end,
@@ -132,10 +158,14 @@ class StreamSession:
         ]
         try:
             if self.stdin is not None:
+                if not self.stdin.can_close:
+                    raise StreamingError(
+                        f"communicate() must end stdin, which {self.transport} cannot do",
+                        hint="use transport='spdy' (or 'auto'), or write to session.stdin "
+                        "and read the pipes yourself")
                 if data:
                     await self.stdin.write(data)
-                if self.stdin.can_close:
-                    await self.stdin.close()
+                await self.stdin.close()
             elif data:
                 raise ValueError("this session has no stdin (open it with stdin=True)")
             out, err = await asyncio.gather(*readers)

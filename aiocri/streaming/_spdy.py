@@ -256,9 +256,16 @@ class FrameParser:
     def __init__(self) -> None:
         self._buffer = bytearray()
         self._inflater = _Inflater()
+        #: set once the bytes stopped making sense; no frames are parsed after it
+        self.error: ProtocolError | None = None
 
     def feed(self, data: bytes) -> list[Frame]:
-        """Frames completed by ``data``; a partial frame waits for more bytes."""
+        """Frames completed by ``data``; a partial frame waits for more bytes.
+
+        On bad bytes, the frames before them are returned and :attr:`error` is set.
+        """
+        if self.error is not None:
+            return []
         if self._buffer:
             self._buffer += data
             data = bytes(self._buffer)
@@ -272,7 +279,13 @@ class FrameParser:
             if end > size:
                 break
             if first & 0x80000000:
-                frames.append(self._frame(first, second >> 24, data[offset + 8 : end]))
+                try:
+                    frame = self._frame(first, second >> 24, data[offset + 8 : end])
+                except ProtocolError as exc:
+                    self.error = exc
+                    return frames
+                if frame is not None:
+                    frames.append(frame)
             else:  # the hot path: data frames
                 frames.append(Data(first, data[offset + 8 : end], bool(second & _FIN_BIT)))
             offset = end
@@ -280,7 +293,7 @@ class FrameParser:
             self._buffer += data[offset:]
         return frames
 
-    def _frame(self, first: int, flags: int, payload: bytes) -> Frame:
+    def _frame(self, first: int, flags: int, payload: bytes) -> Frame | None:
         if not first & 0x80000000:
             return Data(first, payload, bool(flags & FLAG_FIN))
         version, kind = (first >> 16) & 0x7FFF, first & 0xFFFF
@@ -292,7 +305,7 @@ class FrameParser:
         except struct.error:
             raise ProtocolError(f"control frame {kind} is truncated") from None
 
-    def _control(self, kind: int, flags: int, fin: bool, payload: bytes) -> Frame:
+    def _control(self, kind: int, flags: int, fin: bool, payload: bytes) -> Frame | None:
         if kind == _SYN_STREAM:
             stream_id, associated, priority = struct.unpack_from("!IIB", payload)
             return SynStream(stream_id & _STREAM_MASK, self._inflater.unpack(payload[10:]), fin,
@@ -321,4 +334,4 @@ class FrameParser:
         if kind == _WINDOW_UPDATE:
             stream_id, delta = struct.unpack_from("!II", payload)
             return WindowUpdate(stream_id & _STREAM_MASK, delta & _STREAM_MASK)
-        raise ProtocolError(f"unknown control frame type {kind}")
+        return None  # SPDY: ignore control frames of unknown types

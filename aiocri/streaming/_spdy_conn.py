@@ -15,6 +15,7 @@ import asyncio
 import collections
 import itertools
 
+from aiocri.errors import StreamingError
 from aiocri.streaming import _spdy as spdy
 from aiocri.streaming._pipe import Pipe
 
@@ -26,8 +27,10 @@ _SETTINGS_INITIAL_WINDOW_SIZE = 7
 _CHUNK = 256 * 1024
 
 
-class StreamReset(ConnectionError):
+class StreamReset(StreamingError):
     """The stream or the whole connection ended before the operation could complete."""
+
+    hint = "start a new session"
 
 
 class SpdyStream:
@@ -87,6 +90,7 @@ class SpdyConnection(asyncio.Protocol):
         self._encoder = spdy.FrameEncoder()
         self._parser = spdy.FrameParser()
         self._ids = itertools.count(1 if client else 2, 2)
+        self._client = client
         self._streams: dict[int, SpdyStream] = {}
         self._incoming: asyncio.Queue[SpdyStream | None] = asyncio.Queue()
         self._session_unacked = 0
@@ -96,6 +100,8 @@ class SpdyConnection(asyncio.Protocol):
         self._drain_waiters: collections.deque[asyncio.Future[None]] = collections.deque()
         self.error: BaseException | None = None
         self.closed = asyncio.Event()
+        #: the peer sent GOAWAY: it takes no new streams
+        self.going_away = False
 
     def start(self, transport: asyncio.Transport, initial: bytes = b"") -> None:
         """Take over ``transport`` (after the HTTP upgrade); ``initial``: bytes that
@@ -103,6 +109,8 @@ class SpdyConnection(asyncio.Protocol):
         self._transport = transport
         transport.set_protocol(self)
         self.send(spdy.Settings({_SETTINGS_INITIAL_WINDOW_SIZE: _WINDOW}))
+        # SETTINGS covers streams; the connection-wide window (SPDY/3.1) opens apart
+        self.send(spdy.WindowUpdate(0, _WINDOW - 65536))
         if initial:
             self.data_received(initial)
         if transport.is_closing():
@@ -157,13 +165,10 @@ class SpdyConnection(asyncio.Protocol):
     # -- reading -----------------------------------------------------------------
 
     def data_received(self, data: bytes) -> None:
-        try:
-            frames = self._parser.feed(data)
-        except spdy.ProtocolError as exc:
-            self._end(exc)
-            return
-        for frame in frames:
+        for frame in self._parser.feed(data):  # what parsed before an error still counts
             self._handle(frame)
+        if self._parser.error is not None:
+            self._end(self._parser.error)
 
     def _resume(self) -> None:
         self._full = {pipe for pipe in self._full if not pipe.writable}
@@ -189,32 +194,42 @@ class SpdyConnection(asyncio.Protocol):
             case spdy.RstStream(stream_id, status):
                 ended = self._streams.pop(stream_id, None)
                 if ended is not None:
-                    # Kubernetes servers end a finished session by resetting every
-                    # stream: what arrived before stays readable, then the end.
                     ended.local_closed = True
                     ended.reset_status = status
-                    ended.incoming.feed_eof()
+                    if status == spdy.CANCEL:
+                        # Kubernetes servers end a finished session by cancelling every
+                        # stream: what arrived before stays readable, then the end.
+                        ended.incoming.feed_eof()
+                    else:
+                        ended.incoming.fail(StreamReset(
+                            f"the streaming server reset the stream (SPDY status {status})"))
             case spdy.Ping(ping_id):
-                self.send(spdy.Ping(ping_id))  # echo; we send none of our own
+                if (ping_id % 2 == 0) == self._client:  # the peer's ping: echo it
+                    self.send(spdy.Ping(ping_id))
+            case spdy.GoAway():
+                self.going_away = True  # no new streams; the open ones go on
             case _:
-                pass  # SETTINGS, WINDOW_UPDATE, GOAWAY: nothing we act on
+                pass  # SETTINGS, WINDOW_UPDATE: nothing we enforce
 
     def _data(self, stream_id: int, data: bytes, fin: bool) -> None:
         stream = self._streams.get(stream_id)
         if stream is None:
-            return  # a stream we reset: drop, as spdystream does
+            self._session_consumed(len(data))  # a stream we reset: drop, as spdystream does
+            return
         if not stream.incoming.feed(data) and self._transport is not None:
             self._full.add(stream.incoming)
             if not self._paused_reading:
                 self._paused_reading = True
                 self._transport.pause_reading()
-        self._session_unacked += len(data)
-        if self._session_unacked >= _WINDOW // 2:
-            # SPDY/3.1 also has a connection-wide window (stream 0): keep it open
-            self.send(spdy.WindowUpdate(0, self._session_unacked))
-            self._session_unacked = 0
+        self._session_consumed(len(data))
         if fin:
             stream.incoming.feed_eof()
+
+    def _session_consumed(self, size: int) -> None:
+        self._session_unacked += size
+        if self._session_unacked >= _WINDOW // 2:
+            self.send(spdy.WindowUpdate(0, self._session_unacked))
+            self._session_unacked = 0
 
     def eof_received(self) -> bool | None:
         self._end(None)
@@ -223,12 +238,14 @@ class SpdyConnection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._end(exc)
 
-    def _end(self, error: BaseException | None) -> None:
+    def _end(self, error: BaseException | None, *, ours: bool = False) -> None:
         if self.closed.is_set():
             return
         self.error = error
         self.closed.set()
-        reason = StreamReset(f"the streaming connection ended: {error or 'closed by the peer'}")
+        why = "the session was closed" if ours else (
+            f"the streaming connection ended: {error or 'closed by the server'}")
+        reason = StreamReset(why)
         for stream in self._streams.values():
             stream.incoming.fail(reason)
         self._incoming.put_nowait(None)
@@ -240,7 +257,7 @@ class SpdyConnection(asyncio.Protocol):
         """End the connection and its streams; safe to call more than once."""
         if not self.closed.is_set():
             self.send(spdy.GoAway(0))
-        self._end(None)
+        self._end(None, ours=True)
         await asyncio.sleep(0)  # let the transport call connection_lost
 
 

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Literal, Protocol
 from aiocri.errors import StreamingError, UpgradeRefused
 from aiocri.streaming._pipe import Pipe
 from aiocri.streaming._spdy_conn import SpdyConnection, SpdyStream, StreamReset
-from aiocri.streaming._upgrade import split_url, upgrade_spdy
+from aiocri.streaming._upgrade import netloc, split_url, upgrade_spdy
 
 if TYPE_CHECKING:  # websockets is imported on first use: most sessions are SPDY
     from websockets.asyncio.client import ClientConnection
@@ -97,9 +97,9 @@ async def open_spdy(url: str, kinds: list[str]) -> SpdyChannels:
             streams[kind] = await connection.open_stream({"streamtype": kind})
         # the server only reads our end of the error stream: close it at once
         await streams["error"].close()
-    except StreamReset as exc:
-        await connection.aclose()
-        raise _lost(exc) from None
+    except BaseException:  # failed, timed out or cancelled half way: no socket left
+        await asyncio.shield(connection.aclose())
+        raise
     return SpdyChannels(connection, streams)
 
 
@@ -129,6 +129,8 @@ class WebSocketChannels:
                     pipe.feed(message[1:])
                     await pipe.wait_writable()
         except websockets.ConnectionClosedError as exc:
+            error = _lost(exc)
+        except Exception as exc:
             error = _lost(exc)
         finally:
             for pipe in self._pipes.values():
@@ -176,7 +178,7 @@ async def open_websocket(url: str, kinds: list[str], *, protocols: list[str] | N
     from websockets.asyncio.client import connect as ws_connect
 
     host, port, path, tls = split_url(url)
-    uri = f"{'wss' if tls else 'ws'}://{host}:{port}{path}"
+    uri = f"{'wss' if tls else 'ws'}://{netloc(host, port)}{path}"
     offered = protocols or [REMOTECOMMAND_V5, REMOTECOMMAND_V4]
     try:
         connection = await ws_connect(
@@ -188,6 +190,7 @@ async def open_websocket(url: str, kinds: list[str], *, protocols: list[str] | N
             open_timeout=None,
             user_agent_header="aiocri",
             close_timeout=2,
+            proxy=None,  # the streaming server is the runtime's own, never behind a proxy
         )
     except websockets.InvalidStatus as exc:
         status = exc.response.status_code
@@ -198,7 +201,7 @@ async def open_websocket(url: str, kinds: list[str], *, protocols: list[str] | N
             status=status,
             body=body,
         ) from None
-    except (OSError, websockets.InvalidHandshake) as exc:
+    except (OSError, websockets.InvalidHandshake, websockets.InvalidURI) as exc:
         raise StreamingError(f"cannot open a WebSocket to the streaming server: {exc}",
                              hint="the runtime may have restarted (its URLs die with it); "
                              "start a new session") from None

@@ -9,9 +9,14 @@ from urllib.parse import urlsplit
 
 from aiocri.errors import StreamingError, UpgradeRefused
 
-__all__ = ["split_url", "upgrade_spdy"]
+__all__ = ["netloc", "split_url", "upgrade_spdy"]
 
 _HEAD_LIMIT = 64 * 1024
+
+
+def netloc(host: str, port: int) -> str:
+    """``host:port``, with an IPv6 host in brackets."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def split_url(url: str) -> tuple[str, int, str, bool]:
@@ -94,6 +99,7 @@ async def upgrade_spdy(url: str, protocols: list[str]) -> tuple[asyncio.Transpor
     protocol the server chose.
     """
     host, port, path, tls = split_url(url)
+    host_header = netloc(host, port)
     loop = asyncio.get_running_loop()
     try:
         transport, answer = await loop.create_connection(
@@ -107,7 +113,7 @@ async def upgrade_spdy(url: str, protocols: list[str]) -> tuple[asyncio.Transpor
         ) from None
     lines = [
         f"POST {path} HTTP/1.1",
-        f"Host: {host}:{port}",
+        f"Host: {host_header}",
         "Connection: Upgrade",
         "Upgrade: SPDY/3.1",
         *(f"X-Stream-Protocol-Version: {p}" for p in protocols),

@@ -122,14 +122,17 @@ async def run_session(
     stopped = asyncio.Event()
     container.on_exit.append(stopped.set)
     waiting = asyncio.ensure_future(stopped.wait())
-    await asyncio.wait([task, waiting], return_when=asyncio.FIRST_COMPLETED)
-    waiting.cancel()
-    if stopped.set in container.on_exit:
-        container.on_exit.remove(stopped.set)
-    if not task.done():
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await task
+    try:
+        await asyncio.wait([task, waiting], return_when=asyncio.FIRST_COMPLETED)
+    finally:  # also when this session is cancelled (the client left, the server stops)
+        waiting.cancel()
+        if stopped.set in container.on_exit:
+            container.on_exit.remove(stopped.set)
+        if not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+    if task.cancelled():
         return success_status() if kind == "attach" else exit_status(137, list(request.cmd))
     return task.result()
 
