@@ -469,3 +469,11 @@ async def test_a_stream_reset_other_than_cancel_is_an_error() -> None:
     assert connection.going_away
     replies = [f for f in spdy.FrameParser().feed(sink.sent) if isinstance(f, spdy.Ping)]
     assert replies == [spdy.Ping(2)]  # the server's ping echoed, not one carrying our parity
+
+
+async def test_a_protocol_the_server_refuses_is_403(runtime: FakeRuntime,
+                                                    client: aiocri.CRIClient, cid: str) -> None:
+    runtime.streaming.websocket_protocols = ("v9.channel.k8s.io",)
+    with pytest.raises(aiocri.UpgradeRefused) as refused:
+        await client.exec_stream(cid, ["true"], transport="websocket")
+    assert refused.value.status == 403 and "HTTP 403" in str(refused.value)

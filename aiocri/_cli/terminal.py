@@ -15,7 +15,7 @@ import stat
 import sys
 import termios
 import tty
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Any, BinaryIO, TextIO
 
 from aiocri.streaming import Pipe, StreamSession
@@ -132,40 +132,59 @@ async def forward_session(session: StreamSession, *, interactive: bool) -> int:
 
 
 async def _forward(session: StreamSession, *, interactive: bool) -> int:
-    loop = asyncio.get_running_loop()
     stdin_fd, stdout_fd = _fileno(sys.stdin), _fileno(sys.stdout)
-    term_fd = next((fd for fd in (stdin_fd, stdout_fd) if fd is not None and os.isatty(fd)),
-                   None)
-    tasks: list[asyncio.Future[None]] = []
-    resize: Callable[[], Awaitable[None]] | None = None
-    if session.tty and term_fd is not None:
-        fd = term_fd
-
-        async def resize() -> None:
-            size = _terminal_size(fd)
-            if size is not None:
-                with contextlib.suppress(Exception):
-                    await session.resize(*size)
-
-        await resize()
-        loop.add_signal_handler(signal.SIGWINCH, lambda: tasks.append(
-            asyncio.ensure_future(resize())))
-    raw = session.tty and interactive and stdin_fd is not None and os.isatty(stdin_fd)
     if interactive and session.stdin is not None and stdin_fd is None:
         raise ValueError("-i needs a standard input with a file descriptor")
-    try:
+    term_fd = next((fd for fd in (stdin_fd, stdout_fd) if fd is not None and os.isatty(fd)),
+                   None)
+    raw = session.tty and interactive and stdin_fd is not None and os.isatty(stdin_fd)
+    async with _resizes(session, term_fd if session.tty else None):
         with raw_terminal(stdin_fd) if raw and stdin_fd is not None else contextlib.nullcontext():
-            outputs = [asyncio.ensure_future(_pump_out(session.stdout, sys.stdout.buffer)),
-                       asyncio.ensure_future(_pump_out(session.stderr, sys.stderr.buffer))]
-            if interactive and session.stdin is not None and stdin_fd is not None:
-                tasks.append(asyncio.ensure_future(_pump_stdin(session, stdin_fd)))
-            try:
-                await _outputs_done(outputs, tasks[0] if tasks else None)
-                return await session.wait()
-            finally:
-                for task in [*outputs, *tasks]:
-                    task.cancel()
-                await asyncio.gather(*outputs, *tasks, return_exceptions=True)
+            return await _pumps(session, stdin_fd if interactive else None)
+
+
+@contextlib.asynccontextmanager
+async def _resizes(session: StreamSession, fd: int | None) -> AsyncIterator[None]:
+    """Send the terminal's size now and after every SIGWINCH (no-op without a terminal)."""
+    if fd is None:
+        yield
+        return
+    loop = asyncio.get_running_loop()
+    sent: set[asyncio.Future[None]] = set()
+
+    async def resize() -> None:
+        size = _terminal_size(fd)
+        if size is not None:
+            with contextlib.suppress(Exception):
+                await session.resize(*size)
+
+    def on_winch() -> None:
+        task = asyncio.ensure_future(resize())
+        sent.add(task)
+        task.add_done_callback(sent.discard)
+
+    await resize()
+    loop.add_signal_handler(signal.SIGWINCH, on_winch)
+    try:
+        yield
     finally:
-        if resize is not None:
-            loop.remove_signal_handler(signal.SIGWINCH)
+        loop.remove_signal_handler(signal.SIGWINCH)
+        for task in list(sent):
+            task.cancel()
+        await asyncio.gather(*sent, return_exceptions=True)
+
+
+async def _pumps(session: StreamSession, stdin_fd: int | None) -> int:
+    outputs = [asyncio.ensure_future(_pump_out(session.stdout, sys.stdout.buffer)),
+               asyncio.ensure_future(_pump_out(session.stderr, sys.stderr.buffer))]
+    stdin = None
+    if stdin_fd is not None and session.stdin is not None:
+        stdin = asyncio.ensure_future(_pump_stdin(session, stdin_fd))
+    try:
+        await _outputs_done(outputs, stdin)
+        return await session.wait()
+    finally:
+        pending = [*outputs, *([stdin] if stdin is not None else [])]
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
