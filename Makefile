@@ -14,7 +14,7 @@ setup: .venv/.installed
 
 # Regenerate aiocri/_proto from proto/ (messages + mypy stubs).
 proto: setup
-	$(PY) proto/generate.py
+	PATH="$(CURDIR)/.venv/bin:$$PATH" $(PY) proto/generate.py
 
 lint: setup
 	$(PY) -m ruff check aiocri tests benchmarks _aiocri_command.py

@@ -17,6 +17,7 @@ import logging
 from aiocri._events import ConnectionEvent, ConnectionState, ConnectionStats
 from aiocri._policy import RedialPolicy
 from aiocri.client import CRIClient, connect
+from aiocri.convert import from_dict, to_dict, to_json
 from aiocri.endpoint import Endpoint, parse_endpoint
 from aiocri.errors import (
     ClientClosed,
@@ -87,5 +88,8 @@ __all__ = [
     "UnsupportedByVersion",
     "UpgradeRefused",
     "connect",
+    "from_dict",
     "parse_endpoint",
+    "to_dict",
+    "to_json",
 ]

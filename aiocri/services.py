@@ -20,9 +20,13 @@ from google.protobuf.message import Message
 
 from aiocri import api
 from aiocri._rpc import RPC, RPCS, snake_case
+from aiocri.errors import InvalidArgument
 
 if TYPE_CHECKING:
+    from aiocri._proto.signatures import ImageServiceMethods, RuntimeServiceMethods
     from aiocri.channel import ChannelManager
+else:  # the typed signatures are for type checkers; the descriptors below implement them
+    ImageServiceMethods = RuntimeServiceMethods = object
 
 __all__ = ["ImageService", "RuntimeService"]
 
@@ -104,8 +108,11 @@ class _RPCDescriptor(Generic[ReqT, RespT]):
         """The method for one service object, cached in its __dict__ (bound once)."""
         rpc, default = self.rpc, service._deadline(self.rpc)
         invoke = service._manager.stream if self.streaming else service._manager.unary
+        build = _RequestCheck(self.attr, self._types[0])
 
-        def call(request: Message | None = None, /, *, timeout: float | None = DEFAULT) -> Any:
+        def call(request: Message | None = None, /, *, timeout: float | None = DEFAULT,
+                 **fields: Any) -> Any:
+            request = build(request, fields)
             return invoke(rpc, request, default if timeout is DEFAULT else timeout)
 
         call.__name__ = self.attr
@@ -113,6 +120,54 @@ class _RPCDescriptor(Generic[ReqT, RespT]):
         call.__doc__ = f"{verb} {rpc.service}.{rpc.name} (deadline: timeout=, default {default} s)."
         service.__dict__[self.attr] = call
         return call
+
+
+#: Top-level request fields that name one object: empty, they would let the runtime pick
+#: one (containerd resolves an empty image reference to the only image it has).
+_REQUIRED_IDS = ("container_id", "pod_sandbox_id")
+
+
+class _RequestCheck:
+    """Builds the request from keywords and refuses what must not be sent, at once."""
+
+    def __init__(self, method: str, request_type: type[Message]) -> None:
+        self.method = method
+        self.request_type = request_type
+        fields = request_type.DESCRIPTOR.fields_by_name
+        self.ids = [name for name in _REQUIRED_IDS if name in fields]
+        image = fields.get("image")
+        self.image = image is not None and image.message_type is api.ImageSpec.DESCRIPTOR
+        self.example = next(iter(fields), "")
+
+    def __call__(self, request: Message | None, fields: dict[str, Any]) -> Message | None:
+        if fields:
+            if request is not None:
+                raise TypeError(f"{self.method}() takes a request or keyword fields, not both")
+            try:
+                request = self.request_type(**fields)
+            except (TypeError, ValueError) as exc:
+                raise TypeError(f"{self.method}(): {exc}") from None
+        elif request is not None and not isinstance(request, self.request_type):
+            keyword = f" or keyword fields ({self.example}=...)" if self.example else ""
+            raise TypeError(f"{self.method}() takes a {self.request_type.__name__}{keyword}, "
+                            f"not {type(request).__name__}")
+        if self.ids or self.image:
+            self._refuse_empty(request)
+        return request
+
+    def _refuse_empty(self, request: Message | None) -> None:
+        for name in self.ids:
+            value = getattr(request, name, "") if request is not None else ""
+            if not value.strip():
+                raise InvalidArgument(f"{self.method}: {name} is empty; nothing was sent",
+                                      hint=f"pass the {name.replace('_', ' ')} to act on")
+        if self.image:
+            spec = getattr(request, "image", None) if request is not None else None
+            if spec is None or not spec.image.strip():
+                raise InvalidArgument(
+                    f"{self.method}: the image reference is empty; nothing was sent "
+                    "(runtimes resolve an empty reference to an image of their choice)",
+                    hint="pass the image reference, e.g. image=ImageSpec(image='busybox:1.36')")
 
 
 class _Unary(_RPCDescriptor[ReqT, RespT]):
@@ -143,76 +198,85 @@ def stream(request_type: type[ReqT], response_type: type[RespT]) -> _Stream[ReqT
     return _Stream(request_type, response_type)
 
 
-class RuntimeService(_Service):
-    """Pods, containers, exec endpoints, stats, events and runtime status."""
+class RuntimeService(_Service, RuntimeServiceMethods):
+    """Pods, containers, exec endpoints, stats, events and runtime status.
+
+    Each method takes a request message, or its fields as keywords:
+    ``container_status(ContainerStatusRequest(container_id=cid))`` or
+    ``container_status(container_id=cid)``; it returns the whole response.
+    """
 
     _service_name = "RuntimeService"
 
-    version = unary(api.VersionRequest, api.VersionResponse)
-    run_pod_sandbox = unary(api.RunPodSandboxRequest, api.RunPodSandboxResponse)
-    stop_pod_sandbox = unary(api.StopPodSandboxRequest, api.StopPodSandboxResponse)
-    remove_pod_sandbox = unary(api.RemovePodSandboxRequest, api.RemovePodSandboxResponse)
-    pod_sandbox_status = unary(api.PodSandboxStatusRequest, api.PodSandboxStatusResponse)
-    list_pod_sandbox = unary(api.ListPodSandboxRequest, api.ListPodSandboxResponse)
-    stream_pod_sandboxes = stream(api.StreamPodSandboxesRequest, api.StreamPodSandboxesResponse)
-    create_container = unary(api.CreateContainerRequest, api.CreateContainerResponse)
-    start_container = unary(api.StartContainerRequest, api.StartContainerResponse)
-    stop_container = unary(api.StopContainerRequest, api.StopContainerResponse)
-    remove_container = unary(api.RemoveContainerRequest, api.RemoveContainerResponse)
-    list_containers = unary(api.ListContainersRequest, api.ListContainersResponse)
-    stream_containers = stream(api.StreamContainersRequest, api.StreamContainersResponse)
-    container_status = unary(api.ContainerStatusRequest, api.ContainerStatusResponse)
-    update_container_resources = unary(
-        api.UpdateContainerResourcesRequest, api.UpdateContainerResourcesResponse
-    )
-    reopen_container_log = unary(api.ReopenContainerLogRequest, api.ReopenContainerLogResponse)
-    exec_sync = unary(api.ExecSyncRequest, api.ExecSyncResponse)
-    exec = unary(api.ExecRequest, api.ExecResponse)
-    attach = unary(api.AttachRequest, api.AttachResponse)
-    port_forward = unary(api.PortForwardRequest, api.PortForwardResponse)
-    container_stats = unary(api.ContainerStatsRequest, api.ContainerStatsResponse)
-    list_container_stats = unary(api.ListContainerStatsRequest, api.ListContainerStatsResponse)
-    stream_container_stats = stream(
-        api.StreamContainerStatsRequest, api.StreamContainerStatsResponse
-    )
-    pod_sandbox_stats = unary(api.PodSandboxStatsRequest, api.PodSandboxStatsResponse)
-    list_pod_sandbox_stats = unary(
-        api.ListPodSandboxStatsRequest, api.ListPodSandboxStatsResponse
-    )
-    stream_pod_sandbox_stats = stream(
-        api.StreamPodSandboxStatsRequest, api.StreamPodSandboxStatsResponse
-    )
-    update_runtime_config = unary(api.UpdateRuntimeConfigRequest, api.UpdateRuntimeConfigResponse)
-    status = unary(api.StatusRequest, api.StatusResponse)
-    checkpoint_container = unary(
-        api.CheckpointContainerRequest, api.CheckpointContainerResponse
-    )
-    checkpoint_pod = unary(api.CheckpointPodRequest, api.CheckpointPodResponse)
-    restore_pod = unary(api.RestorePodRequest, api.RestorePodResponse)
-    get_container_events = stream(api.GetEventsRequest, api.ContainerEventResponse)
-    list_metric_descriptors = unary(
-        api.ListMetricDescriptorsRequest, api.ListMetricDescriptorsResponse
-    )
-    list_pod_sandbox_metrics = unary(
-        api.ListPodSandboxMetricsRequest, api.ListPodSandboxMetricsResponse
-    )
-    stream_pod_sandbox_metrics = stream(
-        api.StreamPodSandboxMetricsRequest, api.StreamPodSandboxMetricsResponse
-    )
-    runtime_config = unary(api.RuntimeConfigRequest, api.RuntimeConfigResponse)
-    update_pod_sandbox_resources = unary(
-        api.UpdatePodSandboxResourcesRequest, api.UpdatePodSandboxResourcesResponse
-    )
+    if not TYPE_CHECKING:  # type checkers see RuntimeServiceMethods' signatures
+        version = unary(api.VersionRequest, api.VersionResponse)
+        run_pod_sandbox = unary(api.RunPodSandboxRequest, api.RunPodSandboxResponse)
+        stop_pod_sandbox = unary(api.StopPodSandboxRequest, api.StopPodSandboxResponse)
+        remove_pod_sandbox = unary(api.RemovePodSandboxRequest, api.RemovePodSandboxResponse)
+        pod_sandbox_status = unary(api.PodSandboxStatusRequest, api.PodSandboxStatusResponse)
+        list_pod_sandbox = unary(api.ListPodSandboxRequest, api.ListPodSandboxResponse)
+        stream_pod_sandboxes = stream(api.StreamPodSandboxesRequest, api.StreamPodSandboxesResponse)
+        create_container = unary(api.CreateContainerRequest, api.CreateContainerResponse)
+        start_container = unary(api.StartContainerRequest, api.StartContainerResponse)
+        stop_container = unary(api.StopContainerRequest, api.StopContainerResponse)
+        remove_container = unary(api.RemoveContainerRequest, api.RemoveContainerResponse)
+        list_containers = unary(api.ListContainersRequest, api.ListContainersResponse)
+        stream_containers = stream(api.StreamContainersRequest, api.StreamContainersResponse)
+        container_status = unary(api.ContainerStatusRequest, api.ContainerStatusResponse)
+        update_container_resources = unary(
+            api.UpdateContainerResourcesRequest, api.UpdateContainerResourcesResponse
+        )
+        reopen_container_log = unary(api.ReopenContainerLogRequest, api.ReopenContainerLogResponse)
+        exec_sync = unary(api.ExecSyncRequest, api.ExecSyncResponse)
+        exec = unary(api.ExecRequest, api.ExecResponse)
+        attach = unary(api.AttachRequest, api.AttachResponse)
+        port_forward = unary(api.PortForwardRequest, api.PortForwardResponse)
+        container_stats = unary(api.ContainerStatsRequest, api.ContainerStatsResponse)
+        list_container_stats = unary(api.ListContainerStatsRequest, api.ListContainerStatsResponse)
+        stream_container_stats = stream(
+            api.StreamContainerStatsRequest, api.StreamContainerStatsResponse
+        )
+        pod_sandbox_stats = unary(api.PodSandboxStatsRequest, api.PodSandboxStatsResponse)
+        list_pod_sandbox_stats = unary(
+            api.ListPodSandboxStatsRequest, api.ListPodSandboxStatsResponse
+        )
+        stream_pod_sandbox_stats = stream(
+            api.StreamPodSandboxStatsRequest, api.StreamPodSandboxStatsResponse
+        )
+        update_runtime_config = unary(
+            api.UpdateRuntimeConfigRequest, api.UpdateRuntimeConfigResponse
+        )
+        status = unary(api.StatusRequest, api.StatusResponse)
+        checkpoint_container = unary(
+            api.CheckpointContainerRequest, api.CheckpointContainerResponse
+        )
+        checkpoint_pod = unary(api.CheckpointPodRequest, api.CheckpointPodResponse)
+        restore_pod = unary(api.RestorePodRequest, api.RestorePodResponse)
+        get_container_events = stream(api.GetEventsRequest, api.ContainerEventResponse)
+        list_metric_descriptors = unary(
+            api.ListMetricDescriptorsRequest, api.ListMetricDescriptorsResponse
+        )
+        list_pod_sandbox_metrics = unary(
+            api.ListPodSandboxMetricsRequest, api.ListPodSandboxMetricsResponse
+        )
+        stream_pod_sandbox_metrics = stream(
+            api.StreamPodSandboxMetricsRequest, api.StreamPodSandboxMetricsResponse
+        )
+        runtime_config = unary(api.RuntimeConfigRequest, api.RuntimeConfigResponse)
+        update_pod_sandbox_resources = unary(
+            api.UpdatePodSandboxResourcesRequest, api.UpdatePodSandboxResourcesResponse
+        )
 
 
-class ImageService(_Service):
-    """Images: list, status, pull, remove, filesystem usage."""
+class ImageService(_Service, ImageServiceMethods):
+    """Images: list, status, pull, remove, filesystem usage (requests or keywords)."""
 
     _service_name = "ImageService"
 
-    list_images = unary(api.ListImagesRequest, api.ListImagesResponse)
-    stream_images = stream(api.StreamImagesRequest, api.StreamImagesResponse)
-    image_status = unary(api.ImageStatusRequest, api.ImageStatusResponse)
-    pull_image = unary(api.PullImageRequest, api.PullImageResponse)
-    remove_image = unary(api.RemoveImageRequest, api.RemoveImageResponse)
-    image_fs_info = unary(api.ImageFsInfoRequest, api.ImageFsInfoResponse)
+    if not TYPE_CHECKING:  # type checkers see ImageServiceMethods' signatures
+        list_images = unary(api.ListImagesRequest, api.ListImagesResponse)
+        stream_images = stream(api.StreamImagesRequest, api.StreamImagesResponse)
+        image_status = unary(api.ImageStatusRequest, api.ImageStatusResponse)
+        pull_image = unary(api.PullImageRequest, api.PullImageResponse)
+        remove_image = unary(api.RemoveImageRequest, api.RemoveImageResponse)
+        image_fs_info = unary(api.ImageFsInfoRequest, api.ImageFsInfoResponse)

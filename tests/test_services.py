@@ -169,3 +169,66 @@ async def test_per_call_timeout_overrides_default(sock_dir: Path) -> None:
         with pytest.raises(aiocri.DeadlineExceeded):
             await client.runtime.status()  # the client's default, 0.2 s
         await client.runtime.status(timeout=5)
+
+
+# -- keyword calls, wrong arguments and empty references: refused before any round trip --
+
+
+@pytest.mark.anyio
+async def test_keyword_calls(runtime: FakeRuntime) -> None:
+    cid = runtime.populate(1, 1).container_ids[0]
+    async with aiocri.connect(runtime.endpoint) as client:
+        by_keywords = await client.runtime.container_status(container_id=cid, verbose=True)
+        by_message = await client.runtime.container_status(
+            api.ContainerStatusRequest(container_id=cid, verbose=True))
+        assert by_keywords.status == by_message.status and by_keywords.info
+        running = await client.runtime.list_containers(filter=api.ContainerFilter(
+            state=api.ContainerStateValue(state=api.CONTAINER_RUNNING)))
+        assert [c.id for c in running.containers] == [cid]
+        assert (await client.runtime.list_containers(filter={"id": cid})).containers[0].id == cid
+        done = await client.runtime.exec_sync(container_id=cid, cmd=["echo", "kw"], timeout=5)
+        assert done.stdout == b"kw\n"
+
+
+@pytest.mark.anyio
+async def test_wrong_arguments_fail_at_once(runtime: FakeRuntime) -> None:
+    cid = runtime.populate(1, 1).container_ids[0]
+    async with aiocri.connect(runtime.endpoint) as client:
+        before = sum(runtime.calls.values())
+        with pytest.raises(TypeError, match=r"takes a ContainerStatusRequest or keyword fields "
+                                            r"\(container_id=...\), not str"):
+            await client.runtime.container_status(cid)  # type: ignore[arg-type]
+        with pytest.raises(TypeError, match="not both"):
+            await client.runtime.container_status(  # type: ignore[call-overload]
+                api.ContainerStatusRequest(container_id=cid), container_id=cid)
+        with pytest.raises(TypeError, match='has no "container" field'):
+            await client.runtime.container_status(container="x")  # type: ignore[call-arg]
+        with pytest.raises(TypeError, match="container_status"):
+            await client.runtime.container_status(container_id=7)  # type: ignore[arg-type]
+        assert sum(runtime.calls.values()) == before
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("call", [
+    lambda c: c.runtime.container_status(container_id=""),
+    lambda c: c.runtime.container_status(),
+    lambda c: c.runtime.stop_container(api.StopContainerRequest(container_id="  ", timeout=1)),
+    lambda c: c.runtime.remove_pod_sandbox(pod_sandbox_id="\t"),
+    lambda c: c.runtime.port_forward(pod_sandbox_id="", port=[80]),
+    lambda c: c.image.remove_image(image=api.ImageSpec(image="")),
+    lambda c: c.image.remove_image(),
+    lambda c: c.image.image_status(image=api.ImageSpec(image=" ")),
+    lambda c: c.image.pull_image(api.PullImageRequest()),
+])
+async def test_empty_references_are_never_sent(runtime: FakeRuntime,
+                                               call: Callable[[aiocri.CRIClient], Any]) -> None:
+    async with aiocri.connect(runtime.endpoint) as client:
+        images = len(runtime.state.images)
+        before = sum(runtime.calls.values())
+        with pytest.raises(aiocri.InvalidArgument, match="nothing was sent"):
+            await call(client)
+        assert sum(runtime.calls.values()) == before
+        assert len(runtime.state.images) == images
+        # filters may be empty: they mean "everything"
+        await client.runtime.list_containers(filter=api.ContainerFilter(id=""))
+        await client.image.list_images()

@@ -37,3 +37,34 @@ def test_typed_methods(tmp_path: Path) -> None:
     errors = [line for line in out.splitlines() if ": error:" in line]
     assert len(errors) == 1, out
     assert 'incompatible type "int"; expected "ContainerStatusRequest | None"' in errors[0]
+
+
+def test_keyword_calls_are_typed() -> None:
+    script = Path(__file__).parent / "typecheck" / "user_script.py"
+    result = subprocess.run(
+        [sys.executable, "-m", "mypy", "--strict", "--no-incremental", str(script)],
+        capture_output=True, text=True, check=False,
+    )
+    out = result.stdout
+    api = "aiocri._proto.runtime.v1.api_pb2"
+    for revealed in (
+        f'"{api}.ContainerStatusResponse"',
+        f'"{api}._ContainerState.ValueType"',
+        '"google.protobuf.internal.containers.ScalarMap[str, str]"',
+        f'"google.protobuf.internal.containers.RepeatedCompositeFieldContainer[{api}.Container]"',
+        f'"{api}.ContainerEventResponse"',
+    ):
+        assert f"Revealed type is {revealed}" in out, out
+    errors = [line for line in out.splitlines() if ": error:" in line]
+    assert len(errors) == 2, out
+    assert 'Argument "container_id" to "container_status"' in errors[0]
+    assert 'Unexpected keyword argument "container"' in errors[1]
+
+
+def test_protobuf_types_come_with_the_package() -> None:
+    # Without the protobuf stubs every message field is Any for mypy: users get them
+    # with aiocri itself, not only with the dev extra.
+    from importlib.metadata import requires
+
+    core = [r for r in requires("aiocri") or [] if "extra ==" not in r]
+    assert any(r.startswith("types-protobuf") for r in core), core

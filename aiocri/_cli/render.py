@@ -9,23 +9,21 @@ Tables are rich tables without borders, like crictl's tabwriter columns.
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
 import enum
 import json
 import sys
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, TextIO
 
 import yaml
-from google.protobuf import json_format
-from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import Message
 from rich.console import Console
 from rich.table import Table
 
 from aiocri import api
+from aiocri.convert import merge_dict, to_dict
 
 __all__ = [
     "OutputFormat",
@@ -56,9 +54,7 @@ class OutputFormat(enum.StrEnum):
 
 def message_dict(message: Message) -> dict[str, Any]:
     """``message`` as crictl's JSON would show it."""
-    data = json_format.MessageToDict(message, always_print_fields_with_no_presence=True)
-    _walk_key_values(data, message.DESCRIPTOR, _decode_value)
-    return data
+    return to_dict(message)
 
 
 def parse_message(data: Any, message: Message, *, source: str) -> None:
@@ -66,60 +62,7 @@ def parse_message(data: Any, message: Message, *, source: str) -> None:
 
     Raises ValueError with one line naming ``source`` and the bad field.
     """
-    if not isinstance(data, dict):
-        raise ValueError(f"{source} must hold a JSON/YAML object (a mapping of fields)")
-    _walk_key_values(data, message.DESCRIPTOR, _encode_value)
-    try:
-        json_format.ParseDict(data, message)
-    except json_format.ParseError as exc:
-        text = str(exc).splitlines()[0] if str(exc) else "not a valid message"
-        raise ValueError(
-            f"{source} is not a valid {message.DESCRIPTOR.name}: {text}"
-        ) from None
-
-
-def _decode_value(value: Any) -> Any:
-    if isinstance(value, str):
-        try:
-            return base64.b64decode(value).decode("utf-8", errors="replace")
-        except ValueError:
-            return value
-    return value
-
-
-def _encode_value(value: Any) -> Any:
-    # crictl's config files carry env values as text; the wire type is bytes.
-    if isinstance(value, str):
-        return base64.b64encode(value.encode()).decode()
-    return value
-
-
-def _walk_key_values(data: Any, descriptor: Any, fix: Callable[[Any], Any]) -> None:
-    """Apply ``fix`` to the ``value`` of every KeyValue inside ``data``."""
-    if not isinstance(data, dict):
-        return
-    if descriptor.full_name == _KEY_VALUE:
-        if "value" in data:
-            data["value"] = fix(data["value"])
-        return
-    for fd in descriptor.fields:
-        if fd.type != FieldDescriptor.TYPE_MESSAGE:
-            continue
-        sub: Any = fd.message_type
-        for key in dict.fromkeys((fd.json_name, fd.name)):
-            if key not in data:
-                continue
-            value = data[key]
-            if sub.GetOptions().map_entry:
-                value_fd: Any = sub.fields_by_name["value"]
-                if value_fd.type == FieldDescriptor.TYPE_MESSAGE and isinstance(value, dict):
-                    for item in value.values():
-                        _walk_key_values(item, value_fd.message_type, fix)
-            elif isinstance(value, list):
-                for item in value:
-                    _walk_key_values(item, sub, fix)
-            else:
-                _walk_key_values(value, sub, fix)
+    merge_dict(data, message, source=source)
 
 
 def info_dict(info: Mapping[str, str]) -> dict[str, Any]:

@@ -1,0 +1,107 @@
+"""Messages as plain data: ``to_dict``, ``to_json``, ``from_dict``.
+
+Field names and values as crictl prints them (protobuf's JSON mapping: lowerCamelCase
+names, enums by name, 64-bit integers as strings, every field shown), except the
+values of ``KeyValue`` pairs (environment variables), which are bytes on the wire
+and shown as text, as in crictl's config files.
+
+    print(aiocri.to_json(await client.runtime.container_status(container_id=cid)))
+"""
+
+from __future__ import annotations
+
+import base64
+import copy
+import json
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from google.protobuf import json_format
+from google.protobuf.descriptor import FieldDescriptor
+from google.protobuf.message import Message
+
+from aiocri import api
+
+__all__ = ["from_dict", "merge_dict", "to_dict", "to_json"]
+
+M = TypeVar("M", bound=Message)
+_KEY_VALUE = api.KeyValue.DESCRIPTOR.full_name
+
+
+def to_dict(message: Message) -> dict[str, Any]:
+    """``message`` as a dict of JSON values, as crictl shows it."""
+    data = json_format.MessageToDict(message, always_print_fields_with_no_presence=True)
+    _walk_key_values(data, message.DESCRIPTOR, _decode_value)
+    return data
+
+
+def to_json(message: Message, *, indent: int | None = 2) -> str:
+    """``message`` as JSON text, as ``crictl inspect -o json`` prints it."""
+    return json.dumps(to_dict(message), indent=indent)
+
+
+def from_dict(data: Any, message_type: type[M]) -> M:
+    """A ``message_type`` from a dict (lowerCamelCase or snake_case keys); ValueError
+    naming the bad field otherwise."""
+    message = message_type()
+    merge_dict(data, message, source="the data")
+    return message
+
+
+def merge_dict(data: Any, message: Message, *, source: str) -> None:
+    """Fill ``message`` from ``data``; ValueError with one line naming ``source``."""
+    if not isinstance(data, dict):
+        raise ValueError(f"{source} must hold a JSON/YAML object (a mapping of fields)")
+    data = copy.deepcopy(data)  # the KeyValue fix below edits in place
+    _walk_key_values(data, message.DESCRIPTOR, _encode_value)
+    try:
+        json_format.ParseDict(data, message)
+    except json_format.ParseError as exc:
+        text = str(exc).splitlines()[0] if str(exc) else "not a valid message"
+        raise ValueError(
+            f"{source} is not a valid {message.DESCRIPTOR.name}: {text}"
+        ) from None
+
+
+def _decode_value(value: Any) -> Any:
+    if isinstance(value, str):
+        try:
+            return base64.b64decode(value).decode("utf-8", errors="replace")
+        except ValueError:
+            return value
+    return value
+
+
+def _encode_value(value: Any) -> Any:
+    # crictl's config files carry env values as text; the wire type is bytes.
+    if isinstance(value, str):
+        return base64.b64encode(value.encode()).decode()
+    return value
+
+
+def _walk_key_values(data: Any, descriptor: Any, fix: Callable[[Any], Any]) -> None:
+    """Apply ``fix`` to the ``value`` of every KeyValue inside ``data``."""
+    if not isinstance(data, dict):
+        return
+    if descriptor.full_name == _KEY_VALUE:
+        if "value" in data:
+            data["value"] = fix(data["value"])
+        return
+    for fd in descriptor.fields:
+        if fd.type != FieldDescriptor.TYPE_MESSAGE:
+            continue
+        sub: Any = fd.message_type
+        for key in dict.fromkeys((fd.json_name, fd.name)):
+            if key not in data:
+                continue
+            value = data[key]
+            if sub.GetOptions().map_entry:
+                value_fd: Any = sub.fields_by_name["value"]
+                if value_fd.type == FieldDescriptor.TYPE_MESSAGE and isinstance(value, dict):
+                    for item in value.values():
+                        _walk_key_values(item, value_fd.message_type, fix)
+            elif isinstance(value, list):
+                for item in value:
+                    _walk_key_values(item, sub, fix)
+            else:
+                _walk_key_values(value, sub, fix)
