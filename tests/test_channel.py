@@ -22,7 +22,7 @@ import aiocri
 from aiocri import ConnectionState, RedialPolicy
 from aiocri.api import ContainerStatusRequest, ListContainersRequest, VersionRequest
 from aiocri.testing import FakeRuntime
-from tests._helpers import wait_state as _wait_state
+from aiocri.testing import wait_for_state as _wait_for_state
 
 pytestmark = pytest.mark.anyio
 
@@ -154,7 +154,7 @@ async def test_restart_with_same_versions_loses_no_call(runtime: FakeRuntime) ->
                 tg.start_soon(caller)
             await anyio.sleep(0.1)
             await runtime.restart(down_for=0.5)
-            await _wait_state(client, ConnectionState.READY)
+            await _wait_for_state(client, ConnectionState.READY)
             before = len(outcomes)
             await anyio.sleep(0.2)
             stop.set()
@@ -178,7 +178,7 @@ async def test_restart_into_other_version_requires_restart(sock_dir: Path) -> No
             waited.append(await client.restart_required())
 
         async def pending_call() -> None:
-            await _wait_state(client, ConnectionState.RECONNECTING)
+            await _wait_for_state(client, ConnectionState.RECONNECTING)
             try:
                 await client.runtime.list_containers(ListContainersRequest(), timeout=10)
             except aiocri.CRIError as exc:
@@ -190,7 +190,7 @@ async def test_restart_into_other_version_requires_restart(sock_dir: Path) -> No
             tg.start_soon(pending_call)
             await anyio.sleep(0.05)
             await rt.upgrade(versions=("v1",), down_for=0.3)
-            await _wait_state(client, ConnectionState.RESTART_REQUIRED)
+            await _wait_for_state(client, ConnectionState.RESTART_REQUIRED)
         # Waiter, subscriber, pending caller and later callers all learn it.
         assert waited and waited[0].pinned == "v1alpha2"
         assert waited[0].served == ("v1",)
@@ -252,7 +252,7 @@ async def test_renegotiate_survives_a_failing_probe(sock_dir: Path) -> None:
         aiocri.connect(rt.endpoint, redial=FAST, on_version_loss="renegotiate") as client,
     ):
         await rt.stop()
-        await _wait_state(client, ConnectionState.RECONNECTING)
+        await _wait_for_state(client, ConnectionState.RECONNECTING)
         rt.inject_errors("Version", count=1)  # the first answer after the upgrade
         await rt.start(versions=("v1",))
         with anyio.fail_after(5):
@@ -368,7 +368,7 @@ async def test_close_fails_calls_in_flight_with_client_closed(runtime: FakeRunti
 async def test_long_outage_calls_fail_within_deadline_then_recover(runtime: FakeRuntime) -> None:
     async with aiocri.connect(runtime.endpoint, redial=FAST) as client:
         await runtime.stop()
-        await _wait_state(client, ConnectionState.RECONNECTING)
+        await _wait_for_state(client, ConnectionState.RECONNECTING)
         started = time.monotonic()
         with pytest.raises(aiocri.DeadlineExceeded):
             await client.runtime.version(timeout=0.3)
@@ -409,10 +409,10 @@ async def test_killed_runtime_leaving_its_socket(runtime: FakeRuntime) -> None:
     async with aiocri.connect(runtime.endpoint, redial=FAST) as client:
         await runtime.kill()
         assert os.path.exists(runtime.socket_path)  # stale file left behind
-        await _wait_state(client, ConnectionState.RECONNECTING)
+        await _wait_for_state(client, ConnectionState.RECONNECTING)
         await anyio.sleep(0.3)
         await runtime.start()
-        await _wait_state(client, ConnectionState.READY)
+        await _wait_for_state(client, ConnectionState.READY)
         assert (await client.runtime.version()).runtime_api_version == "v1"
 
 
@@ -424,7 +424,7 @@ async def test_idle_client_notices_death_without_any_call(runtime: FakeRuntime) 
         async with anyio.create_task_group() as tg:
             tg.start_soon(_collect_events, client, events)
             await runtime.restart(down_for=0.2)
-            await _wait_state(client, ConnectionState.READY)
+            await _wait_for_state(client, ConnectionState.READY)
             await anyio.sleep(0.05)
             tg.cancel_scope.cancel()
         states = [e.state for e in events if e.kind == "state"]
@@ -449,7 +449,7 @@ async def test_socket_replaced_by_regular_file(runtime: FakeRuntime) -> None:
                 await client.runtime.version(timeout=0.2)
             os.unlink(runtime.socket_path)
             await runtime.start()
-            await _wait_state(client, ConnectionState.READY)
+            await _wait_for_state(client, ConnectionState.READY)
             tg.cancel_scope.cancel()
 
 
@@ -458,7 +458,7 @@ async def test_close_during_reconnect(runtime: FakeRuntime) -> None:
     failures: list[BaseException] = []
     async with aiocri.connect(runtime.endpoint, redial=FAST) as client:
         await runtime.stop()
-        await _wait_state(client, ConnectionState.RECONNECTING)
+        await _wait_for_state(client, ConnectionState.RECONNECTING)
 
         async def waiting_call() -> None:
             try:
@@ -493,7 +493,7 @@ async def test_image_endpoint_restarts_independently(sock_dir: Path) -> None:
             tg.start_soon(_collect_events, client, events)
             await anyio.sleep(0.02)
             await img.restart(down_for=0.3)
-            await _wait_state(client, ConnectionState.READY, image=True)
+            await _wait_for_state(client, ConnectionState.READY, image=True)
             await anyio.sleep(0.05)
             tg.cancel_scope.cancel()
         assert {e.endpoint for e in events} == {img.endpoint}
@@ -549,7 +549,7 @@ async def test_oversized_message_says_what_to_raise(runtime: FakeRuntime) -> Non
 async def test_fail_fast_while_reconnecting(runtime: FakeRuntime) -> None:
     async with aiocri.connect(runtime.endpoint, redial=FAST, fail_fast=True) as client:
         await runtime.stop()
-        await _wait_state(client, ConnectionState.RECONNECTING)
+        await _wait_for_state(client, ConnectionState.RECONNECTING)
         started = time.monotonic()
         with pytest.raises(aiocri.Unavailable, match="reconnecting"):
             await client.runtime.version(timeout=10)
@@ -581,7 +581,7 @@ async def test_runtime_answering_not_ready_is_retried_fast(runtime: FakeRuntime)
         assert client.state is ConnectionState.RECONNECTING
         runtime.clear_injections("Version")
         cleared = time.monotonic()
-        await _wait_state(client, ConnectionState.READY)
+        await _wait_for_state(client, ConnectionState.READY)
         # The grown backoff would be ~1 s here; generous bound.
         assert time.monotonic() - cleared < 0.4
 
@@ -607,6 +607,6 @@ async def test_calls_that_change_state_are_not_sent_twice(runtime: FakeRuntime) 
             await anyio.sleep(0.2)  # in flight on the runtime
             await runtime.restart(down_for=0.2)
         assert isinstance(outcome[0], aiocri.Unavailable)
-        await _wait_state(client, ConnectionState.READY)
+        await _wait_for_state(client, ConnectionState.READY)
         runtime.inject_latency("RunPodSandbox", 0.0)
         assert runtime.calls["RunPodSandbox"] == 1  # not re-sent after the redial

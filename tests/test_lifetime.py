@@ -24,7 +24,7 @@ from aiocri import ConnectionState, RedialPolicy
 from aiocri.api import ContainerStatusRequest, StopContainerRequest
 from aiocri.poller import Poller
 from aiocri.testing import FakeRuntime
-from tests._helpers import wait_state as _wait_state
+from aiocri.testing import wait_for_state as _wait_for_state
 
 pytestmark = pytest.mark.anyio
 
@@ -122,7 +122,7 @@ async def test_nothing_outlives_the_client(runtime: FakeRuntime) -> None:
         stream = client.runtime.get_container_events()
         reader = asyncio.create_task(anext(stream))  # type: ignore[arg-type]
         await runtime.restart(down_for=0.05)
-        await _wait_state(client, ConnectionState.READY)
+        await _wait_for_state(client, ConnectionState.READY)
         runtime.inject_errors("ListContainers", grpc.StatusCode.UNAVAILABLE, count=1)
         with pytest.raises(aiocri.Unavailable):
             await client.runtime.list_containers(timeout=2)  # went through the probe
@@ -246,7 +246,7 @@ async def test_6_renegotiated_client_survives_the_next_loss(sock_dir: Path) -> N
         made = rt.populate(pods=1, containers_per_pod=1)
         assert client.version is aiocri.V1ALPHA2
         await rt.restart(down_for=0.05)
-        await _wait_state(client, ConnectionState.READY)
+        await _wait_for_state(client, ConnectionState.READY)
         await client.runtime.version(timeout=5)
         rt.swap_versions(["v1"])  # dropped behind the connection
         await client.runtime.list_containers(timeout=5)  # sent again after renegotiation
@@ -321,7 +321,7 @@ async def test_8_events_are_subscribed_when_the_iterator_is_made(runtime: FakeRu
     async with aiocri.connect(runtime.endpoint, redial=FAST) as client:
         events = client.events()
         await runtime.restart(down_for=0.05)
-        await _wait_state(client, ConnectionState.READY)
+        await _wait_for_state(client, ConnectionState.READY)
         seen = []
         with anyio.move_on_after(1):
             async for event in events:

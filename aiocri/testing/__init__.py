@@ -6,6 +6,9 @@ In-process::
         rt.populate(pods=10, containers_per_pod=3)
         ...  # point a client at rt.endpoint; rt.restart(), rt.kill(), rt.inject_errors(...)
 
+In pytest, the plugin :mod:`aiocri.testing.pytest_plugin` (registered with the package)
+gives the ``cri_runtime``, ``cri_client`` and ``cri_runtime_factory`` fixtures.
+
 As a process (benchmarks, real SIGKILL): ``python -m aiocri.testing --socket PATH``
 or :class:`FakeRuntimeProcess`.
 """
@@ -22,6 +25,7 @@ from aiocri.testing._state import (
     StatusError,
     normalize_ref,
 )
+from aiocri.testing._wait import wait_for, wait_for_state
 from aiocri.testing.fake_runtime import (
     DEFAULT_VERSIONS,
     FakeRuntime,
@@ -50,4 +54,6 @@ __all__ = [
     "main",
     "normalize_ref",
     "serve",
+    "wait_for",
+    "wait_for_state",
 ]

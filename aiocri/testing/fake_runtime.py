@@ -15,8 +15,10 @@ import argparse
 import gc
 import os
 import random
+import shutil
 import signal
 import sys
+import tempfile
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from functools import partial
@@ -29,6 +31,7 @@ import grpc.aio
 from anyio.abc import TaskStatus
 
 from aiocri._proto.runtime.v1 import api_pb2 as pb
+from aiocri.client import _Connect, connect
 from aiocri.testing._exec import ExecHandler, default_exec_handler, run_session
 from aiocri.testing._server import (
     Hooks,
@@ -59,7 +62,7 @@ class FakeRuntime:
 
     def __init__(
         self,
-        socket_path: str | os.PathLike[str],
+        socket_path: str | os.PathLike[str] | None = None,
         *,
         versions: Iterable[str | CRIVersion] = DEFAULT_VERSIONS,
         images: Iterable[str | Image] | None = None,
@@ -71,6 +74,10 @@ class FakeRuntime:
         stream_chunk: int = 1000,
         max_receive_message_length: int = 16 * _MiB,
     ) -> None:
+        self._own_folder: str | None = None
+        if socket_path is None:  # a short path of its own (unix socket paths are short)
+            self._own_folder = tempfile.mkdtemp(prefix="cri-", dir="/tmp")
+            socket_path = os.path.join(self._own_folder, "rt.sock")
         self.socket_path = os.path.abspath(os.fspath(socket_path))
         self.state = state if state is not None else FakeState(images, registry=registry, seed=seed)
         self._servicer = FakeServicer(
@@ -252,6 +259,13 @@ class FakeRuntime:
     ) -> None:
         with anyio.CancelScope(shield=True):  # a cancelled owner must still stop the server
             await self.stop()  # also clears a stale file left by kill()
+        if self._own_folder is not None:
+            shutil.rmtree(self._own_folder, ignore_errors=True)
+
+    def connect(self, **options: Any) -> _Connect:
+        """A client of this runtime: ``async with rt.connect() as client`` or
+        ``client = await rt.connect()``; ``options`` as :func:`aiocri.connect` takes."""
+        return connect(self.endpoint, **options)
 
     # -- controls --------------------------------------------------------------------
 
