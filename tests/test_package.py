@@ -1,0 +1,50 @@
+"""What people see of the package: its metadata, licence and the README's examples."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from importlib.metadata import metadata
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_metadata_and_licence() -> None:
+    meta = metadata("aiocri")
+    assert meta["License-Expression"] == "Apache-2.0"
+    assert "Apache License" in (ROOT / "LICENSE").read_text()
+    assert "Version 2.0" in (ROOT / "LICENSE").read_text()[:200]
+    urls = meta.get_all("Project-URL") or []
+    assert any(u.startswith("Source,") for u in urls) and any(u.startswith("Issues,")
+                                                               for u in urls)
+    classifiers = meta.get_all("Classifier") or []
+    assert "Typing :: Typed" in classifiers and "Framework :: AsyncIO" in classifiers
+    assert meta["Author"] or meta["Author-email"]
+
+
+def _python_blocks(after: str) -> str:
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index(after):]
+    return re.search(r"```python\n(.*?)```", section, re.DOTALL).group(1)  # type: ignore[union-attr]
+
+
+def test_readme_examples_are_clean(tmp_path: Path) -> None:
+    # whole programs: no unused import, no undefined name
+    for i, heading in enumerate(("## Use it in an async controller",
+                                 "## Testing your controller")):
+        (tmp_path / f"example_{i}.py").write_text(_python_blocks(heading))
+    result = subprocess.run(
+        [sys.executable, "-m", "ruff", "check", "--isolated", "--select", "F", str(tmp_path)],
+        capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stdout
+
+
+def test_the_testing_example_is_the_one_the_suite_runs() -> None:
+    example = _python_blocks("## Testing your controller")
+    suite = (ROOT / "tests" / "test_testing_plugin.py").read_text()
+    for function in ("async def count_exits", "async def test_controller_sees_a_crash"):
+        start = example.index(function)
+        body = example[start:].split("\n\n\n")[0]
+        assert body in suite, function
