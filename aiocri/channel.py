@@ -60,7 +60,7 @@ from aiocri._proto.runtime.v1 import api_pb2
 from aiocri._rpc import RPC, RPCS
 from aiocri._tasks import TaskSet
 from aiocri._verdict import Link, ProbeOutcome, Verdict, decide
-from aiocri.endpoint import Endpoint, check_socket
+from aiocri.endpoint import Endpoint, check_socket, nothing_listens
 from aiocri.errors import (
     ClientClosed,
     ConnectFailed,
@@ -455,6 +455,7 @@ class ChannelManager:
                     "the runtime serves none of the CRI versions this client speaks",
                     attempts=attempts,
                     endpoint=str(self.endpoint),
+                    all_versions=len(attempts) == len(VERSIONS),
                 )
         raise AssertionError("unreachable")  # pragma: no cover
 
@@ -719,6 +720,16 @@ class ChannelManager:
         error = exc.error if isinstance(exc, _AttemptFailed) else None
         details = error.details if error is not None else ""
         cls = NotACRIRuntime if _looks_foreign(details) else ConnectFailed
+        path = self.endpoint.path
+        if cls is ConnectFailed and path is not None and nothing_listens(path):
+            raise ConnectFailed(
+                f"nothing listens on {path} (a stale socket file?)",
+                code=error.code if error else None,
+                details=details,
+                endpoint=str(self.endpoint),
+                hint="start the runtime; if it runs, it listens elsewhere and this file is "
+                     "left from an earlier run",
+            )
         raise cls(
             f"could not reach a CRI runtime within {self.policy.connect_timeout:g} s "
             f"({retry_state.attempt_number} attempts)",

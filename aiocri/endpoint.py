@@ -9,6 +9,7 @@ any dial so that a typo fails at once with a clear :class:`EndpointError`.
 from __future__ import annotations
 
 import os
+import socket
 import stat
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -65,6 +66,12 @@ def parse_endpoint(value: str | Endpoint, *, allow_tcp: bool = False) -> Endpoin
     parts = urlsplit(text)
     if parts.scheme == "unix":
         path = (parts.netloc + parts.path) if parts.netloc else parts.path
+        if not path:
+            raise EndpointError(
+                f"endpoint {text!r} has no socket path",
+                hint="write unix:// followed by the socket's absolute path, e.g. "
+                     "unix:///run/containerd/containerd.sock",
+            )
         if not path.startswith("/"):
             raise EndpointError(
                 f"endpoint {text!r} has a relative socket path",
@@ -120,16 +127,61 @@ def check_socket(endpoint: Endpoint) -> None:
             endpoint=str(endpoint),
             hint="point at the runtime's unix socket file, not at another file",
         )
-    if not os.access(path, os.R_OK | os.W_OK):
+    if not _may(path, os.R_OK | os.W_OK):
         raise _denied(endpoint)
 
 
 def _denied(endpoint: Endpoint) -> EndpointError:
+    path = endpoint.path or ""
+    blocked = _closed_folder(path)
+    if blocked is not None:  # the folder, not the socket, keeps us out
+        return EndpointError(
+            f"permission denied: cannot enter {blocked} (on the way to {path})",
+            endpoint=str(endpoint),
+            hint=f"run as root, or as a user who may enter {blocked}",
+        )
     return EndpointError(
-        f"permission denied on {endpoint.path}",
+        f"permission denied on {path}",
         endpoint=str(endpoint),
         hint="run as root or as a member of the socket's group",
     )
+
+
+def _may(path: str, mode: int) -> bool:
+    # as the kernel will judge the connect(): by the effective ids where we can tell
+    effective = os.access in os.supports_effective_ids
+    return os.access(path, mode, effective_ids=effective)
+
+
+def _closed_folder(path: str) -> str | None:
+    """The first folder above ``path`` this process may not enter, if any."""
+    folder = "/"
+    for part in [p for p in os.path.dirname(path).split("/") if p]:
+        folder = os.path.join(folder, part)
+        if not _may(folder, os.X_OK):
+            return folder
+    return None
+
+
+def nothing_listens(path: str) -> bool:
+    """True when ``path`` is a socket file nobody listens on (a runtime that died and
+    left it behind): connecting is refused at once. Any other outcome is False."""
+    try:
+        if not stat.S_ISSOCK(os.stat(path).st_mode):
+            return False
+    except OSError:
+        return False
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        probe.settimeout(0.5)
+        probe.connect(path)
+    except ConnectionRefusedError:
+        return True
+    except OSError:
+        return False
+    finally:
+        probe.close()
+    return False
 
 
 def discover(candidates: Sequence[str] = DEFAULT_ENDPOINTS) -> Endpoint:

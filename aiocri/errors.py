@@ -112,10 +112,18 @@ class NoSupportedVersion(CRIError):
 
     hint = "upgrade the runtime to one that serves runtime.v1, or allow more versions"
 
-    def __init__(self, message: str, *, attempts: dict[str, str], endpoint: str | None = None):
+    def __init__(self, message: str, *, attempts: dict[str, str], endpoint: str | None = None,
+                 all_versions: bool = False):
         self.attempts = dict(attempts)
         tried = "; ".join(f"{v}: {answer}" for v, answer in attempts.items())
-        super().__init__(f"{message} (tried {tried})", endpoint=endpoint)
+        hint = None
+        if all_versions and all("UNIMPLEMENTED" in a for a in attempts.values()):
+            # no CRI version at all: more likely another gRPC server than an old runtime
+            message = ("this gRPC server serves no CRI version: it may not be a CRI runtime "
+                       "at all (or one older than runtime.v1alpha2)")
+            hint = ("point the client at the runtime's CRI socket (for containerd, its main "
+                    "socket, with the CRI plugin enabled)")
+        super().__init__(f"{message} (tried {tried})", endpoint=endpoint, hint=hint)
 
 
 class ClientClosed(CRIError):

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+import aiocri
 from aiocri.endpoint import check_socket, discover, parse_endpoint
 from aiocri.errors import CRIError, EndpointError
 
@@ -87,3 +88,50 @@ def test_discover_picks_first_usable(sock_dir: Path) -> None:
         assert found.path == str(good)
     with pytest.raises(EndpointError, match="none of the default sockets"):
         discover([f"unix://{sock_dir}/nope.sock"])
+
+
+def test_unix_scheme_without_a_path() -> None:
+    with pytest.raises(aiocri.EndpointError, match="has no socket path"):
+        aiocri.parse_endpoint("unix://")
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to play another user")
+def test_a_folder_that_cannot_be_entered_is_named(sock_dir: Path) -> None:
+    sock_dir.chmod(0o755)  # open to all; the folder below it is not
+    locked = sock_dir / "locked"
+    locked.mkdir(mode=0o700)
+    sock = socket.socket(socket.AF_UNIX)
+    sock.bind(str(locked / "rt.sock"))
+    os.seteuid(65534)  # nobody
+    try:
+        with pytest.raises(EndpointError) as denied:
+            check_socket(parse_endpoint(f"{locked}/rt.sock"))
+    finally:
+        os.seteuid(0)
+        sock.close()
+    assert f"cannot enter {locked}" in str(denied.value)
+    assert "socket's group" not in str(denied.value)
+
+
+@pytest.mark.anyio
+async def test_a_stale_socket_is_told_apart(tmp_path: Path) -> None:
+    path = tmp_path / "stale.sock"
+    sock = socket.socket(socket.AF_UNIX)
+    sock.bind(str(path))
+    sock.close()  # the file stays; nobody listens
+    with pytest.raises(aiocri.ConnectFailed, match=r"nothing listens on .*stale socket file"):
+        await aiocri.connect(str(path), redial=aiocri.RedialPolicy(connect_timeout=0.5))
+
+
+@pytest.mark.anyio
+async def test_a_grpc_server_that_is_no_cri_runtime(tmp_path: Path) -> None:
+    import grpc.aio
+
+    server = grpc.aio.server()
+    server.add_insecure_port(f"unix:{tmp_path}/other.sock")
+    await server.start()
+    try:
+        with pytest.raises(aiocri.NoSupportedVersion, match="may not be a CRI runtime at all"):
+            await aiocri.connect(f"{tmp_path}/other.sock")
+    finally:
+        await server.stop(0)

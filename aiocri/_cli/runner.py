@@ -81,6 +81,8 @@ _CLI_WORDS = (
     ("allow a longer outage with connect(..., redial=RedialPolicy(give_up_after=...))",
      "raise -t/--timeout"),
     ("CONTAINER_RUNTIME_ENDPOINT for the CLI", "-r or CONTAINER_RUNTIME_ENDPOINT"),
+    ("use unix:///path (or tcp://host:port with allow_tcp=True)",
+     "use -r unix:///path (or tcp://host:port)"),
     ("use transport='spdy' (or 'auto') when the command must see the end of stdin",
      "leave out -r websocket when the command must see the end of stdin"),
     ("start a new session (the runtime's streaming URLs are valid for one use)",
