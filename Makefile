@@ -2,7 +2,7 @@
 PY ?= .venv/bin/python
 PROTO_SRC := proto/runtime/v1/api.proto
 
-.PHONY: setup system-deps proto test soak lint demo bench clean
+.PHONY: setup system-deps proto test soak lint docs demo bench clean
 
 setup: .venv/.installed
 
@@ -19,6 +19,10 @@ proto: setup
 lint: setup
 	$(PY) -m ruff check aiocri tests benchmarks _aiocri_command.py
 	$(PY) -m mypy --strict aiocri _aiocri_command.py
+
+# The API reference from the docstrings, built strictly (a warning fails it).
+docs: setup
+	$(PY) -m mkdocs build --strict --site-dir site
 
 # The containerd tests need Debian packages: installed here when run as root.
 system-deps:
