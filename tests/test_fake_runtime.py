@@ -20,6 +20,8 @@ import grpc.aio
 import pytest
 from google.protobuf.message import Message
 
+import aiocri
+from aiocri import api
 from aiocri._proto.runtime.v1 import api_pb2 as pb
 from aiocri._rpc import RPC, RPCS
 from aiocri.testing import (
@@ -882,3 +884,43 @@ def test_cli_rejects_unknown_versions(capsys: pytest.CaptureFixture[str]) -> Non
         main(["--socket", "/tmp/x.sock", "--versions", "v3"])
     assert info.value.code == 2
     assert "unknown CRI version 'v3'" in capsys.readouterr().err
+
+
+# -- pull policy, stop idempotence, documented commands ----------------------------------
+
+
+@pytest.mark.anyio
+async def test_pull_policy_and_stop_idempotence(sock_dir: Path) -> None:
+    async with FakeRuntime(str(sock_dir / "rt.sock")) as rt, rt.connect() as client:
+        spec = api.ImageSpec(image="example.com/team/tool:2.0")
+        with pytest.raises(aiocri.NotFound, match="failed to pull"):
+            await client.image.pull_image(image=spec)  # the default: a registry's answer
+        rt.state.pull_policy = "any"
+        pulled = await client.image.pull_image(image=spec)
+        assert pulled.image_ref.startswith("sha256:")
+        listed = await client.image.list_images()
+        assert any("example.com/team/tool:2.0" in i.repo_tags for i in listed.images)
+        missing = "0" * 64
+        with pytest.raises(aiocri.NotFound):  # containerd 1.6
+            await client.runtime.stop_container(container_id=missing)
+        rt.state.stop_missing = "ok"  # containerd 2.x, the CRI's rule
+        await client.runtime.stop_container(container_id=missing)
+        await client.runtime.stop_pod_sandbox(pod_sandbox_id=missing)
+
+
+def test_the_help_lists_the_exec_commands() -> None:
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "aiocri.testing", "--help"],
+                          capture_output=True, text=True, check=True)
+    for word in ("echo [-n]", "stty size", "--pull", "--stop-missing", "127"):
+        assert word in done.stdout
+
+
+@pytest.mark.anyio
+async def test_busybox_applets_in_exec_sync(sock_dir: Path) -> None:
+    async with FakeRuntime(str(sock_dir / "rt.sock")) as rt, rt.connect() as client:
+        cid = rt.populate(1, 1).container_ids[0]
+        done = await client.runtime.exec_sync(container_id=cid, cmd=["busybox", "echo", "hi"])
+        assert done.stdout == b"hi\n" and done.exit_code == 0

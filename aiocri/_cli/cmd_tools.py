@@ -24,8 +24,23 @@ def fake_runtime_cmd(
     runtime_name: Annotated[str, typer.Option("--runtime-name")] = "aiocri-fake",
     runtime_version: Annotated[str, typer.Option("--runtime-version")] = "1.0.0",
     seed: Annotated[int, typer.Option("--seed", help="Id seed: same seed, same ids")] = 0,
+    images: Annotated[list[str] | None, typer.Option(
+        "--image", help="A local image (repeat); default: a few busybox/nginx/pause")] = None,
+    pull: Annotated[str, typer.Option(
+        "--pull", metavar="any|registry",
+        help="PullImage of an unknown reference: 'any' makes the image, 'registry' answers "
+             "NOT_FOUND")] = "any",
+    stop_missing: Annotated[str, typer.Option(
+        "--stop-missing", metavar="not-found|ok",
+        help="StopContainer/StopPodSandbox of an unknown id: NOT_FOUND (containerd 1.6) or "
+             "OK (containerd 2.x)")] = "not-found",
 ) -> None:
-    """Serve the embedded fake CRI runtime in the foreground until Ctrl-C (for tests, demos)."""
+    """Serve the embedded fake CRI runtime in the foreground until Ctrl-C (for tests, demos).
+
+    The containers run echo, true, false, sleep, hostname, pwd, env, sh -c '...; exit N',
+    and through exec streams also cat, stty size and an interactive sh; anything else
+    exits 127 (see python -m aiocri.testing --help).
+    """
     from aiocri.testing import main as serve_main
 
     argv = [
@@ -33,7 +48,8 @@ def fake_runtime_cmd(
         "--containers-per-pod", str(containers_per_pod),
         "--churn-per-second", str(churn_per_second),
         "--runtime-name", runtime_name, "--runtime-version", runtime_version,
-        "--seed", str(seed),
+        "--seed", str(seed), "--pull", pull, "--stop-missing", stop_missing,
+        *(arg for image in images or () for arg in ("--image", image)),
     ]  # fmt: skip
     raise SystemExit(serve_main(argv))
 

@@ -45,6 +45,8 @@ async def default_exec_handler(container: Container, cmd: list[str]) -> ExecResu
 async def _run(container: Container, argv: Sequence[str], *, shell: bool) -> ExecResult:
     prog, args = argv[0], list(argv[1:])
     base = prog.rsplit("/", 1)[-1]
+    if base == "busybox" and args:  # busybox APPLET ...: the applet itself
+        return await _run(container, args, shell=shell)
     if base == "echo":
         newline = True
         if args and args[0] == "-n":

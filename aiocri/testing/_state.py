@@ -384,6 +384,12 @@ class FakeState:
         self.network_ready = True
         #: Exit code and reason that StopContainer and StopPodSandbox leave behind.
         self.stop_exit_code = 0
+        #: PullImage of a reference the registry does not know: "registry" answers
+        #: NOT_FOUND (as a real registry would); "any" makes the image, as if it existed.
+        self.pull_policy: str = "registry"
+        #: StopContainer / StopPodSandbox of an id that does not exist: "not-found" answers
+        #: NOT_FOUND (containerd 1.6); "ok" succeeds (containerd 2.x, the CRI's rule).
+        self.stop_missing: str = "not-found"
         #: CheckpointContainer / CheckpointPod results, by location.
         self.container_checkpoints: dict[str, pb.ContainerStatus] = {}
         self.pod_checkpoints: dict[str, tuple[pb.PodSandboxConfig, list[pb.ContainerConfig]]] = {}
@@ -446,6 +452,13 @@ class FakeState:
                 self.events_dropped += 1
 
     # -- lookups -----------------------------------------------------------------
+
+    def _missing_stop_is_fine(self, kind: str, ident: str) -> bool:
+        if self.stop_missing != "ok" or not ident:
+            return False
+        if kind == "pod":
+            return _resolve(self.pods, ident) is None
+        return _resolve(self.containers, ident) is None
 
     def get_pod(self, pod_id: str) -> Pod:
         if not pod_id:
@@ -583,6 +596,8 @@ class FakeState:
 
     def stop_pod_sandbox(self, pod_id: str) -> None:
         """Stops every running container of the pod, then the pod; safe to repeat."""
+        if self._missing_stop_is_fine("pod", pod_id):
+            return
         pod = self.get_pod(pod_id)
         for container in list(pod.containers.values()):
             if container.running:  # created ones stay created, as in containerd
@@ -673,6 +688,8 @@ class FakeState:
 
     def stop_container(self, container_id: str, timeout: int = 0) -> None:
         """Stops a running container; a created or exited one is left as is (containerd)."""
+        if self._missing_stop_is_fine("container", container_id):
+            return
         container = self.get_container(container_id)
         if container.running:
             code = self.stop_exit_code
@@ -769,6 +786,8 @@ class FakeState:
         if local is not None:
             return local
         image = self.registry.get(normalize_ref(ref))
+        if image is None and self.pull_policy == "any" and ref.strip():
+            image = self._add_to_registry(ref)
         if image is None:
             # What containerd says when the registry has no such image.
             raise StatusError(

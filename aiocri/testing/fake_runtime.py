@@ -384,6 +384,8 @@ async def serve(
     runtime_name: str = "aiocri-fake",
     runtime_version: str = "1.0.0",
     seed: int | None = 0,
+    pull_policy: str = "registry",
+    stop_missing: str = "not-found",
     task_status: TaskStatus[FakeRuntime] = anyio.TASK_STATUS_IGNORED,
 ) -> None:
     """Populate and serve until cancelled; ``await tg.start(serve, ...)`` gives the runtime.
@@ -400,6 +402,8 @@ async def serve(
         runtime_version=runtime_version,
         seed=seed,
     )
+    runtime.state.pull_policy = pull_policy
+    runtime.state.stop_missing = stop_missing
     runtime.populate(pods, containers_per_pod)  # before serving: the first answer is complete
     async with runtime, anyio.create_task_group() as tg:
         if churn_per_second > 0:
@@ -408,10 +412,23 @@ async def serve(
         await anyio.sleep_forever()
 
 
+EXEC_HELP = """\
+commands the containers run (ExecSync, and exec through the streaming server):
+  echo [-n] ARGS, true, false, sleep N, hostname, pwd, env,
+  sh -c 'CMD; CMD; exit N' (sh, bash, ash, dash), busybox APPLET ...
+  streaming only: cat (stdin to stdout), stty size (with -t: the sent size),
+  sh with stdin (a line at a time; `exit N` ends it)
+  anything else: exit code 127 (exec: "NAME": executable file not found in $PATH)
+attach: containers print what the test makes them print (FakeRuntime.write_output)
+  and echo what is written to their stdin."""
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m aiocri.testing",
         description="Serve a fake CRI runtime on a unix socket until SIGTERM or SIGINT.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=EXEC_HELP,
     )
     parser.add_argument("--socket", required=True, help="unix socket path to serve on")
     parser.add_argument(
@@ -426,6 +443,16 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--runtime-version", default="1.0.0")
     parser.add_argument(
         "--image", action="append", dest="images", help="a local image (repeat); default: a few"
+    )
+    parser.add_argument(
+        "--pull", choices=("any", "registry"), default="any",
+        help="PullImage of an unknown reference: 'any' makes the image as a registry "
+             "would have it (default), 'registry' answers NOT_FOUND",
+    )
+    parser.add_argument(
+        "--stop-missing", choices=("not-found", "ok"), default="not-found",
+        help="StopContainer/StopPodSandbox of an unknown id: NOT_FOUND as containerd 1.6 "
+             "(default) or OK as containerd 2.x and the CRI's idempotence rule",
     )
     parser.add_argument("--seed", type=int, default=0, help="id seed; same seed, same ids")
     parser.add_argument("--uvloop", action="store_true", help="run on uvloop")
@@ -447,6 +474,8 @@ async def _run(args: argparse.Namespace, versions: tuple[CRIVersion, ...]) -> No
                     runtime_name=args.runtime_name,
                     runtime_version=args.runtime_version,
                     seed=args.seed,
+                    pull_policy=args.pull,
+                    stop_missing=args.stop_missing,
                 )
             )
             served = ",".join(v.name for v in runtime.versions)
