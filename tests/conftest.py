@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 from collections.abc import AsyncIterator, Iterator
@@ -34,3 +35,13 @@ async def runtime(sock_dir: Path) -> AsyncIterator[FakeRuntime]:
     """The embedded fake runtime (v1 and v1alpha2), serving on a short socket path."""
     async with FakeRuntime(str(sock_dir / "rt.sock")) as rt:
         yield rt
+
+
+@pytest.fixture
+async def fake(sock_dir: Path, tmp_path: Path) -> AsyncIterator[tuple[FakeRuntime, str]]:
+    """A fake runtime with one running container whose log folder exists."""
+    async with FakeRuntime(str(sock_dir / "rt.sock")) as rt:
+        pod = rt.state.add_pod("web", log_directory=str(tmp_path))
+        cid = rt.state.add_container(pod, "app")
+        os.makedirs(os.path.dirname(rt.state.containers[cid].log_path), exist_ok=True)
+        yield rt, cid

@@ -14,46 +14,14 @@ import subprocess
 import sys
 import termios
 import time
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 
 from aiocri.testing import FakeRuntime
+from tests.cli_process import aiocri, cli_env
 
 pytest.importorskip("typer")
 pytestmark = pytest.mark.anyio
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def cli_env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("CONTAINER_RUNTIME_ENDPOINT", "IMAGE_SERVICE_ENDPOINT")}
-    env["CRI_CONFIG_FILE"] = os.devnull
-    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
-    return env
-
-
-async def aiocri(endpoint: str, *args: str, stdin: bytes | None = None, timeout: float = 30
-                 ) -> tuple[int, bytes, bytes]:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "aiocri.cli", "-r", endpoint, *args,
-        stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=cli_env())
-    out, err = await asyncio.wait_for(proc.communicate(stdin), timeout)
-    assert proc.returncode is not None
-    return proc.returncode, out, err
-
-
-@pytest.fixture
-async def fake(sock_dir: Path, tmp_path: Path) -> AsyncIterator[tuple[FakeRuntime, str]]:
-    async with FakeRuntime(str(sock_dir / "rt.sock")) as rt:
-        pod = rt.state.add_pod("web", log_directory=str(tmp_path))
-        cid = rt.state.add_container(pod, "app")
-        os.makedirs(os.path.dirname(rt.state.containers[cid].log_path), exist_ok=True)
-        yield rt, cid
-
-
 async def test_exec_streams_and_exit_codes(fake: tuple[FakeRuntime, str]) -> None:
     rt, cid = fake
     assert await aiocri(rt.endpoint, "exec", "-i", cid[:8], "--", "cat",

@@ -17,6 +17,7 @@ import anyio
 import typer
 from google.protobuf import json_format
 
+import aiocri
 from aiocri import api
 from aiocri._cli.common import (
     INSPECT,
@@ -117,13 +118,16 @@ def version_cmd(ctx: typer.Context, output: OutputOpt = OutputFormat.table) -> N
     async def body(client: CRIClient) -> None:
         r = await client.runtime.version(api.VersionRequest(version="v1"))
         if output is not OutputFormat.table:
-            dump(message_dict(r), output)
+            dump({**message_dict(r), "pinnedCriVersion": client.version.name,
+                  "clientName": "aiocri", "clientVersion": aiocri.__version__}, output)
             return
         print("Version: ", r.version)
         print("RuntimeName: ", r.runtime_name)
         print("RuntimeVersion: ", r.runtime_version)
         print("RuntimeApiVersion: ", r.runtime_api_version)
         print("PinnedCRIVersion: ", client.version.name)
+        print("ClientName:  aiocri")
+        print("ClientVersion: ", aiocri.__version__)
 
     run(settings, "getting the runtime version", body)
 

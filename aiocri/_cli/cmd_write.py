@@ -22,7 +22,7 @@ IdsArg = Annotated[list[str], typer.Argument(metavar="ID...", help="Ids or uniqu
 # -- pods ------------------------------------------------------------------------------------
 
 
-def _load_pod_config(path: str) -> api.PodSandboxConfig:
+def load_pod_config(path: str) -> api.PodSandboxConfig:
     config = load_message(path, api.PodSandboxConfig, what="pod config")
     if not config.HasField("metadata"):
         raise CLIError(f"pod config {path} has no metadata; add metadata: name, namespace")
@@ -43,7 +43,7 @@ def runp_cmd(
 ) -> None:
     """Run a new pod sandbox; print its id."""
     settings = settings_of(ctx)
-    config = _load_pod_config(pod_config)
+    config = load_pod_config(pod_config)
 
     async def body(client: CRIClient) -> None:
         r = await client.runtime.run_pod_sandbox(
@@ -121,7 +121,7 @@ def create_cmd(
         raise CLIError(f"container config {container_config} needs metadata.name")
     if not config.image.image:
         raise CLIError(f"container config {container_config} needs image.image")
-    sandbox = _load_pod_config(pod_config)
+    sandbox = load_pod_config(pod_config)
 
     async def body(client: CRIClient) -> None:
         pid = await resolve_pod(client, pod)
@@ -154,7 +154,7 @@ def stop_cmd(
     ctx: typer.Context,
     containers: IdsArg,
     timeout: Annotated[int, typer.Option(
-        "--timeout", help="Seconds to wait before killing the container")] = 0,
+        "-t", "--timeout", help="Seconds to wait before killing the container")] = 0,
 ) -> None:
     """Stop one or more running containers."""
     settings = settings_of(ctx)
@@ -232,7 +232,7 @@ def pull_cmd(
     elif auth:
         request.auth.auth = auth
     if pod_config:
-        request.sandbox_config.CopyFrom(_load_pod_config(pod_config))
+        request.sandbox_config.CopyFrom(load_pod_config(pod_config))
 
     async def body(client: CRIClient) -> None:
         r = await client.image.pull_image(
@@ -245,14 +245,30 @@ def pull_cmd(
 @command("rmi", CHANGE)
 def rmi_cmd(
     ctx: typer.Context,
-    images: Annotated[list[str], typer.Argument(
-        metavar="IMAGE...", help="Image ids or references")],
+    images: Annotated[list[str] | None, typer.Argument(
+        metavar="IMAGE...", help="Image ids or references")] = None,
+    all_: Annotated[bool, typer.Option("-a", "--all", help="Remove every image")] = False,
+    prune: Annotated[bool, typer.Option(
+        "-q", "--prune", help="Remove the images no container uses")] = False,
 ) -> None:
-    """Remove one or more images (every tag of each)."""
+    """Remove one or more images (every tag of each), all of them, or the unused ones."""
     settings = settings_of(ctx)
+    if not images and not (all_ or prune):
+        raise typer.BadParameter("give image ids or references, or -a/--all, or --prune")
+
+    async def targets(client: CRIClient) -> list[str]:
+        if not (all_ or prune):
+            return list(images or [])
+        listed = (await client.image.list_images()).images
+        used: set[str] = set()
+        if prune:
+            containers = (await client.runtime.list_containers()).containers
+            used = {c.image_ref for c in containers} | {c.image.image for c in containers}
+        return [i.id for i in listed
+                if not ({i.id, *i.repo_tags, *i.repo_digests} & used)]
 
     async def body(client: CRIClient) -> None:
-        for ref in images:
+        for ref in await targets(client):
             status = await client.image.image_status(
                 api.ImageStatusRequest(image=api.ImageSpec(image=ref)))
             if not status.HasField("image") or not status.image.id:

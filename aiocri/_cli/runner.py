@@ -23,8 +23,8 @@ from aiocri import api
 from aiocri._cli.settings import Settings, SettingsError
 from aiocri.channel import RedialPolicy
 from aiocri.client import CRIClient, connect
-from aiocri.endpoint import discover, parse_endpoint
-from aiocri.errors import CRIError, RestartRequired
+from aiocri.endpoint import Endpoint, discover, parse_endpoint
+from aiocri.errors import CRIError, EndpointError, RestartRequired
 
 __all__ = [
     "EXIT_INTERRUPTED",
@@ -164,7 +164,7 @@ def run(
     async def main() -> int | None:
         endpoint = (
             discover() if settings.runtime_endpoint is None
-            else parse_endpoint(settings.runtime_endpoint, allow_tcp=True)  # as crictl
+            else _parse_given(settings)
         )
         where.append(str(endpoint))
         _endpoint.set(str(endpoint))
@@ -191,6 +191,19 @@ def run(
                 on_restart_required(exc)
 
     run_coroutine(settings, action, main, interrupt_ok=interrupt_ok, where=where)
+
+
+def _parse_given(settings: Settings) -> Endpoint:
+    assert settings.runtime_endpoint is not None
+    try:
+        return parse_endpoint(settings.runtime_endpoint, allow_tcp=True)  # as crictl
+    except EndpointError as exc:
+        origin = settings.sources.get("runtime-endpoint")
+        where = {"env": "from CONTAINER_RUNTIME_ENDPOINT",
+                 "config": f"from {settings.config_file}"}.get(origin or "")
+        if where is None:
+            raise
+        raise EndpointError(f"{exc.message} ({where})", hint=exc.hint) from None
 
 
 def run_coroutine(

@@ -1,0 +1,138 @@
+"""The rest of crictl's commands, as real processes against the fake runtime (and the
+read-only ones against containerd)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from aiocri.testing import FakeRuntime
+from aiocri.testing.containerd import Containerd
+from tests.cli_process import aiocri, cli_env, run_module
+
+pytest.importorskip("typer")
+pytestmark = pytest.mark.anyio
+
+
+async def test_version_aliases_and_python_m(fake: tuple[FakeRuntime, str]) -> None:
+    rt, _ = fake
+    code, out, _ = await aiocri(rt.endpoint, "version")
+    assert code == 0 and b"RuntimeName:  aiocri-fake" in out
+    assert b"ClientName:  aiocri" in out and b"ClientVersion:  0.1.0" in out
+    data = json.loads((await aiocri(rt.endpoint, "version", "-o", "json"))[1])
+    assert data["clientVersion"] == "0.1.0" and data["runtimeApiVersion"] == "v1"
+    images = (await aiocri(rt.endpoint, "images", "-q"))[1]
+    assert images and (await aiocri(rt.endpoint, "img", "-q"))[1] == images
+    assert (await aiocri(rt.endpoint, "image", "-q"))[1] == images
+    assert (await run_module("aiocri", "-r", rt.endpoint, "img", "-q"))[1] == images
+
+
+async def test_changes(fake: tuple[FakeRuntime, str], tmp_path: Path) -> None:
+    rt, cid = fake
+    assert await aiocri(rt.endpoint, "stop", "-t", "1", cid[:8]) == (0, cid.encode() + b"\n",
+                                                                     b"")
+    # run: pull, pod, container, start
+    pod = tmp_path / "pod.yaml"
+    pod.write_text(yaml.safe_dump({"metadata": {"name": "p2", "namespace": "ns"}}))
+    ctr = tmp_path / "ctr.json"
+    ctr.write_text(json.dumps({"metadata": {"name": "c2"},
+                               "image": {"image": "example.com/new/tool:1"}}))
+    rt.state.pull_policy = "any"
+    code, out, err = await aiocri(rt.endpoint, "run", str(ctr), str(pod))
+    assert code == 0, err
+    new = out.decode().strip()
+    assert rt.state.containers[new].running
+    assert any("example.com/new/tool:1" in i.repo_tags for i in rt.state.images.values())
+    code, out, _ = await aiocri(rt.endpoint, "update", "--memory", "268435456",
+                                "--cpu-share", "512", new[:10])
+    assert code == 0 and out.decode().strip() == new
+    resources = rt.state.containers[new].resources
+    assert resources is not None and resources.memory_limit_in_bytes == 268435456
+    code, out, err = await aiocri(rt.endpoint, "checkpoint", "--export",
+                                  str(tmp_path / "c.tar"), new)
+    assert code == 0, err
+    assert await aiocri(rt.endpoint, "update-runtime-config", "--pod-cidr",
+                        "10.88.0.0/16") == (0, b"Runtime config updated\n", b"")
+    assert rt.state.pod_cidr == "10.88.0.0/16"
+    # rmi: the unused images only, then all
+    used = {c.image.id for c in rt.state.containers.values()}
+    code, out, err = await aiocri(rt.endpoint, "rmi", "--prune")
+    assert code == 0, err
+    assert {i.id for i in rt.state.images.values()} == used
+    for c in list(rt.state.containers):
+        rt.state.remove_container(c)
+    assert (await aiocri(rt.endpoint, "rmi", "-a"))[0] == 0
+    assert not rt.state.images
+    code, _, err = await aiocri(rt.endpoint, "rmi")
+    assert code == 2 and b"--all" in err
+
+
+async def test_read_only_commands(fake: tuple[FakeRuntime, str]) -> None:
+    rt, _ = fake
+    code, out, _ = await aiocri(rt.endpoint, "runtime-config")
+    assert code == 0 and "linux" in json.loads(out)
+    code, out, _ = await aiocri(rt.endpoint, "metricdescs")
+    assert code == 0 and "descriptors" in json.loads(out)
+    code, out, _ = await aiocri(rt.endpoint, "metricsp", "-o", "yaml")
+    assert code == 0 and "podMetrics" in yaml.safe_load(out)
+
+
+async def test_config_and_completion(tmp_path: Path, fake: tuple[FakeRuntime, str]) -> None:
+    rt, _ = fake
+    path = tmp_path / "crictl.yaml"
+    env = cli_env(CRI_CONFIG_FILE=str(path))
+
+    async def cli(*args: str) -> tuple[int, str, str]:
+        code, out, err = await run_module("aiocri.cli", *args, env=env)
+        return code, out.decode(), err.decode()
+
+    assert (await cli("config", "--set", f"runtime-endpoint={rt.endpoint}", "--set",
+                      "timeout=5", "--set", "debug=false"))[0] == 0
+    assert yaml.safe_load(path.read_text()) == {"runtime-endpoint": rt.endpoint,
+                                                "timeout": 5, "debug": False}
+    assert (await cli("config", "--get", "timeout"))[1] == "5\n"
+    assert (await cli("config", "--list"))[1].splitlines() == [
+        f"runtime-endpoint: {rt.endpoint}", "timeout: 5", "debug: false"]
+    assert (await cli("ps", "-q"))[0] == 0  # the endpoint now comes from the file
+    code, _, err = await cli("config", "--set", "colour=red")
+    assert code == 1 and "KEY one of" in err
+    for shell in ("bash", "zsh"):
+        script = (await cli("completion", shell))[1]
+        assert "complete -F _aiocri aiocri" in script and "port-forward" in script
+        body = script if shell == "bash" else script.split("\n", 1)[1]
+        checked = await asyncio.create_subprocess_exec(
+            "bash", "-n", stdin=subprocess.PIPE, stderr=subprocess.PIPE)
+        _, problems = await checked.communicate(body.encode())
+        assert checked.returncode == 0, problems
+    fish = (await cli("completion", "fish"))[1]
+    assert "complete -c aiocri -n '__fish_seen_subcommand_from logs' -l follow" in fish
+    code, _, err = (await run_module("aiocri.cli", "ps", env=cli_env(
+        CONTAINER_RUNTIME_ENDPOINT="unix://")))
+    assert code == 1 and b"(from CONTAINER_RUNTIME_ENDPOINT)" in err
+
+
+def test_read_only_commands_against_containerd(containerd: Containerd) -> None:
+    env = cli_env()
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "aiocri.cli", "-r", containerd.endpoint,
+                               *args], capture_output=True, text=True, env=env, timeout=60,
+                              check=False)
+
+    version = cli("version")
+    assert version.returncode == 0 and "RuntimeName:  containerd" in version.stdout
+    assert "ClientVersion:  0.1.0" in version.stdout
+    images = cli("img", "-q")
+    assert images.returncode == 0 and images.stdout.strip()
+    config = cli("runtime-config")  # containerd 1.6 lacks RuntimeConfig: one clear line
+    if config.returncode != 0:
+        assert len(config.stderr.strip().splitlines()) == 1
+        assert "does not implement" in config.stderr
+    assert os.path.exists(containerd.endpoint.removeprefix("unix://"))
