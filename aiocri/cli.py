@@ -38,11 +38,10 @@ def main(argv: Sequence[str] | None = None) -> None:
             "install it with: pip install 'aiocri[cli]'\n"
         )
         raise SystemExit(1)
-    from aiocri._cli.app import build_app
+    from aiocri._cli.app import build_command
 
-    app = build_app()
     args = list(sys.argv[1:] if argv is None else argv)
-    app(args=args, prog_name="aiocri")
+    build_command()(args=args, prog_name="aiocri")
 
 
 if __name__ == "__main__":

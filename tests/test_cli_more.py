@@ -136,3 +136,42 @@ def test_read_only_commands_against_containerd(containerd: Containerd) -> None:
         assert len(config.stderr.strip().splitlines()) == 1
         assert "does not implement" in config.stderr
     assert os.path.exists(containerd.endpoint.removeprefix("unix://"))
+
+
+async def test_readable_outputs(fake: tuple[FakeRuntime, str]) -> None:
+    rt, cid = fake
+    code, out, _ = await aiocri(rt.endpoint, "ps", "-v")
+    text = out.decode()
+    assert code == 0 and f"ID: {cid}" in text and "State: CONTAINER_RUNNING" in text
+    code, out, _ = await aiocri(rt.endpoint, "inspect", "-o", "table", cid)
+    text = out.decode()
+    assert code == 0 and "Info:" in text and "{'" not in text  # not a Python dict
+    assert "\n  info:\n    {" in text or "\n  info: " in text
+    events = asyncio.ensure_future(aiocri(rt.endpoint, "events", "-o", "table", "-n", "2"))
+    await rt.wait_for_event_streams(1, timeout=20)
+    rt.state.stop_container(cid)
+    rt.state.remove_container(cid)
+    code, out, _ = await events
+    lines = out.decode().splitlines()
+    assert code == 0 and lines[0].split() == ["TIME", "CONTAINER", "EVENT", "POD", "NAME"]
+    assert lines[1].split()[2] == "STOPPED_EVENT" and lines[2].split()[2] == "DELETED_EVENT"
+    assert cid[:13] in lines[1]
+
+
+async def test_stats_watch_until_interrupted(fake: tuple[FakeRuntime, str]) -> None:
+    import signal
+
+    rt, _ = fake
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "aiocri.cli", "-r", rt.endpoint, "stats", "-w", "--seconds",
+        "0.2", stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=cli_env())
+    await asyncio.sleep(3)
+    proc.send_signal(signal.SIGINT)
+    out, err = await asyncio.wait_for(proc.communicate(), 20)
+    assert proc.returncode == 0, err
+    assert out.decode().count("CONTAINER") >= 2  # printed again and again
+
+
+async def test_flags_show_no_type() -> None:
+    code, out, _ = await run_module("aiocri.cli", "ps", "--help", env=cli_env(COLUMNS="120"))
+    assert code == 0 and b"--all" in out and b"<bool>" not in out

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import copy
 import importlib
+from typing import Any
 
 import typer
 
 from aiocri._cli.common import app
 
-__all__ = ["build_app"]
+__all__ = ["build_app", "build_command"]
 
 # Imported in this order: their commands register on import, and the help lists the
 # panels in registration order (inspect, change, stream, follow, try it).
@@ -33,3 +34,25 @@ def build_app() -> typer.Typer:
                 app.registered_commands.append(twin)
                 known.add(alias)
     return app
+
+
+def build_command() -> Any:
+    """The click command of the app, flags shown without a type (``--all``, not
+    ``--all <bool>``), as crictl shows them."""
+    command: Any = typer.main.get_command(build_app())
+    for sub in [command, *getattr(command, "commands", {}).values()]:
+        for param in sub.params:
+            _untyped_flag(param)
+        sub.get_help_option = _help_without_type(sub.get_help_option)
+    return command
+
+
+def _untyped_flag(param: Any) -> Any:
+    if param is not None and getattr(param, "is_flag", False) and param.metavar is None:
+        param.metavar = ""
+    return param
+
+
+def _help_without_type(get: Any) -> Any:
+    # click makes --help afresh for each context
+    return lambda ctx: _untyped_flag(get(ctx))

@@ -6,6 +6,7 @@ Each prints what crictl prints for the same command: the same JSON (see
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import sys
@@ -313,6 +314,8 @@ def ps_cmd(
         "-l", "--latest", help="Show the newest container (any state)")] = False,
     last: Annotated[int, typer.Option(
         "-n", "--last", help="Show the n newest containers (any state)")] = 0,
+    verbose: Annotated[bool, typer.Option(
+        "-v", "--verbose", help="Every container's details instead of the table")] = False,
 ) -> None:
     """List containers (running ones unless -a or --state)."""
     settings = settings_of(ctx)
@@ -331,6 +334,8 @@ def ps_cmd(
             dump(message_dict(api.ListContainersResponse(containers=containers)), output)
         elif quiet:
             sys.stdout.write("".join(f"{c.id}\n" for c in containers))
+        elif verbose:
+            _containers_verbose(containers)
         else:
             now = time.time()
             print_table(
@@ -482,7 +487,40 @@ def _container_status_text(r: api.ContainerStatusResponse, *, verbose: bool) -> 
     _labels_lines("Labels", s.labels)
     _labels_lines("Annotations", s.annotations)
     if verbose:
-        print(f"Info: {dict(r.info)}")
+        _info_lines(r.info)
+
+
+def _containers_verbose(containers: list[api.Container]) -> None:
+    now = time.time()
+    for c in containers:
+        print(f"ID: {c.id}")
+        print(f"Name: {c.metadata.name}")
+        print(f"Attempt: {c.metadata.attempt}")
+        print(f"State: {api.ContainerState.Name(c.state)}")
+        print(f"Image: {c.image.image}")
+        print(f"Created: {age(c.created_at, now)}")
+        print(f"Pod: {c.pod_sandbox_id}")
+        _labels_lines("Labels", c.labels)
+        _labels_lines("Annotations", c.annotations)
+        print()
+
+
+def _info_lines(info: Any) -> None:
+    """The verbose info, key by key, JSON values indented (not a Python dict)."""
+    if not info:
+        return
+    print("Info:")
+    for key in sorted(info):
+        text = info[key]
+        with contextlib.suppress(ValueError):
+            text = json.dumps(json.loads(text), indent=2, sort_keys=True)
+        lines = text.splitlines() or [""]
+        if len(lines) == 1:
+            print(f"  {key}: {lines[0]}")
+        else:
+            print(f"  {key}:")
+            for line in lines:
+                print(f"    {line}")
 
 
 @command("inspectp", INSPECT)
@@ -533,7 +571,7 @@ def _pod_status_text(r: api.PodSandboxStatusResponse, *, verbose: bool) -> None:
     _labels_lines("Labels", s.labels)
     _labels_lines("Annotations", s.annotations)
     if verbose:
-        print(f"Info: {dict(r.info)}")
+        _info_lines(r.info)
 
 
 @command("inspecti", INSPECT)
@@ -565,7 +603,7 @@ def inspecti_cmd(
                     print(f"Digest: {digest}")
                 print(f"Size: {human_size(r.image.size, 3)}")
                 if not quiet:
-                    print(f"Info: {dict(r.info)}")
+                    _info_lines(r.info)
             else:
                 entries.append({"status": message_dict(r.image), **info_dict(r.info)})
         print_status_data(entries, output)
@@ -624,12 +662,21 @@ def stats_cmd(
     label: LabelOpt = None,
     output: OutputOpt = OutputFormat.table,
     seconds: SecondsOpt = 1.0,
+    watch: Annotated[bool, typer.Option(
+        "-w", "--watch", help="Print again every --seconds until Ctrl-C")] = False,
 ) -> None:
     """List container resource usage (CPU % sampled over --seconds)."""
     settings = settings_of(ctx)
     labels = parse_labels(label)
 
     async def body(client: CRIClient) -> None:
+        while True:
+            await once(client)
+            if not watch:
+                return
+            print(flush=True)
+
+    async def once(client: CRIClient) -> None:
         f = api.ContainerStatsFilter(label_selector=labels)
         if id:
             f.id = await resolve_container(client, id)
@@ -661,7 +708,7 @@ def stats_cmd(
             ])
         print_table(["CONTAINER", "NAME", "CPU %", "MEM", "DISK", "INODES", "SWAP"], rows)
 
-    run(settings, "getting container stats", body)
+    run(settings, "getting container stats", body, interrupt_ok=watch)
 
 
 def _pod_cpu_mem(s: api.PodSandboxStats) -> tuple[int, int, int]:

@@ -24,7 +24,7 @@ from rich.text import Text
 from aiocri import api
 from aiocri._cli.cmd_read import POD_NAME_LABEL, POD_NAMESPACE_LABEL, container_state_text
 from aiocri._cli.common import WATCH, command, settings_of
-from aiocri._cli.render import OutputFormat, age, dump, message_dict, truncate_id
+from aiocri._cli.render import OutputFormat, age, dump, message_dict, rfc3339, truncate_id
 from aiocri._cli.runner import current_endpoint, run
 from aiocri.client import CRIClient
 from aiocri.errors import RestartRequired, Unavailable, Unsupported, UnsupportedByVersion
@@ -58,11 +58,29 @@ def event_message(event: LifecycleEvent) -> api.ContainerEventResponse:
     return message
 
 
+_EVENT_COLUMNS = "{:<24} {:<13} {:<22} {:<13} {}"
+
+
+def _event_row(event: api.ContainerEventResponse, *, header: bool) -> None:
+    """One aligned line an event (the table streams: no width known in advance)."""
+    if header:
+        print(_EVENT_COLUMNS.format("TIME", "CONTAINER", "EVENT", "POD", "NAME"))
+    kind = api.ContainerEventType.Name(event.container_event_type).removeprefix("CONTAINER_")
+    pod = event.pod_sandbox_status
+    when = rfc3339(event.created_at)[:23] if event.created_at else "-"
+    name = next((c.metadata.name for c in event.containers_statuses
+                 if c.id == event.container_id), "")
+    print(_EVENT_COLUMNS.format(when, event.container_id[:13], kind, pod.id[:13],
+                                f"{pod.metadata.namespace}/{pod.metadata.name} {name}".strip()
+                                if pod.metadata.name else name), flush=True)
+
+
 @command("events", WATCH)
 def events_cmd(
     ctx: typer.Context,
     output: Annotated[OutputFormat, typer.Option(
-        "-o", "--output", help="Output format: json or yaml", case_sensitive=False)
+        "-o", "--output", help="Output format: json, yaml or table (a line an event)",
+        case_sensitive=False)
     ] = OutputFormat.json,
     count: Annotated[int, typer.Option(
         "-n", "--count", help="Exit after this many events (0: until Ctrl-C)")] = 0,
@@ -71,12 +89,14 @@ def events_cmd(
 ) -> None:
     """Stream container events (GetContainerEvents; the poller's events where unsupported)."""
     settings = settings_of(ctx)
-    fmt = OutputFormat.yaml if output is OutputFormat.yaml else OutputFormat.json
     printed = [0]
 
     def show(event: api.ContainerEventResponse) -> bool:
         """Print ``event``; True once ``--count`` events are printed."""
-        dump(message_dict(event), fmt)
+        if output is OutputFormat.table:
+            _event_row(event, header=printed[0] == 0)
+        else:
+            dump(message_dict(event), output)
         printed[0] += 1
         return bool(count) and printed[0] >= count
 
