@@ -22,6 +22,7 @@ from __future__ import annotations
 import itertools
 import random
 import shutil
+import signal
 import statistics
 import tempfile
 import time
@@ -114,7 +115,7 @@ class Demo:
         self._t0 = time.monotonic()
         self._live: Live | None = None
         # What the live view shows.
-        self.phase = "starting"
+        self._phase = "starting"
         self.rt: FakeRuntime | None = None
         self.client: CRIClient | None = None
         self.poller: Poller | None = None
@@ -137,6 +138,17 @@ class Demo:
         self._signal: CRIError | None = None
         self._poller_error: BaseException | None = None
 
+    @property
+    def phase(self) -> str:
+        return self._phase
+
+    @phase.setter
+    def phase(self, text: str) -> None:
+        # each numbered step is also a line of the log, so that the record matches the view
+        if text != self._phase and text[:1].isdigit():
+            self.say(f"step {text}", "bold")
+        self._phase = text
+
     # -- output -------------------------------------------------------------------------
 
     def say(self, text: str, style: str = "") -> None:
@@ -155,8 +167,10 @@ class Demo:
             grid.add_row("runtime", f"{rt.endpoint}  {served}  "
                          f"{len(rt.state.pods)} pods, {len(rt.state.containers)} containers")
         if client is not None:
+            stats = client.stats
             grid.add_row("client", f"{client.state.value}, pinned CRI {client.version.name}, "
-                         f"{client.stats.redials} redial(s), {client.stats.calls} calls")
+                         f"{stats.redials} redial(s) in {stats.redial_attempts} attempt(s), "
+                         f"{stats.calls} calls")
         if poller is not None:
             snap = poller.snapshot
             running = sum(1 for c in snap.containers.values()
@@ -243,7 +257,7 @@ class Demo:
 
         # 1. The runtime.
         step = next(steps)
-        self.phase = "1/6 starting a fake runtime that serves only CRI v1alpha2"
+        self.phase = "1/9 starting a fake runtime that serves only CRI v1alpha2"
         rt = self.rt = FakeRuntime(socket_path, versions=("v1alpha2",), seed=7,
                                    runtime_version="1.6.0")
         made = rt.populate(p.pods, p.containers_per_pod)
@@ -260,7 +274,7 @@ class Demo:
         p = self.pace
         # 2. Connect.
         step = next(steps)
-        self.phase = "2/6 connecting: the client negotiates like the kubelet (v1, then v1alpha2)"
+        self.phase = "2/9 connecting: the client negotiates like the kubelet (v1, then v1alpha2)"
         t = time.monotonic()
         async with aiocri.connect(rt.endpoint) as client:
             took = time.monotonic() - t
@@ -273,7 +287,7 @@ class Demo:
 
             # 3. Poll.
             step = next(steps)
-            self.phase = f"3/6 polling: relist every {p.period:g} s (v1alpha2 has no event stream)"
+            self.phase = f"3/9 polling: relist every {p.period:g} s (v1alpha2 has no event stream)"
             async with Poller(client, period=p.period, mode="auto") as poller, \
                     anyio.create_task_group() as tg:
                 self.poller = poller
@@ -284,22 +298,23 @@ class Demo:
 
                 # 4. Scripted changes.
                 step = next(steps)
-                self.say("scripting changes: containers exit, restart as a new attempt, "
-                         "the old ones are removed")
+                self.phase = ("4/9 scripted changes: containers exit, restart as a new "
+                              "attempt, the old ones are removed")
                 await self._changes(step, p.rounds)
 
                 # 5. Restart.
                 step = next(steps)
-                self.phase = "4/6 restarting the runtime under load"
+                self.phase = "5/9 restarting the runtime under load"
                 await self._restart(rt, client, step)
 
                 # 6. Poll after restart.
                 step = next(steps)
+                self.phase = "6/9 polling after the restart: changes still reported"
                 await self._changes(step, 1)
 
                 # 7. Upgrade.
                 step = next(steps)
-                self.phase = "5/6 upgrading the runtime: it now serves CRI v1 only"
+                self.phase = "7/9 upgrading the runtime: it now serves CRI v1 only"
                 await self._upgrade(rt, step)
                 tg.cancel_scope.cancel()
             self.poller = None
@@ -309,7 +324,7 @@ class Demo:
         p = self.pace
         # 8. A new client.
         step = next(steps)
-        self.phase = "6/6 restarting the client: a new connect() negotiates again"
+        self.phase = "8/9 restarting the client: a new connect() negotiates again"
         t = time.monotonic()
         async with aiocri.connect(rt.endpoint) as client:
             took = time.monotonic() - t
@@ -330,7 +345,7 @@ class Demo:
                     while poller.stats.mode != "events":  # noqa: ASYNC110 (a stats field)
                         await anyio.sleep(0.02)
                 await rt.wait_for_event_streams(1, timeout=p.wait)
-                self.phase = "6/6 polling on v1: the poller follows GetContainerEvents"
+                self.phase = "9/9 polling on v1: the poller follows GetContainerEvents"
                 self.say(f"poller mode: {poller.stats.mode}")
                 await self._changes(step, p.rounds)
                 if poller.stats.mode != "events":
@@ -554,7 +569,6 @@ class Demo:
             self._quiet_until = event.at
         if event.at <= self._quiet_until:
             return  # the first relist's report of what exists
-        self.reported += 1
         expect = self._expect.pop((event.kind, event.id), None)
         label = self._labels.get(event.id, event.id[:12])
         code = f" exit {event.exit_code}" if event.exit_code is not None else ""
@@ -569,7 +583,8 @@ class Demo:
             if event.kind is not EventKind.CONTAINER_CREATED:
                 self._unexpected.append(event)
         if event.kind is EventKind.CONTAINER_CREATED:
-            return  # shown as its STARTED
+            return  # shown (and counted) as its STARTED
+        self.reported += 1  # every counted change is shown, and only those
         self.say(f"  event: {event.kind.value:<18} {label}{code}{after}", "green")
 
     async def _watch_connection(self, client: CRIClient) -> None:
@@ -579,7 +594,9 @@ class Demo:
                 attempts += 1
                 continue
             if event.kind == "state":
-                extra = f" after {attempts} failed redial attempt(s)" if attempts else ""
+                # attempts as client.stats.redial_attempts counts them (the one that
+                # worked included); client.stats.redials counts the redials that worked
+                extra = f" after {attempts} redial attempt(s)" if attempts else ""
                 self.say(f"connection: {event.state.value}{extra}", "magenta")
                 attempts = 0
             elif event.kind == "newer_version_available":
@@ -605,21 +622,45 @@ async def run_demo(*, quick: bool = False, pods: int | None = None,
 
 def main(*, quick: bool = False, pods: int | None = None,
          containers_per_pod: int | None = None) -> int:
-    """Run the demo; 0 if every step met its expectation, 1 if not, 130 on Ctrl-C."""
+    """Run the demo; 0 if every step met its expectation, 1 if not, 130 on Ctrl-C
+    (128 + the signal on SIGTERM or SIGHUP)."""
     console = Console(highlight=False)
     if not console.is_terminal:
         console = Console(highlight=False, width=160)
 
-    async def go() -> list[Step]:
-        return await run_demo(quick=quick, pods=pods, containers_per_pod=containers_per_pod,
-                              console=console)
+    received: list[int] = []
 
-    runner: Callable[[], Awaitable[list[Step]]] = go
+    async def go() -> list[Step] | None:
+        finished: list[list[Step]] = []
+        async with anyio.create_task_group() as tg:
+
+            async def on_signals() -> None:
+                # SIGTERM and SIGHUP end it like Ctrl-C: the fake runtime stops, its
+                # socket and folder go
+                with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGHUP) as signals:
+                    async for number in signals:
+                        received.append(number)
+                        tg.cancel_scope.cancel()
+                        return
+
+            async def demo() -> None:
+                finished.append(await run_demo(quick=quick, pods=pods,
+                                               containers_per_pod=containers_per_pod,
+                                               console=console))
+                tg.cancel_scope.cancel()
+
+            tg.start_soon(on_signals)
+            tg.start_soon(demo)
+        return finished[0] if finished else None
+
+    runner: Callable[[], Awaitable[list[Step] | None]] = go
     try:
         steps = anyio.run(runner, backend="asyncio")
     except KeyboardInterrupt:
+        steps = None
+    if steps is None:
         console.print("aiocri demo: interrupted")
-        return 130
+        return 128 + received[0] if received else 130
     failed = [s.name for s in steps if not s.ok]
     if failed:
         console.print(f"aiocri demo: FAILED: {', '.join(failed)}", style="bold red")

@@ -67,3 +67,47 @@ def test_demo_fails_when_restart_required_is_not_signalled(
     out = capsys.readouterr().out
     assert "no restart-required signal" in out
     assert "FAILED: upgrade to v1 only" in out
+
+
+def _demo_process() -> subprocess.Popen[str]:
+    env = dict(os.environ, PYTHONPATH=str(ROOT), COLUMNS="200")
+    return subprocess.Popen([sys.executable, "-m", "aiocri.cli", "demo"], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+@pytest.mark.parametrize("sig", ["SIGTERM", "SIGHUP", "SIGINT"])
+def test_demo_cleans_its_socket_on_signals(sig: str) -> None:
+    import re
+    import signal
+    import time
+
+    proc = _demo_process()
+    assert proc.stdout is not None
+    socket_path = None
+    deadline = time.monotonic() + 60
+    while socket_path is None and time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        found = re.search(r"fake runtime up on unix://(\S+?):", line)
+        if found:
+            socket_path = found.group(1)
+    assert socket_path is not None and os.path.exists(socket_path)
+    number = getattr(signal, sig)
+    proc.send_signal(number)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 128 + number, err[-2000:]
+    assert "interrupted" in out
+    assert not os.path.exists(socket_path)
+    assert not os.path.exists(os.path.dirname(socket_path))
+
+
+def test_counts_are_consistent() -> None:
+    env = dict(os.environ, PYTHONPATH=str(ROOT), COLUMNS="200")
+    done = subprocess.run([sys.executable, "-m", "aiocri.cli", "demo", "--quick"],
+                          capture_output=True, text=True, env=env, timeout=90, check=False)
+    out = done.stdout
+    phases = [int(n) for n in __import__("re").findall(r"\] step (\d)/9 ", out)]
+    assert phases == list(range(1, 10))  # the phase counter counts the summary's 9 steps
+    shown = out.count("  event: ")
+    summary = out[out.index("aiocri demo: summary"):]
+    reported = sum(int(n) for n in __import__("re").findall(r"(\d+)/\d+ reported", summary))
+    assert shown == reported  # every counted change shown, nothing shown uncounted
