@@ -723,7 +723,8 @@ class ChannelManager:
         path = self.endpoint.path
         if cls is ConnectFailed and path is not None and nothing_listens(path):
             raise ConnectFailed(
-                f"nothing listens on {path} (a stale socket file?)",
+                f"nothing listens on {path} (a stale socket file?); tried for "
+                f"{self.policy.connect_timeout:g} s",
                 code=error.code if error else None,
                 details=details,
                 endpoint=str(self.endpoint),

@@ -111,27 +111,3 @@ def test_a_folder_that_cannot_be_entered_is_named(sock_dir: Path) -> None:
         sock.close()
     assert f"cannot enter {locked}" in str(denied.value)
     assert "socket's group" not in str(denied.value)
-
-
-@pytest.mark.anyio
-async def test_a_stale_socket_is_told_apart(tmp_path: Path) -> None:
-    path = tmp_path / "stale.sock"
-    sock = socket.socket(socket.AF_UNIX)
-    sock.bind(str(path))
-    sock.close()  # the file stays; nobody listens
-    with pytest.raises(aiocri.ConnectFailed, match=r"nothing listens on .*stale socket file"):
-        await aiocri.connect(str(path), redial=aiocri.RedialPolicy(connect_timeout=0.5))
-
-
-@pytest.mark.anyio
-async def test_a_grpc_server_that_is_no_cri_runtime(tmp_path: Path) -> None:
-    import grpc.aio
-
-    server = grpc.aio.server()
-    server.add_insecure_port(f"unix:{tmp_path}/other.sock")
-    await server.start()
-    try:
-        with pytest.raises(aiocri.NoSupportedVersion, match="may not be a CRI runtime at all"):
-            await aiocri.connect(f"{tmp_path}/other.sock")
-    finally:
-        await server.stop(0)
