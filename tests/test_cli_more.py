@@ -175,3 +175,27 @@ async def test_stats_watch_until_interrupted(fake: tuple[FakeRuntime, str]) -> N
 async def test_flags_show_no_type() -> None:
     code, out, _ = await run_module("aiocri.cli", "ps", "--help", env=cli_env(COLUMNS="120"))
     assert code == 0 and b"--all" in out and b"<bool>" not in out
+
+
+def test_hints_speak_in_flags() -> None:
+    import aiocri
+    from aiocri._cli.runner import _cli_line
+
+    lost = _cli_line(aiocri.ConnectFailed("could not reach a CRI runtime within 2 s"))
+    assert "-r/--runtime-endpoint" in lost and "connect(" not in lost
+    foreign = _cli_line(aiocri.NotACRIRuntime("not a CRI runtime"))
+    assert aiocri.NotACRIRuntime.hint in foreign  # its own diagnosis, kept
+    slow = _cli_line(aiocri.DeadlineExceeded("took too long"))
+    assert "-t/--timeout" in slow and "timeout=" not in slow
+    assert "aiocri.connect" not in _cli_line(aiocri.ClientClosed("the client is closed"))
+
+
+async def test_the_command_never_sends_an_empty_reference(fake: tuple[FakeRuntime, str]
+                                                          ) -> None:
+    rt, _ = fake
+    images = len(rt.state.images)
+    before = rt.calls["RemoveImage"] + rt.calls["ImageStatus"]
+    code, _, err = await aiocri(rt.endpoint, "rmi", " ")
+    assert code == 1 and b"nothing was sent" in err and err.count(b"\n") == 1
+    assert rt.calls["RemoveImage"] + rt.calls["ImageStatus"] == before
+    assert len(rt.state.images) == images

@@ -24,7 +24,16 @@ from aiocri._cli.settings import Settings, SettingsError
 from aiocri.channel import RedialPolicy
 from aiocri.client import CRIClient, connect
 from aiocri.endpoint import Endpoint, discover, parse_endpoint
-from aiocri.errors import CRIError, EndpointError, RestartRequired
+from aiocri.errors import (
+    ClientClosed,
+    ConnectFailed,
+    CRIError,
+    DeadlineExceeded,
+    EndpointError,
+    InternalError,
+    RestartRequired,
+    UpgradeRefused,
+)
 
 __all__ = [
     "EXIT_INTERRUPTED",
@@ -99,6 +108,31 @@ def _for_cli(text: str) -> str:
     return text
 
 
+#: The command's own advice, by kind of error (the most specific class wins); the
+#: library's hint, put in flags, for the others.
+_CLI_HINTS: dict[type[CRIError], str] = {
+    ConnectFailed: "check that the runtime runs and -r/--runtime-endpoint names its socket, "
+                   "or raise -t/--timeout",
+    ClientClosed: "run the command again",
+    InternalError: "run the command again with -D/--debug and report the traceback",
+    DeadlineExceeded: "raise -t/--timeout, or check the runtime's load",
+    UpgradeRefused: "run the command again (streaming URLs are valid once); with "
+                    "-r websocket, try without it",
+}
+
+
+def _cli_line(exc: CRIError) -> str:
+    """``exc``'s words with the command's advice in place of the library's."""
+    text = str(exc)
+    if exc.hint and text.endswith(f"; {exc.hint}"):
+        text = text[: -len(exc.hint) - 2]
+    kind = next((k for k in type(exc).__mro__ if k in _CLI_HINTS), None)
+    if kind is ConnectFailed and exc.hint != ConnectFailed.hint:
+        kind = None  # a specific diagnosis (a stale socket...) keeps its own advice
+    hint = _CLI_HINTS[kind] if kind is not None else _for_cli(exc.hint or "")
+    return f"{_for_cli(text)}; {hint}" if hint else _for_cli(text)
+
+
 def fail(
     action: str, exc: BaseException, *, debug: bool, endpoint: str | None = None
 ) -> NoReturn:
@@ -111,7 +145,7 @@ def fail(
         sys.stderr.write("aiocri: interrupted\n")
         raise SystemExit(EXIT_INTERRUPTED)
     if isinstance(exc, CRIError):
-        line = f"aiocri: {action} failed: {_for_cli(str(exc))}"
+        line = f"aiocri: {action} failed: {_cli_line(exc)}"
         extra = [
             f"  error: {type(exc).__module__}.{type(exc).__qualname__}",
             f"  grpc code: {exc.code.name if exc.code is not None else '-'}",
