@@ -131,10 +131,18 @@ def test_read_only_commands_against_containerd(containerd: Containerd) -> None:
     assert "ClientVersion:  0.1.0" in version.stdout
     images = cli("img", "-q")
     assert images.returncode == 0 and images.stdout.strip()
-    config = cli("runtime-config")  # containerd 1.6 lacks RuntimeConfig: one clear line
-    if config.returncode != 0:
-        assert len(config.stderr.strip().splitlines()) == 1
-        assert "does not implement" in config.stderr
+    assert cli("image", "-q").stdout == images.stdout
+    # RuntimeConfig and the metrics RPCs came after containerd 1.6: one clear line each
+    for command in (["runtime-config"], ["metricdescs"], ["metricsp"]):
+        done = cli(*command)
+        if done.returncode != 0:
+            assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+            assert "does not implement" in done.stderr or "needs runtime.v1" in done.stderr
+        else:
+            assert done.stdout.strip().startswith("{")
+    for command in (["ps", "-v", "-a"], ["stats", "-a", "--seconds", "0.2"], ["info"]):
+        done = cli(*command)
+        assert done.returncode == 0, (command, done.stderr)
     assert os.path.exists(containerd.endpoint.removeprefix("unix://"))
 
 
