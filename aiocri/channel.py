@@ -728,8 +728,9 @@ class ChannelManager:
                 code=error.code if error else None,
                 details=details,
                 endpoint=str(self.endpoint),
-                hint="start the runtime; if it runs, it listens elsewhere and this file is "
-                     "left from an earlier run",
+                hint="start the runtime, or wait if it is restarting (allow more time "
+                     "with connect(..., redial=RedialPolicy(connect_timeout=...))); if it "
+                     "runs, it listens elsewhere and this file is left from an earlier run",
             )
         raise cls(
             f"could not reach a CRI runtime within {self.policy.connect_timeout:g} s "

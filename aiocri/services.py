@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar, overload
 
+import grpc
 from google.protobuf.message import Message
 
 from aiocri import api
@@ -108,11 +109,15 @@ class _RPCDescriptor(Generic[ReqT, RespT]):
         """The method for one service object, cached in its __dict__ (bound once)."""
         rpc, default = self.rpc, service._deadline(self.rpc)
         invoke = service._manager.stream if self.streaming else service._manager.unary
-        build = _RequestCheck(self.attr, self._types[0])
+        check = _RequestCheck(self.attr, self._types[0])
+        streaming = self.streaming
 
         def call(request: Message | None = None, /, *, timeout: float | None = DEFAULT,
                  **fields: Any) -> Any:
-            request = build(request, fields)
+            request = check.build(request, fields, timeout is not DEFAULT)
+            refused = check.refusal(request)
+            if refused is not None:  # raised where the call is awaited, as the runtime's is
+                return _raise_iter(refused) if streaming else _raise(refused)
             return invoke(rpc, request, default if timeout is DEFAULT else timeout)
 
         call.__name__ = self.attr
@@ -128,7 +133,8 @@ _REQUIRED_IDS = ("container_id", "pod_sandbox_id")
 
 
 class _RequestCheck:
-    """Builds the request from keywords and refuses what must not be sent, at once."""
+    """Builds the request from keywords; wrong arguments fail at the call (TypeError),
+    references that must not be sent fail where the call is awaited (InvalidArgument)."""
 
     def __init__(self, method: str, request_type: type[Message]) -> None:
         self.method = method
@@ -137,12 +143,29 @@ class _RequestCheck:
         self.ids = [name for name in _REQUIRED_IDS if name in fields]
         image = fields.get("image")
         self.image = image is not None and image.message_type is api.ImageSpec.DESCRIPTOR
+        # CreateContainer: the image to run is config.image
+        self.config_image = "config" in fields and (
+            fields["config"].message_type is api.ContainerConfig.DESCRIPTOR)
+        self.repeated = frozenset(  # lists, not maps (a str would become its characters)
+            name for name, f in fields.items() if f.is_repeated
+            and not (f.message_type is not None and f.message_type.GetOptions().map_entry))
+        self.own_timeout = "timeout" in fields
         self.example = next(iter(fields), "")
 
-    def __call__(self, request: Message | None, fields: dict[str, Any]) -> Message | None:
+    def build(self, request: Message | None, fields: dict[str, Any], deadline_given: bool
+              ) -> Message | None:
         if fields:
             if request is not None:
                 raise TypeError(f"{self.method}() takes a request or keyword fields, not both")
+            if self.own_timeout and deadline_given:
+                raise TypeError(
+                    f"{self.method}(): timeout= is the call's deadline, and "
+                    f"{self.request_type.__name__} has a timeout of its own: pass the "
+                    f"request message, e.g. {self.request_type.__name__}(..., timeout=30)")
+            for name in self.repeated.intersection(fields):
+                if isinstance(fields[name], (str, bytes)):
+                    raise TypeError(f"{self.method}(): {name} takes a list, not a "
+                                    f"{type(fields[name]).__name__} (e.g. {name}=['ls', '-l'])")
             try:
                 request = self.request_type(**fields)
             except (TypeError, ValueError) as exc:
@@ -151,23 +174,41 @@ class _RequestCheck:
             keyword = f" or keyword fields ({self.example}=...)" if self.example else ""
             raise TypeError(f"{self.method}() takes a {self.request_type.__name__}{keyword}, "
                             f"not {type(request).__name__}")
-        if self.ids or self.image:
-            self._refuse_empty(request)
         return request
 
-    def _refuse_empty(self, request: Message | None) -> None:
+    def refusal(self, request: Message | None) -> InvalidArgument | None:
+        """Why ``request`` must not be sent, or None."""
+        if not (self.ids or self.image or self.config_image):
+            return None
         for name in self.ids:
             value = getattr(request, name, "") if request is not None else ""
             if not value.strip():
-                raise InvalidArgument(f"{self.method}: {name} is empty; nothing was sent",
-                                      hint=f"pass the {name.replace('_', ' ')} to act on")
+                return self._refused(f"{name} is empty",
+                                     f"pass the {name.replace('_', ' ')} to act on")
+        spec: Any = None
         if self.image:
             spec = getattr(request, "image", None) if request is not None else None
-            if spec is None or not spec.image.strip():
-                raise InvalidArgument(
-                    f"{self.method}: the image reference is empty; nothing was sent "
-                    "(runtimes resolve an empty reference to an image of their choice)",
-                    hint="pass the image reference, e.g. image=ImageSpec(image='busybox:1.36')")
+        elif self.config_image:
+            config = getattr(request, "config", None) if request is not None else None
+            spec = config.image if config is not None else None
+        if (self.image or self.config_image) and (spec is None or not spec.image.strip()):
+            return self._refused(
+                "the image reference is empty (runtimes resolve an empty reference to an "
+                "image of their choice)", "pass the image reference, e.g. busybox:1.36")
+        return None
+
+    def _refused(self, what: str, hint: str) -> InvalidArgument:
+        return InvalidArgument(f"{self.method}: {what}; nothing was sent",
+                               code=grpc.StatusCode.INVALID_ARGUMENT, hint=hint)
+
+
+async def _raise(error: BaseException) -> Any:
+    raise error
+
+
+async def _raise_iter(error: BaseException) -> AsyncIterator[Any]:
+    raise error
+    yield  # pragma: no cover  (makes this an async generator)
 
 
 class _Unary(_RPCDescriptor[ReqT, RespT]):

@@ -45,6 +45,10 @@ async def test_changes(fake: tuple[FakeRuntime, str], tmp_path: Path) -> None:
     ctr.write_text(json.dumps({"metadata": {"name": "c2"},
                                "image": {"image": "example.com/new/tool:1"}}))
     rt.state.pull_policy = "any"
+    imageless = tmp_path / "imageless.json"
+    imageless.write_text(json.dumps({"metadata": {"name": "c3"}}))
+    code, _, err = await aiocri(rt.endpoint, "run", str(imageless), str(pod))
+    assert code == 1 and b"needs image.image" in err and rt.calls["RunPodSandbox"] == 0
     code, out, err = await aiocri(rt.endpoint, "run", str(ctr), str(pod))
     assert code == 0, err
     new = out.decode().strip()
@@ -103,6 +107,10 @@ async def test_config_and_completion(tmp_path: Path, fake: tuple[FakeRuntime, st
     assert (await cli("ps", "-q"))[0] == 0  # the endpoint now comes from the file
     code, _, err = await cli("config", "--set", "colour=red")
     assert code == 1 and "KEY one of" in err
+    code, _, err = await cli("config", "--get", "timeout", "--set", "timeout=9")
+    assert code == 1 and "separate commands" in err
+    assert yaml.safe_load(path.read_text())["timeout"] == 5  # untouched
+    assert not list(tmp_path.glob(".crictl-*"))  # no temporary left behind
     for shell in ("bash", "zsh"):
         script = (await cli("completion", shell))[1]
         assert "complete -F _aiocri aiocri" in script and "port-forward" in script

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import grpc
 import pytest
 from google.protobuf.message import Message
 
@@ -186,8 +187,16 @@ async def test_keyword_calls(runtime: FakeRuntime) -> None:
             state=api.ContainerStateValue(state=api.CONTAINER_RUNNING)))
         assert [c.id for c in running.containers] == [cid]
         assert (await client.runtime.list_containers(filter={"id": cid})).containers[0].id == cid
-        done = await client.runtime.exec_sync(container_id=cid, cmd=["echo", "kw"], timeout=5)
+        done = await client.runtime.exec_sync(container_id=cid, cmd=["echo", "kw"])
         assert done.stdout == b"kw\n"
+        # timeout= is the deadline; requests with a timeout of their own say so at once
+        with pytest.raises(TypeError, match="has a timeout of its own"):
+            await client.runtime.stop_container(container_id=cid, timeout=30)
+        with pytest.raises(TypeError, match=r"cmd takes a list, not a str"):
+            await client.runtime.exec_sync(container_id=cid, cmd="ls -l")  # type: ignore[arg-type]
+        timed = await client.runtime.exec_sync(
+            api.ExecSyncRequest(container_id=cid, cmd=["true"], timeout=5), timeout=10)
+        assert timed.exit_code == 0
 
 
 @pytest.mark.anyio
@@ -219,14 +228,18 @@ async def test_wrong_arguments_fail_at_once(runtime: FakeRuntime) -> None:
     lambda c: c.image.remove_image(),
     lambda c: c.image.image_status(image=api.ImageSpec(image=" ")),
     lambda c: c.image.pull_image(api.PullImageRequest()),
+    lambda c: c.runtime.create_container(pod_sandbox_id="p", config=api.ContainerConfig(
+        metadata=api.ContainerMetadata(name="x"))),
 ])
 async def test_empty_references_are_never_sent(runtime: FakeRuntime,
                                                call: Callable[[aiocri.CRIClient], Any]) -> None:
     async with aiocri.connect(runtime.endpoint) as client:
         images = len(runtime.state.images)
         before = sum(runtime.calls.values())
-        with pytest.raises(aiocri.InvalidArgument, match="nothing was sent"):
-            await call(client)
+        pending = call(client)  # refused where it is awaited, like the runtime's answer
+        with pytest.raises(aiocri.InvalidArgument, match="nothing was sent") as refused:
+            await pending
+        assert refused.value.code is grpc.StatusCode.INVALID_ARGUMENT
         assert sum(runtime.calls.values()) == before
         assert len(runtime.state.images) == images
         # filters may be empty: they mean "everything"

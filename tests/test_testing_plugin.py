@@ -11,9 +11,6 @@ import pytest
 import aiocri
 from aiocri.testing import FakeRuntime, wait_for, wait_for_state
 
-pytestmark = pytest.mark.anyio
-
-
 # -- the README's "Testing your controller" example, verbatim ------------------------------
 
 async def count_exits(client: aiocri.CRIClient, seen: list[int]) -> None:
@@ -24,6 +21,7 @@ async def count_exits(client: aiocri.CRIClient, seen: list[int]) -> None:
                 seen.append(event.exit_code or 0)
 
 
+@pytest.mark.anyio
 @pytest.mark.cri_runtime(pods=1, containers_per_pod=2)
 async def test_controller_sees_a_crash(cri_runtime: FakeRuntime,
                                        cri_client: aiocri.CRIClient) -> None:
@@ -38,6 +36,7 @@ async def test_controller_sees_a_crash(cri_runtime: FakeRuntime,
 # -- end of the example -------------------------------------------------------------------
 
 
+@pytest.mark.anyio
 @pytest.mark.cri_runtime(versions=["v1"], pods=2, containers_per_pod=3)
 async def test_the_marker_shapes_the_runtime(cri_runtime: FakeRuntime,
                                              cri_client: aiocri.CRIClient) -> None:
@@ -49,6 +48,7 @@ async def test_the_marker_shapes_the_runtime(cri_runtime: FakeRuntime,
     assert len(cri_runtime.socket_path) < 100  # unix socket paths are short
 
 
+@pytest.mark.anyio
 async def test_the_factory_and_the_defaults(cri_runtime: FakeRuntime,
                                             cri_runtime_factory: object) -> None:
     assert not cri_runtime.state.containers  # no marker: an empty runtime
@@ -58,6 +58,7 @@ async def test_the_factory_and_the_defaults(cri_runtime: FakeRuntime,
         assert client.version is aiocri.V1ALPHA2
 
 
+@pytest.mark.anyio
 async def test_fake_runtime_without_a_path_cleans_up() -> None:
     async with FakeRuntime() as rt:
         folder = os.path.dirname(rt.socket_path)
@@ -74,6 +75,7 @@ async def test_fake_runtime_without_a_path_cleans_up() -> None:
     assert not os.path.exists(folder)
 
 
+@pytest.mark.anyio
 async def test_wait_for_says_what_did_not_happen() -> None:
     calls = []
 
@@ -84,3 +86,12 @@ async def test_wait_for_says_what_did_not_happen() -> None:
     with pytest.raises(TimeoutError, match="the moon landing did not hold within 0.05 s"):
         await wait_for(never, timeout=0.05, what="the moon landing")
     assert calls
+
+
+def test_a_bad_argument_leaves_no_folder() -> None:
+    import glob
+
+    before = set(glob.glob("/tmp/cri-*"))
+    with pytest.raises(ValueError, match="v9"):
+        FakeRuntime(versions=["v9"])
+    assert set(glob.glob("/tmp/cri-*")) == before

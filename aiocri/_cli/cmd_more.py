@@ -4,6 +4,7 @@ update-runtime-config, metricsp, metricdescs, config, completion."""
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
@@ -156,9 +157,11 @@ def run_cmd(
     settings = settings_of(ctx)
     pod = load_pod_config(pod_config)
     container = load_message(container_config, api.ContainerConfig, what="container config")
+    if not container.image.image.strip():
+        raise CLIError(f"container config {container_config} needs image.image")
 
     async def body(client: CRIClient) -> None:
-        if not no_pull and container.image.image.strip():
+        if not no_pull:
             await client.image.pull_image(image=container.image, sandbox_config=pod)
         pod_id = (await client.runtime.run_pod_sandbox(
             config=pod, runtime_handler=runtime)).pod_sandbox_id
@@ -194,6 +197,20 @@ def _read_config(path: str) -> dict[str, Any]:
     return data
 
 
+def _write_config(path: str, data: dict[str, Any]) -> None:
+    """Replace the file in one step: an interrupted write leaves the old one whole."""
+    folder = os.path.dirname(os.path.abspath(path))
+    try:
+        fd, temporary = tempfile.mkstemp(dir=folder, prefix=".crictl-", suffix=".yaml")
+        with os.fdopen(fd, "w") as fh:
+            yaml.safe_dump(data, fh, sort_keys=True)
+        if os.path.exists(path):
+            os.chmod(temporary, os.stat(path).st_mode & 0o777)
+        os.replace(temporary, path)
+    except OSError as exc:
+        raise CLIError(f"cannot write {path}: {exc.strerror or exc}") from None
+
+
 def _typed(key: str, value: str) -> Any:
     if key in ("debug", "pull-image-on-create", "disable-pull-on-run"):
         if value.lower() not in ("true", "false"):
@@ -218,6 +235,8 @@ def config_cmd(
 ) -> None:
     """Get and set the settings in crictl's config file (crictl.yaml)."""
     path = _config_path(ctx)
+    if get is not None and set_:
+        raise CLIError("--get and --set go in separate commands")
     data = _read_config(path)
     if get is not None:
         if get not in _CONFIG_KEYS:
@@ -232,11 +251,7 @@ def config_cmd(
                 raise CLIError(f"--set {item!r}: write KEY=VALUE with KEY one of "
                                f"{', '.join(_CONFIG_KEYS)}")
             data[key] = _typed(key, value)
-        try:
-            with open(path, "w") as fh:
-                yaml.safe_dump(data, fh, sort_keys=True)
-        except OSError as exc:
-            raise CLIError(f"cannot write {path}: {exc.strerror or exc}") from None
+        _write_config(path, data)
         return
     if list_ or not (get or set_):
         for key in _CONFIG_KEYS:

@@ -97,6 +97,8 @@ _CLI_WORDS = (
     ("start a new session (the runtime's streaming URLs are valid for one use)",
      "run the command again"),
     ("open a new client with aiocri.connect()", "run the command again"),
+    ("allow more time with connect(..., redial=RedialPolicy(connect_timeout=...))",
+     "raise -t/--timeout"),
     ("restart the client (a new aiocri.connect() negotiates again)",
      "run the command again (it negotiates again)"),
 )
@@ -115,7 +117,8 @@ _CLI_HINTS: dict[type[CRIError], str] = {
                    "or raise -t/--timeout",
     ClientClosed: "run the command again",
     InternalError: "run the command again with -D/--debug and report the traceback",
-    DeadlineExceeded: "raise -t/--timeout, or check the runtime's load",
+    DeadlineExceeded: "raise -t/--timeout (or the command's own timeout flag), or check "
+                      "the runtime's load",
     UpgradeRefused: "run the command again (streaming URLs are valid once); with "
                     "-r websocket, try without it",
 }

@@ -74,6 +74,7 @@ class FakeRuntime:
         stream_chunk: int = 1000,
         max_receive_message_length: int = 16 * _MiB,
     ) -> None:
+        resolved = resolve_versions(versions)  # a bad argument fails before the folder
         self._own_folder: str | None = None
         if socket_path is None:  # a short path of its own (unix socket paths are short)
             self._own_folder = tempfile.mkdtemp(prefix="cri-", dir="/tmp")
@@ -94,7 +95,7 @@ class FakeRuntime:
         )
         servicer.streaming = self.streaming
         self._hooks = Hooks(seed)
-        self._versions = resolve_versions(versions)
+        self._versions = resolved
         self._options = [
             ("grpc.max_receive_message_length", max_receive_message_length),
             ("grpc.max_send_message_length", -1),

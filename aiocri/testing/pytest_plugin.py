@@ -2,6 +2,9 @@
 
 Fixtures, for tests marked ``@pytest.mark.anyio`` (anyio's plugin runs them on asyncio):
 
+They need anyio's pytest plugin (installed with anyio); ``anyio_backend`` must be
+"asyncio" (grpc.aio runs on asyncio only), which is anyio's default.
+
 ``cri_runtime``
     A started :class:`FakeRuntime` on a short socket path of its own, stopped after the
     test. Shape it with the marker ``@pytest.mark.cri_runtime(versions=["v1"], pods=2,
@@ -49,7 +52,7 @@ RuntimeFactory = Callable[..., Awaitable[FakeRuntime]]
 
 
 @pytest.fixture
-async def cri_runtime_factory() -> AsyncIterator[RuntimeFactory]:
+async def cri_runtime_factory(anyio_backend: object) -> AsyncIterator[RuntimeFactory]:
     """Start fake runtimes with any options; all are stopped after the test."""
     started: list[FakeRuntime] = []
 
@@ -65,8 +68,14 @@ async def cri_runtime_factory() -> AsyncIterator[RuntimeFactory]:
     try:
         yield make
     finally:
-        for runtime in reversed(started):
-            await runtime.__aexit__(None, None, None)
+        errors = []
+        for runtime in reversed(started):  # each one stopped, whatever the others do
+            try:
+                await runtime.__aexit__(None, None, None)
+            except Exception as exc:  # reported below, after the others stopped
+                errors.append(exc)
+        if errors:
+            raise errors[0]
 
 
 @pytest.fixture

@@ -19,7 +19,7 @@ async def use(client: aiocri.CRIClient, cid: str) -> None:
     listed = await client.runtime.list_containers(
         filter=ContainerFilter(state=ContainerStateValue(state=CONTAINER_RUNNING)))
     reveal_type(listed.containers)
-    await client.runtime.exec_sync(container_id=cid, cmd=["true"], timeout=5.0)
+    await client.runtime.exec_sync(container_id=cid, cmd=["true"])
     await client.image.pull_image(image=ImageSpec(image="busybox:1.36"))
     async for event in client.runtime.get_container_events():
         reveal_type(event)
