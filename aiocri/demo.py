@@ -19,6 +19,7 @@ exits 0 only if every expectation held. ``quick`` shortens it to about 10 s.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import random
 import shutil
@@ -637,11 +638,16 @@ def main(*, quick: bool = False, pods: int | None = None,
             async def on_signals() -> None:
                 # SIGTERM and SIGHUP end it like Ctrl-C: the fake runtime stops, its
                 # socket and folder go
-                with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGHUP) as signals:
-                    async for number in signals:
-                        received.append(number)
-                        tg.cancel_scope.cancel()
-                        return
+                try:
+                    with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGHUP) as signals:
+                        async for number in signals:
+                            received.append(number)
+                            tg.cancel_scope.cancel()
+                            return
+                finally:
+                    if received:  # a second signal must not cut the clean-up short
+                        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+                        signal.signal(signal.SIGHUP, signal.SIG_IGN)
 
             async def demo() -> None:
                 finished.append(await run_demo(quick=quick, pods=pods,
@@ -659,7 +665,8 @@ def main(*, quick: bool = False, pods: int | None = None,
     except KeyboardInterrupt:
         steps = None
     if steps is None:
-        console.print("aiocri demo: interrupted")
+        with contextlib.suppress(OSError):  # after SIGHUP the terminal may be gone
+            console.print("aiocri demo: interrupted")
         return 128 + received[0] if received else 130
     failed = [s.name for s in steps if not s.ok]
     if failed:

@@ -4,6 +4,7 @@ the fake runtime, TTY sessions on a pseudo-terminal."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import fcntl
 import os
 import pty
@@ -14,6 +15,8 @@ import subprocess
 import sys
 import termios
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 
 import pytest
 
@@ -48,15 +51,38 @@ async def session_up(rt: FakeRuntime) -> None:
     raise AssertionError("no session came up")
 
 
-def spawn_on_pty(endpoint: str, *args: str, rows: int, cols: int
-                 ) -> tuple[subprocess.Popen[bytes], int, int]:
+@dataclass
+class OnPty:
+    """``aiocri ARGS`` on a pseudo-terminal: its process, the controlling side (what
+    a user types and sees) and the terminal the command runs on."""
+
+    proc: subprocess.Popen[bytes]
+    controller: int
+    terminal: int
+
+    async def exited(self) -> int | None:
+        for _ in range(500):
+            if self.proc.poll() is not None:
+                break
+            await asyncio.sleep(0.02)
+        return self.proc.returncode
+
+
+@contextlib.contextmanager
+def on_pty(endpoint: str, *args: str, rows: int, cols: int) -> Iterator[OnPty]:
     controller, terminal = pty.openpty()
     fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
     proc = subprocess.Popen(
         [sys.executable, "-m", "aiocri.cli", "-r", endpoint, *args],
         stdin=terminal, stdout=terminal, stderr=terminal, env=cli_env(), start_new_session=True,
         preexec_fn=lambda: fcntl.ioctl(0, termios.TIOCSCTTY, 0))
-    return proc, controller, terminal
+    try:
+        yield OnPty(proc, controller, terminal)
+    finally:
+        proc.kill()
+        proc.wait()
+        os.close(controller)
+        os.close(terminal)
 
 
 async def read_until(fd: int, needle: bytes, timeout: float = 20) -> bytes:
@@ -79,55 +105,33 @@ async def read_until(fd: int, needle: bytes, timeout: float = 20) -> bytes:
 async def test_tty_session_resizes_and_restores_the_terminal(fake: tuple[FakeRuntime, str]
                                                              ) -> None:
     rt, cid = fake
-    proc, controller, terminal = spawn_on_pty(rt.endpoint, "exec", "-it", cid, "--", "sh",
-                                              rows=30, cols=100)
-    before = termios.tcgetattr(terminal)
-    try:
+    with on_pty(rt.endpoint, "exec", "-it", cid, "--", "sh", rows=30, cols=100) as run:
+        before = termios.tcgetattr(run.terminal)
         await session_up(rt)
-        os.write(controller, b"stty size\r")
-        await read_until(controller, b"30 100")
-        during = termios.tcgetattr(terminal)
+        os.write(run.controller, b"stty size\r")
+        await read_until(run.controller, b"30 100")
+        during = termios.tcgetattr(run.terminal)
         assert during[3] & termios.ICANON == 0  # raw mode while the session runs
-        fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", 50, 120, 0, 0))
-        os.killpg(proc.pid, signal.SIGWINCH)
+        fcntl.ioctl(run.terminal, termios.TIOCSWINSZ, struct.pack("HHHH", 50, 120, 0, 0))
+        os.killpg(run.proc.pid, signal.SIGWINCH)
         await asyncio.sleep(0.3)
-        os.write(controller, b"stty size\r")
-        await read_until(controller, b"50 120")
-        os.write(controller, b"exit 3\r")
-        for _ in range(500):
-            if proc.poll() is not None:
-                break
-            await asyncio.sleep(0.02)
-        assert proc.returncode == 3
-        assert termios.tcgetattr(terminal) == before  # restored
-    finally:
-        proc.kill()
-        proc.wait()
-        os.close(controller)
-        os.close(terminal)
+        os.write(run.controller, b"stty size\r")
+        await read_until(run.controller, b"50 120")
+        os.write(run.controller, b"exit 3\r")
+        assert await run.exited() == 3
+        assert termios.tcgetattr(run.terminal) == before  # restored
 
 
 async def test_sigterm_restores_the_terminal(fake: tuple[FakeRuntime, str]) -> None:
     rt, cid = fake
-    proc, controller, terminal = spawn_on_pty(rt.endpoint, "exec", "-it", cid, "--", "sh",
-                                              rows=24, cols=80)
-    before = termios.tcgetattr(terminal)
-    try:
+    with on_pty(rt.endpoint, "exec", "-it", cid, "--", "sh", rows=24, cols=80) as run:
+        before = termios.tcgetattr(run.terminal)
         await session_up(rt)
-        os.write(controller, b"echo ready\r")
-        await read_until(controller, b"ready")
-        proc.send_signal(signal.SIGTERM)
-        for _ in range(500):
-            if proc.poll() is not None:
-                break
-            await asyncio.sleep(0.02)
-        assert proc.returncode == 128 + signal.SIGTERM
-        assert termios.tcgetattr(terminal) == before
-    finally:
-        proc.kill()
-        proc.wait()
-        os.close(controller)
-        os.close(terminal)
+        os.write(run.controller, b"echo ready\r")
+        await read_until(run.controller, b"ready")
+        run.proc.send_signal(signal.SIGTERM)
+        assert await run.exited() == 128 + signal.SIGTERM
+        assert termios.tcgetattr(run.terminal) == before
 
 
 async def test_attach_prints_what_the_container_writes(fake: tuple[FakeRuntime, str]) -> None:
