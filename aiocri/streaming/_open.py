@@ -43,10 +43,7 @@ class Opening(Generic[R]):
         self._resource: R | None = None
 
     def __await__(self) -> Generator[Any, None, R]:
-        return self._open().__await__()
-
-    async def _open(self) -> R:
-        return await self._start()
+        return self._start().__await__()
 
     async def __aenter__(self) -> R:
         self._resource = await self._start()

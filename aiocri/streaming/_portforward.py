@@ -124,10 +124,6 @@ class PortForwardSession:
     def transport(self) -> str:
         return "spdy" if self._spdy is not None else "websocket"
 
-    @property
-    def alive(self) -> bool:
-        return self._spdy is not None and not self._spdy.closed.is_set()
-
     @classmethod
     async def open(cls, url: str, transport: TransportName, port: int) -> PortForwardSession:
         """Upgrade ``url`` with ``transport`` (``spdy`` or ``websocket``, not ``auto``:

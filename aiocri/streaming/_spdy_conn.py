@@ -43,8 +43,6 @@ class SpdyStream:
         self._unacked = 0
         self.incoming = Pipe(on_consumed=self._consumed, on_drained=connection._resume)
         self.local_closed = False
-        #: the RST_STREAM status the peer ended this stream with, if it did
-        self.reset_status: int | None = None
 
     def _consumed(self, size: int) -> None:
         self._unacked += size
@@ -195,7 +193,6 @@ class SpdyConnection(asyncio.Protocol):
                 ended = self._streams.pop(stream_id, None)
                 if ended is not None:
                     ended.local_closed = True
-                    ended.reset_status = status
                     if status == spdy.CANCEL:
                         # Kubernetes servers end a finished session by cancelling every
                         # stream: what arrived before stays readable, then the end.
