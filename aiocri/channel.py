@@ -715,6 +715,8 @@ class ChannelManager:
         )
 
     def _connect_gave_up(self, retry_state: RetryCallState) -> Any:
+        if self._terminal_error is not None:  # closed meanwhile: that is the answer
+            raise self._terminal_error
         outcome = retry_state.outcome
         exc = outcome.exception() if outcome is not None else None
         error = exc.error if isinstance(exc, _AttemptFailed) else None

@@ -8,6 +8,8 @@ of the library: what it raises leaves unchanged.
 
 from __future__ import annotations
 
+import contextlib
+import weakref
 from collections.abc import AsyncIterator, Generator, Iterable, Sequence
 from datetime import datetime
 from types import TracebackType
@@ -17,7 +19,7 @@ import anyio
 
 from aiocri._events import ConnectionEvent, ConnectionState, ConnectionStats, EventBroadcast
 from aiocri._policy import RedialPolicy
-from aiocri.api import CONTAINER_RUNNING, ContainerStatusRequest, VersionResponse
+from aiocri.api import CONTAINER_RUNNING, VersionResponse
 from aiocri.channel import DEFAULT_MAX_MESSAGE_SIZE, ChannelManager
 from aiocri.endpoint import Endpoint, discover, parse_endpoint
 from aiocri.errors import ClientClosed, CRIError, LogError, NotFound, RestartRequired
@@ -63,6 +65,8 @@ class CRIClient:
         self._image_manager = image
         self._opened = False
         self._closed = False
+        #: streaming sessions and forwarders opened through this client: closed with it
+        self._streams: weakref.WeakSet[Any] = weakref.WeakSet()
         # Long-lived streams get no default deadline; the Stream* lists do.
         self.runtime = RuntimeService(
             runtime, timeout=timeout, timeouts={"GetContainerEvents": None}
@@ -94,6 +98,9 @@ class CRIClient:
         background tasks end, channels close. Safe from any task, and more than once."""
         self._closed = True
         with anyio.CancelScope(shield=True):
+            for resource in list(self._streams):
+                with contextlib.suppress(Exception):
+                    await resource.aclose()
             if self.separate_image_endpoint:
                 await self._image_manager.aclose()
             await self._runtime_manager.aclose()
@@ -222,7 +229,8 @@ class CRIClient:
         ``aclose()`` the session. ``timeout`` bounds the start only, not the session.
         """
         return exec_session(self.runtime, container_id, cmd, stdin=stdin, stdout=stdout,
-                            stderr=stderr, tty=tty, transport=transport, timeout=timeout)
+                            stderr=stderr, tty=tty, transport=transport,
+                            timeout=timeout).owned_by(self._streams)
 
     def attach_stream(
         self, container_id: str, *, stdin: bool = False, stdout: bool = True,
@@ -231,7 +239,8 @@ class CRIClient:
     ) -> Opening[StreamSession]:
         """Attach to a running container's main process (``kubectl attach``)."""
         return attach_session(self.runtime, container_id, stdin=stdin, stdout=stdout,
-                              stderr=stderr, tty=tty, transport=transport, timeout=timeout)
+                              stderr=stderr, tty=tty, transport=transport,
+                              timeout=timeout).owned_by(self._streams)
 
     def port_forward(
         self, pod_id: str, port: int, *, transport: TransportName = "auto",
@@ -239,7 +248,8 @@ class CRIClient:
     ) -> Opening[PortConnection]:
         """One TCP connection to ``port`` inside a pod: ``read()``, ``write()``,
         ``close_write()``; ``async with`` closes it."""
-        return port_connection(self.runtime, pod_id, port, transport=transport, timeout=timeout)
+        return port_connection(self.runtime, pod_id, port, transport=transport,
+                               timeout=timeout).owned_by(self._streams)
 
     def forward_port(
         self, pod_id: str, remote_port: int, *, local_port: int = 0,
@@ -249,7 +259,7 @@ class CRIClient:
         """Listen on ``host:local_port`` (0: any free port, see ``.port``) and forward
         each accepted connection to ``remote_port`` in the pod (``kubectl port-forward``)."""
         return forward_port(self.runtime, pod_id, remote_port, local_port=local_port, host=host,
-                            transport=transport, timeout=timeout)
+                            transport=transport, timeout=timeout).owned_by(self._streams)
 
 
     # -- logs -------------------------------------------------------------------------
@@ -263,34 +273,45 @@ class CRIClient:
         status names; ``previous``: the attempt before this one (``crictl logs -p``).
         Following ends once the container is no longer running. Reads the file
         directly, so it works on the runtime's own machine only."""
-        if not isinstance(container_id, str) or not container_id.strip():
-            raise ValueError("container_id must be a non-empty str")
-        status = (await self.runtime.container_status(
-            ContainerStatusRequest(container_id=container_id))).status
+        status = (await self.runtime.container_status(container_id=container_id)).status
         path = status.log_path
         if not path:
             raise LogError(f"the runtime reports no log file for container {container_id}",
                            hint="the pod sandbox may have been created without log_directory")
         if previous:
-            if status.metadata.attempt == 0:
-                raise LogError(f"container {container_id} has no previous attempt",
-                               hint="drop previous=True (-p)")
-            folder, _, name = path.rpartition("/")
-            suffix = name[name.rfind("."):] if "." in name else ""
-            path = f"{folder}/{status.metadata.attempt - 1}{suffix}"
+            path = _previous_log(path, container_id, status.metadata.attempt)
 
         async def still_running() -> bool:
             try:
-                now = await self.runtime.container_status(
-                    ContainerStatusRequest(container_id=container_id))
+                now = await self.runtime.container_status(container_id=container_id,
+                                                          timeout=2.0)
             except NotFound:
                 return False
+            except CRIError:
+                if self._closed or self.terminal_error is not None:
+                    raise
+                return True  # the runtime is restarting: the file itself is fine
             return now.status.state == CONTAINER_RUNNING
 
-        async for entry in read_log(path, follow=follow and not previous, tail=tail,
-                                    since=since, streams=streams, limit_bytes=limit_bytes,
-                                    still_running=still_running):
-            yield entry
+        async with contextlib.aclosing(read_log(
+                path, follow=follow and not previous, tail=tail, since=since, streams=streams,
+                limit_bytes=limit_bytes, still_running=still_running)) as entries:
+            async for entry in entries:
+                if self._closed:
+                    raise ClientClosed("the client was closed while reading logs")
+                yield entry
+
+def _previous_log(path: str, container_id: str, attempt: int) -> str:
+    """The log of the attempt before, where the kubelet's ``<attempt>.log`` naming holds."""
+    folder, _, name = path.rpartition("/")
+    if attempt == 0:
+        raise LogError(f"container {container_id} has no previous attempt",
+                       hint="drop previous=True (-p)")
+    if name != f"{attempt}.log":
+        raise LogError(f"cannot tell the previous attempt's log from {path} (not the "
+                       "kubelet's <attempt>.log naming)", hint="read that file by its path")
+    return f"{folder}/{attempt - 1}.log"
+
 
 class _Connect:
     """What :func:`connect` returns: await it, or use it with ``async with``."""

@@ -175,11 +175,11 @@ def nothing_listens(path: str) -> bool:
         return False
     probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
-        probe.settimeout(0.5)
+        probe.setblocking(False)  # a unix connect is refused or accepted at once
         probe.connect(path)
     except ConnectionRefusedError:
         return True
-    except OSError:
+    except OSError:  # EAGAIN (a full backlog: someone listens), EACCES...
         return False
     finally:
         probe.close()

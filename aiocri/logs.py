@@ -16,7 +16,7 @@ import asyncio
 import contextlib
 import os
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import BinaryIO, Literal
@@ -252,7 +252,7 @@ async def read_log(
     limit_bytes: int | None = None,
     poll_interval: float = 0.1,
     still_running: Callable[[], Awaitable[bool]] | None = None,
-) -> AsyncIterator[LogEntry]:
+) -> AsyncGenerator[LogEntry, None]:
     """Lines of a CRI log file, oldest first.
 
     ``tail``: only the last N lines of the file now (counted as the kubelet counts);
@@ -272,24 +272,36 @@ async def read_log(
     reader.open()
     joiner = _Joiner()
     try:
-        if tail is not None:
-            reader.seek_tail(tail)
-        more = True
-        while more:  # what the file holds now
-            lines, more = reader.lines()
-            for entry in keep(_entries(lines, joiner)):
-                yield entry
-            if keep.spent:
-                return
-            await asyncio.sleep(0)
-        if not follow:
-            for entry in keep(_leftover(reader, joiner)):
-                yield entry
-            return
-        async for entry in _follow(reader, joiner, keep, poll_interval, still_running):
+        async for entry in _read(reader, joiner, keep, tail, follow, poll_interval,
+                                 still_running):
             yield entry
+    except OSError as exc:  # the file went bad under us (EIO, ESTALE, EACCES...)
+        raise LogError(f"reading {reader.path} failed: {exc.strerror or exc}") from None
     finally:
         reader.close()
+
+
+async def _read(reader: _Follower, joiner: _Joiner, keep: _Filter, tail: int | None,
+                follow: bool, poll_interval: float,
+                still_running: Callable[[], Awaitable[bool]] | None
+                ) -> AsyncIterator[LogEntry]:
+    """What the file holds now, then (``follow``) what it gains."""
+    if tail is not None:
+        reader.seek_tail(tail)
+    more = True
+    while more:  # what the file holds now
+        lines, more = reader.lines()
+        for entry in keep(_entries(lines, joiner)):
+            yield entry
+        if keep.spent:
+            return
+        await asyncio.sleep(0)
+    if not follow:
+        for entry in keep(_leftover(reader, joiner)):
+            yield entry
+        return
+    async for entry in _follow(reader, joiner, keep, poll_interval, still_running):
+        yield entry
 
 
 async def _follow(reader: _Follower, joiner: _Joiner, keep: _Filter, poll_interval: float,

@@ -231,3 +231,35 @@ async def test_since_keeps_nanoseconds(tmp_path: Path) -> None:
           "2026-12-01T00:00:01.000001Z stdout F at")
     since = datetime(2026, 12, 1, 0, 0, 1, 1, tzinfo=UTC)  # 1 microsecond
     assert [e.data for e in await collect(read_log(path, since=since))] == [b"at\n"]
+
+
+async def test_container_logs_edge_cases(sock_dir: Path, tmp_path: Path) -> None:
+    async with FakeRuntime(str(sock_dir / "rt.sock")) as rt, aiocri.connect(rt.endpoint) as c:
+        pod = rt.state.add_pod("web", log_directory=str(tmp_path))
+        cid = rt.state.add_container(pod, "app")
+        log_path = rt.state.containers[cid].log_path
+        os.makedirs(os.path.dirname(log_path), exist_ok=True)
+        rt.write_output(cid, "x\n")
+        with pytest.raises(aiocri.InvalidArgument, match="nothing was sent"):
+            await collect(c.container_logs(""))
+        with pytest.raises(aiocri.LogError, match="no previous attempt"):
+            await collect(c.container_logs(cid, previous=True))
+        got: list[bytes] = []
+
+        async def follow() -> None:
+            async for entry in c.container_logs(cid, follow=True):
+                got.append(entry.data)
+
+        task = asyncio.ensure_future(follow())
+        for _ in range(200):
+            if got:
+                break
+            await asyncio.sleep(0.01)
+        await rt.kill()  # the runtime goes away; the container "runs" on: keep following
+        await asyncio.sleep(1.5)
+        assert not task.done()
+        await c.aclose()
+        rt.write_output(cid, "after close\n")
+        with pytest.raises(aiocri.ClientClosed):
+            await asyncio.wait_for(task, 10)
+        assert got == [b"x\n"]

@@ -344,3 +344,14 @@ def test_a_removal_carries_the_exit_code_seen() -> None:
         got.append(event)
     removal = next(e for e in got if e.id == "p0-c0")
     assert (removal.kind, removal.exit_code) == (K.CONTAINER_REMOVED, 42)
+
+
+def test_an_event_without_a_container_id_is_ignored() -> None:
+    # a runtime bug must not make the poller fetch (and be refused) an empty id
+    emitted: list[LifecycleEvent] = []
+    engine = Engine(emitted.append)
+    event = api.ContainerEventResponse(container_id="",
+                                       container_event_type=api.CONTAINER_STARTED_EVENT)
+    assert not engine.status_needed(event)
+    assert engine.apply_event(event, 1.0) is False
+    assert emitted == []

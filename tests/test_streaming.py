@@ -211,7 +211,7 @@ async def test_wrong_arguments_fail_before_any_call(runtime: FakeRuntime,
     before = runtime.calls["Exec"]
     with pytest.raises(TypeError, match="list of str"):
         client.exec_stream(cid, "ls -l")  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match="must not be empty"):
+    with pytest.raises(aiocri.InvalidArgument, match="container_id is empty; nothing was sent"):
         client.exec_stream("  ", ["ls"])
     with pytest.raises(ValueError, match="no separate stderr"):
         client.exec_stream(cid, ["ls"], tty=True, stderr=True)
@@ -477,3 +477,17 @@ async def test_a_protocol_the_server_refuses_is_403(runtime: FakeRuntime,
     with pytest.raises(aiocri.UpgradeRefused) as refused:
         await client.exec_stream(cid, ["true"], transport="websocket")
     assert refused.value.status == 403 and "HTTP 403" in str(refused.value)
+
+
+async def test_closing_the_client_closes_its_sessions_and_forwarders(
+        runtime: FakeRuntime, client: aiocri.CRIClient, cid: str) -> None:
+    pod = runtime.populate(1, 0).pod_ids[0]
+    session = await client.exec_stream(cid, ["sleep", "60"])
+    async with echo_server() as port:
+        forwarder = await client.forward_port(pod, port)
+        local = forwarder.port
+        await client.aclose()  # as another task would
+        with pytest.raises(aiocri.StreamingError, match="the session was closed"):
+            await asyncio.wait_for(session.wait(), 5)
+        with pytest.raises(ConnectionRefusedError):  # the local port no longer listens
+            await asyncio.open_connection("127.0.0.1", local)

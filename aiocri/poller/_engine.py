@@ -244,8 +244,9 @@ class Engine:
     def status_needed(self, event: api.ContainerEventResponse) -> bool:
         """Whether applying ``event`` needs a ContainerStatus fetched first."""
         cid = event.container_id
-        if cid in self.tombstones or event.container_event_type == api.CONTAINER_DELETED_EVENT:
-            return False
+        if not cid or cid in self.tombstones or (
+                event.container_event_type == api.CONTAINER_DELETED_EVENT):
+            return False  # (an event without an id names nothing to fetch)
         sandbox = event.pod_sandbox_status if event.HasField("pod_sandbox_status") else None
         if sandbox is not None and sandbox.id == cid:
             return False
@@ -260,6 +261,8 @@ class Engine:
         saw: states only move forward and removed ids stay removed.
         """
         cid = event.container_id
+        if not cid:
+            return False  # malformed: nothing to apply it to
         if cid in self.tombstones or self._apply_sandbox_part(event, now):
             return False
         if event.container_event_type == api.CONTAINER_DELETED_EVENT:

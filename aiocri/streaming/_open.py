@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import weakref
 from collections.abc import Awaitable, Callable, Generator, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
+import anyio
+import grpc
+
 from aiocri import api
-from aiocri.errors import StreamingError, UpgradeRefused
+from aiocri.errors import InvalidArgument, StreamingError, UpgradeRefused
 from aiocri.streaming._portforward import (
     PortConnection,
     PortForwarder,
@@ -41,25 +45,40 @@ class Opening(Generic[R]):
     def __init__(self, start: Callable[[], Awaitable[R]]) -> None:
         self._start = start
         self._resource: R | None = None
+        self._owner: weakref.WeakSet[Any] | None = None
+
+    def owned_by(self, owner: weakref.WeakSet[Any]) -> Opening[R]:
+        """Record the opened resource in ``owner`` (the client closes them with itself)."""
+        self._owner = owner
+        return self
+
+    async def _open(self) -> R:
+        resource = await self._start()
+        if self._owner is not None:
+            self._owner.add(resource)
+        return resource
 
     def __await__(self) -> Generator[Any, None, R]:
-        return self._start().__await__()
+        return self._open().__await__()
 
     async def __aenter__(self) -> R:
-        self._resource = await self._start()
+        self._resource = await self._open()
         return self._resource
 
     async def __aexit__(self, exc_type: type[BaseException] | None,
                         exc: BaseException | None, tb: TracebackType | None) -> None:
         if self._resource is not None:
-            await self._resource.aclose()
+            with anyio.CancelScope(shield=True):  # a cancelled owner still closes it
+                await self._resource.aclose()
 
 
 def _check_id(kind: str, value: object) -> str:
     if not isinstance(value, str):
         raise TypeError(f"{kind} must be a str, not {type(value).__name__}")
-    if not value.strip():
-        raise ValueError(f"{kind} must not be empty")
+    if not value.strip():  # as the services refuse it: an empty reference is never sent
+        raise InvalidArgument(f"{kind} is empty; nothing was sent",
+                              code=grpc.StatusCode.INVALID_ARGUMENT,
+                              hint=f"pass the {kind.replace('_', ' ')} to act on")
     return value
 
 

@@ -266,7 +266,7 @@ class PortForwarder:
     @property
     def port(self) -> int:
         """The local port (useful when 0 was asked for)."""
-        if self._server is None:
+        if self._server is None or not self._server.sockets:
             raise RuntimeError("the forwarder is not listening")
         return int(self._server.sockets[0].getsockname()[1])
 

@@ -165,8 +165,9 @@ class WebSocketChannels:
         await self._send(bytes([_RESIZE]) + data)
 
     async def aclose(self) -> None:
-        await self._connection.close()
-        self._pump_task.cancel()
+        self._pump_task.cancel()  # first: a cancelled close() must not leave it running
+        with contextlib.suppress(Exception):
+            await self._connection.close()
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await self._pump_task
 
