@@ -5,7 +5,8 @@
 Side by side in one run, on one private containerd and one busybox container:
   * exec round trip of ``true``: in-process through SPDY and through WebSocket, the
     ExecSync RPC in-process, and ``aiocri exec`` / ``aiocri exec -s`` as a process per call
-    (what a crictl user pays);
+    (what a crictl user pays), beside ``runc exec`` run directly on the same container (no
+    containerd, no client: the floor any CRI client stands on);
   * exec stdout throughput: 256 MiB from ``busybox dd if=/dev/zero`` per transport;
   * port-forward throughput: 256 MiB from ``busybox nc`` in the pod, through a forwarded
     connection per transport and directly (the pod shares the host's network).
@@ -54,8 +55,8 @@ def _stats(samples: list[float]) -> dict[str, float]:
             "min_ms": round(ordered[0] * 1e3, 2), "n": len(ordered)}
 
 
-async def _round_trips(client: aiocri.CRIClient, cid: str, endpoint: str, n: int
-                       ) -> dict[str, dict[str, float]]:
+async def _round_trips(client: aiocri.CRIClient, cid: str, endpoint: str, runc_root: Path,
+                       n: int) -> dict[str, dict[str, float]]:
     async def stream(transport: TransportName) -> float:
         t = time.perf_counter()
         async with client.exec_stream(cid, ["true"], transport=transport) as session:
@@ -74,12 +75,18 @@ async def _round_trips(client: aiocri.CRIClient, cid: str, endpoint: str, n: int
                         cid, "--", "true"], check=True, env=env, stdout=subprocess.DEVNULL)
         return time.perf_counter() - t
 
+    def runc() -> float:
+        t = time.perf_counter()
+        subprocess.run(["runc", "--root", str(runc_root), "exec", cid, "true"], check=True)
+        return time.perf_counter() - t
+
     cases: dict[str, Any] = {
         "exec spdy (in-process)": lambda: stream("spdy"),
         "exec websocket (in-process)": lambda: stream("websocket"),
         "ExecSync (in-process)": sync,
         "aiocri exec (a process per call)": lambda: asyncio.to_thread(command),
         "aiocri exec -s (a process per call)": lambda: asyncio.to_thread(command, "-s"),
+        "runc exec alone (no containerd)": lambda: asyncio.to_thread(runc),
     }
     samples: dict[str, list[float]] = {name: [] for name in cases}
     for _ in range(n):  # interleaved, so that load drifts hit every case alike
@@ -183,7 +190,8 @@ async def run(quick: bool) -> dict[str, Any]:
                     ids.append(cid)
                 cid = ids[0]
                 _log("== exec round trip (true)")
-                trips = await _round_trips(client, cid, ctd.endpoint, n)
+                trips = await _round_trips(
+                    client, cid, ctd.endpoint, ctd.state / "runc" / "k8s.io", n)
                 _log("== exec stdout throughput")
                 stdout = await _stdout_throughput(client, cid, mib, repeats)
                 _log("== port-forward throughput")
@@ -201,13 +209,16 @@ async def run(quick: bool) -> dict[str, Any]:
 def render(results: dict[str, Any]) -> str:
     lines = [f"streaming against containerd ({results['mib']} MiB transfers, "
              f"load {results['loadavg']:.2f})", "",
-             "exec round trip of `true`      median    p90   vs ExecSync  vs a process"]
+             "exec round trip of `true`           median    p90     vs ExecSync  vs a process"
+             "  vs runc alone"]
     trips = results["round_trip"]
     sync = trips["ExecSync (in-process)"]["median_ms"]
     process = trips["aiocri exec (a process per call)"]["median_ms"]
+    floor = trips["runc exec alone (no containerd)"]["median_ms"]
     for name, s in trips.items():
         lines.append(f"  {name:34} {s['median_ms']:6.1f} {s['p90_ms']:6.1f} ms"
-                     f"  {s['median_ms'] / sync:5.2f}x  {s['median_ms'] / process:6.2f}x")
+                     f"  {s['median_ms'] / sync:5.2f}x  {s['median_ms'] / process:10.2f}x"
+                     f"  {s['median_ms'] / floor:10.2f}x")
     lines += ["", "exec stdout (busybox dd)        best   median MiB/s   vs 300 MiB/s (crictl)"]
     for name, s in results["stdout"].items():
         lines.append(f"  {name:28} {s['best_mib_s']:6} {s['median_mib_s']:6}"
