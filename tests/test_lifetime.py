@@ -251,7 +251,17 @@ async def test_6_renegotiated_client_survives_the_next_loss(sock_dir: Path) -> N
         rt.swap_versions(["v1"])  # dropped behind the connection
         await client.runtime.list_containers(timeout=5)  # sent again after renegotiation
         assert client.version is aiocri.V1
-        await rt.restart(down_for=0.05)  # the next loss must be seen
+        # The next loss must be seen. First one a call reports while the channel stays
+        # READY (the call and the probe both UNAVAILABLE): on 98789d2 it went to an
+        # event nobody waited on, and the client stayed RECONNECTING for good.
+        generation = client.generation
+        rt.inject_errors("ListContainers", grpc.StatusCode.UNAVAILABLE, count=1)
+        rt.inject_errors("Version", grpc.StatusCode.UNAVAILABLE, count=1)
+        with contextlib.suppress(aiocri.Unavailable):
+            await client.runtime.list_containers(timeout=3)
+        await _wait_for_state(client, ConnectionState.READY)
+        assert client.generation > generation
+        await rt.restart(down_for=0.05)  # then a real restart
         await client.runtime.list_containers(timeout=5)
         assert client.state is ConnectionState.READY
         events = client.runtime.get_container_events()
