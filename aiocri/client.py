@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import weakref
-from collections.abc import AsyncIterator, Generator, Iterable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Generator, Iterable, Sequence
 from datetime import datetime
 from types import TracebackType
 from typing import Any, Literal
@@ -23,12 +23,14 @@ from aiocri.api import CONTAINER_RUNNING, VersionResponse
 from aiocri.channel import DEFAULT_MAX_MESSAGE_SIZE, ChannelManager
 from aiocri.endpoint import Endpoint, discover, parse_endpoint
 from aiocri.errors import ClientClosed, CRIError, LogError, NotFound, RestartRequired
-from aiocri.logs import LogEntry, Stream, read_log
+from aiocri.logs import LogEntry, Stream, log_filter, read_log
 from aiocri.services import ImageService, RuntimeService
 from aiocri.streaming._open import (
     OPEN_TIMEOUT,
     Opening,
+    R,
     attach_session,
+    check_id,
     exec_session,
     forward_port,
     port_connection,
@@ -228,9 +230,9 @@ class CRIClient:
         ``async with client.exec_stream(...) as session`` or ``await`` it and
         ``aclose()`` the session. ``timeout`` bounds the start only, not the session.
         """
-        return exec_session(self.runtime, container_id, cmd, stdin=stdin, stdout=stdout,
-                            stderr=stderr, tty=tty, transport=transport,
-                            timeout=timeout).owned_by(self._streams)
+        return self._owned(exec_session(
+            self.runtime, container_id, cmd, stdin=stdin, stdout=stdout, stderr=stderr,
+            tty=tty, transport=transport, timeout=timeout))
 
     def attach_stream(
         self, container_id: str, *, stdin: bool = False, stdout: bool = True,
@@ -238,9 +240,9 @@ class CRIClient:
         timeout: float | None = OPEN_TIMEOUT,
     ) -> Opening[StreamSession]:
         """Attach to a running container's main process (``kubectl attach``)."""
-        return attach_session(self.runtime, container_id, stdin=stdin, stdout=stdout,
-                              stderr=stderr, tty=tty, transport=transport,
-                              timeout=timeout).owned_by(self._streams)
+        return self._owned(attach_session(
+            self.runtime, container_id, stdin=stdin, stdout=stdout, stderr=stderr, tty=tty,
+            transport=transport, timeout=timeout))
 
     def port_forward(
         self, pod_id: str, port: int, *, transport: TransportName = "auto",
@@ -248,8 +250,8 @@ class CRIClient:
     ) -> Opening[PortConnection]:
         """One TCP connection to ``port`` inside a pod: ``read()``, ``write()``,
         ``close_write()``; ``async with`` closes it."""
-        return port_connection(self.runtime, pod_id, port, transport=transport,
-                               timeout=timeout).owned_by(self._streams)
+        return self._owned(port_connection(
+            self.runtime, pod_id, port, transport=transport, timeout=timeout))
 
     def forward_port(
         self, pod_id: str, remote_port: int, *, local_port: int = 0,
@@ -258,21 +260,38 @@ class CRIClient:
     ) -> Opening[PortForwarder]:
         """Listen on ``host:local_port`` (0: any free port, see ``.port``) and forward
         each accepted connection to ``remote_port`` in the pod (``kubectl port-forward``)."""
-        return forward_port(self.runtime, pod_id, remote_port, local_port=local_port, host=host,
-                            transport=transport, timeout=timeout).owned_by(self._streams)
+        return self._owned(forward_port(
+            self.runtime, pod_id, remote_port, local_port=local_port, host=host,
+            transport=transport, timeout=timeout))
 
+    def _owned(self, opening: Opening[R]) -> Opening[R]:
+        """Sessions close with the client, and none opens once it is closed."""
+        return opening.owned_by(self._streams, lambda: self._closed)
 
     # -- logs -------------------------------------------------------------------------
 
-    async def container_logs(
+    def container_logs(
         self, container_id: str, *, follow: bool = False, tail: int | None = None,
         since: datetime | None = None, streams: Iterable[Stream] = ("stdout", "stderr"),
         limit_bytes: int | None = None, previous: bool = False,
-    ) -> AsyncIterator[LogEntry]:
+    ) -> AsyncGenerator[LogEntry, None]:
         """A container's log lines (see :func:`aiocri.logs.read_log`), from the file its
         status names; ``previous``: the attempt before this one (``crictl logs -p``).
         Following ends once the container is no longer running. Reads the file
-        directly, so it works on the runtime's own machine only."""
+        directly, so it works on the runtime's own machine only. Wrong arguments raise
+        at once, before any call to the runtime."""
+        check_id("container_id", container_id)
+        if not isinstance(streams, str):  # log_filter refuses a str; an iterator is read once
+            streams = tuple(streams)
+        log_filter(tail=tail, since=since, streams=streams, limit_bytes=limit_bytes)
+        return self._container_logs(container_id, follow=follow, tail=tail, since=since,
+                                    streams=streams, limit_bytes=limit_bytes,
+                                    previous=previous)
+
+    async def _container_logs(
+        self, container_id: str, *, follow: bool, tail: int | None, since: datetime | None,
+        streams: Iterable[Stream], limit_bytes: int | None, previous: bool,
+    ) -> AsyncGenerator[LogEntry, None]:
         status = (await self.runtime.container_status(container_id=container_id)).status
         path = status.log_path
         if not path:

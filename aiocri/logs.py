@@ -164,7 +164,7 @@ class _Follower:
                 for _ in range(lines - found + (1 if position + size == end and
                                                 block.endswith(b"\n") else 0)):
                     cut = block.rfind(b"\n", 0, cut)
-                self._file.seek(position + cut + 1)
+                self._file.seek(min(position + cut + 1, end))  # a last line with no end
                 return
             found += newlines
         self._file.seek(0)
@@ -242,7 +242,7 @@ class _Filter:
         return self.budget == 0
 
 
-async def read_log(
+def read_log(
     path: str | os.PathLike[str],
     *,
     follow: bool = False,
@@ -253,7 +253,7 @@ async def read_log(
     poll_interval: float = 0.1,
     still_running: Callable[[], Awaitable[bool]] | None = None,
 ) -> AsyncGenerator[LogEntry, None]:
-    """Lines of a CRI log file, oldest first.
+    """Lines of a CRI log file, oldest first (iterate with ``async for``).
 
     ``tail``: only the last N lines of the file now (counted as the kubelet counts);
     ``since``: only lines from that time on; ``streams``: which of stdout/stderr;
@@ -261,14 +261,36 @@ async def read_log(
     ``follow``: keep reading as the file grows, across rotation, until
     ``still_running()`` (asked when idle) is False or the iteration is cancelled.
     Malformed lines are skipped. The file is read in chunks, the event loop served
-    between them.
+    between them. Wrong arguments raise at once; file errors (:class:`LogError`) on
+    the first iteration.
     """
-    _check(tail, limit_bytes, poll_interval)
+    keep = log_filter(tail=tail, since=since, streams=streams, limit_bytes=limit_bytes)
+    if not poll_interval > 0:
+        raise ValueError("poll_interval must be positive")
+    return _read_log(os.fspath(path), keep, tail, follow, poll_interval, still_running)
+
+
+def log_filter(*, tail: int | None, since: datetime | None, streams: Iterable[Stream],
+               limit_bytes: int | None) -> _Filter:
+    """Check the selection arguments (TypeError/ValueError at once) and build the filter."""
+    if tail is not None and (not isinstance(tail, int) or isinstance(tail, bool) or tail < 0):
+        raise ValueError(f"tail must be a non-negative integer or None, not {tail!r}")
+    if limit_bytes is not None and (not isinstance(limit_bytes, int)
+                                    or isinstance(limit_bytes, bool) or limit_bytes <= 0):
+        raise ValueError(f"limit_bytes must be a positive integer or None, not {limit_bytes!r}")
+    if isinstance(streams, str):
+        raise TypeError(f"streams must be a list of stream names, e.g. [{streams!r}]")
     wanted = frozenset(streams)
-    if not wanted <= {"stdout", "stderr"}:
+    if not wanted or not wanted <= {"stdout", "stderr"}:
         raise ValueError(f"streams must be stdout and/or stderr, not {sorted(wanted)}")
-    keep = _Filter(wanted, _since_ns(since), limit_bytes)
-    reader = _Follower(os.fspath(path))
+    return _Filter(wanted, _since_ns(since), limit_bytes)
+
+
+async def _read_log(path: str, keep: _Filter, tail: int | None, follow: bool,
+                    poll_interval: float,
+                    still_running: Callable[[], Awaitable[bool]] | None
+                    ) -> AsyncGenerator[LogEntry, None]:
+    reader = _Follower(path)
     reader.open()
     joiner = _Joiner()
     try:
@@ -347,18 +369,11 @@ def _rest(reader: _Follower) -> list[bytes]:
     return [rest] if rest else []
 
 
-def _check(tail: int | None, limit_bytes: int | None, poll_interval: float) -> None:
-    if tail is not None and (not isinstance(tail, int) or tail < 0):
-        raise ValueError(f"tail must be a non-negative integer or None, not {tail!r}")
-    if limit_bytes is not None and (not isinstance(limit_bytes, int) or limit_bytes <= 0):
-        raise ValueError(f"limit_bytes must be a positive integer or None, not {limit_bytes!r}")
-    if not poll_interval > 0:
-        raise ValueError("poll_interval must be positive")
-
-
 def _since_ns(since: datetime | None) -> int | None:
     if since is None:
         return None
+    if not isinstance(since, datetime):
+        raise TypeError(f"since must be a datetime, not {type(since).__name__}")
     if since.tzinfo is None:
         raise ValueError("since must be timezone-aware (e.g. datetime.now(UTC) - timedelta(...))")
     return (since - _EPOCH) // timedelta(microseconds=1) * 1000

@@ -89,10 +89,57 @@ async def test_filters(tmp_path: Path) -> None:
 async def test_wrong_arguments_fail_at_once(tmp_path: Path) -> None:
     path = tmp_path / "c.log"
     write(path, "2026-12-01T00:00:01Z stdout F x")
-    for kwargs in ({"tail": -1}, {"limit_bytes": 0}, {"streams": ["stdin"]},
-                   {"since": datetime(2026, 1, 1)}, {"poll_interval": 0}):
+    for kwargs in ({"tail": -1}, {"tail": True}, {"limit_bytes": 0}, {"streams": ["stdin"]},
+                   {"streams": []}, {"since": datetime(2026, 1, 1)}, {"poll_interval": 0}):
         with pytest.raises(ValueError, match="must"):
-            await collect(read_log(path, **kwargs))  # type: ignore[arg-type]
+            read_log(path, **kwargs)  # type: ignore[arg-type]  # at the call, not at iteration
+    for kwargs in ({"streams": "stdout"}, {"since": "1h"}):
+        with pytest.raises(TypeError, match="must be"):
+            read_log(path, **kwargs)  # type: ignore[arg-type]
+
+
+async def test_container_logs_checks_its_arguments_before_any_call(
+        sock_dir: Path, tmp_path: Path) -> None:
+    async with FakeRuntime(str(sock_dir / "rt.sock")) as rt, aiocri.connect(rt.endpoint) as c:
+        pod = rt.state.add_pod("web", log_directory=str(tmp_path))
+        cid = rt.state.add_container(pod, "app")
+        for kwargs, error in (({"tail": -1}, ValueError), ({"since": "1h"}, TypeError),
+                              ({"streams": "stdout"}, TypeError), ({"streams": []}, ValueError)):
+            with pytest.raises(error):
+                c.container_logs(cid, **kwargs)  # type: ignore[arg-type]
+            with pytest.raises(error):  # the argument first, the missing container after
+                c.container_logs("f" * 64, **kwargs)  # type: ignore[arg-type]
+        assert rt.calls["ContainerStatus"] == 0
+        os.makedirs(os.path.dirname(rt.state.containers[cid].log_path), exist_ok=True)
+        rt.write_output(cid, "x\n")
+        once = iter(["stdout"])  # an iterator of streams is read once, and kept
+        entries = c.container_logs(cid, streams=once)  # type: ignore[arg-type]
+        assert [e.data async for e in entries] == [b"x\n"]
+
+
+async def test_tail_zero_follow_starts_at_the_end_of_an_unfinished_line(tmp_path: Path
+                                                                         ) -> None:
+    path = tmp_path / "c.log"
+    write(path, "2026-12-01T00:00:01Z stdout F old 1")
+    with open(path, "a") as f:
+        f.write("2026-12-01T00:00:02Z stdout F old 2")  # its newline not written yet
+    got: list[bytes] = []
+
+    async def follow() -> None:
+        async for entry in read_log(path, follow=True, tail=0, poll_interval=0.01):
+            got.append(entry.data)
+
+    task = asyncio.ensure_future(follow())
+    await asyncio.sleep(0.1)
+    with open(path, "a") as f:
+        f.write("\n2026-12-01T00:00:03Z stdout F new\n")
+    for _ in range(100):
+        if got:
+            break
+        await asyncio.sleep(0.01)
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    assert got == [b"new\n"]  # not the whole file again
 
 
 async def test_missing_and_unreadable_files(tmp_path: Path) -> None:

@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import socket
+import struct
 from collections.abc import AsyncIterator
 
 import pytest
@@ -55,6 +57,15 @@ def test_exit_codes_from_status() -> None:
     assert plain.value.exit_code is None
 
 
+@pytest.mark.parametrize("details", [["x"], "oops", {"causes": 5}, {"causes": ["x", None]},
+                                     {"causes": [{"reason": "ExitCode", "message": [1]}]}])
+def test_a_status_of_an_unexpected_shape_is_exec_failed(details: object) -> None:
+    raw = json.dumps({"status": "Failure", "reason": "NonZeroExitCode", "message": "odd",
+                      "details": details}).encode()
+    with pytest.raises(aiocri.ExecFailed, match="odd"):
+        _status.exit_code_of(raw)
+
+
 # -- the pipe (pure, no I/O) ---------------------------------------------------------
 
 
@@ -97,6 +108,32 @@ def test_pipe_delivers_every_byte_in_order(chunks: list[bytes], sizes: list[int]
     assert asyncio.run(scenario()) == b"".join(chunks)
 
 
+async def test_pipe_read_refuses_a_size_that_is_not_an_int_and_loses_nothing() -> None:
+    pipe = Pipe()
+    pipe.feed(b"hello\n")
+    pipe.feed_eof()
+    for bad in (None, 1.5, True):
+        with pytest.raises(TypeError, match="n must be an int"):
+            await pipe.read(bad)  # type: ignore[arg-type]
+    assert await pipe.read(0) == b""  # not the end: nothing asked, nothing taken
+    assert await pipe.readall() == b"hello\n"
+
+
+async def test_a_full_pipe_counts_as_forgotten_only_if_never_read(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from aiocri.streaming import _pipe
+
+    clock = [100.0]
+    monkeypatch.setattr(_pipe.time, "monotonic", lambda: clock[0])
+    never, slow = Pipe(limit=4), Pipe(limit=4)
+    for pipe in (never, slow):
+        pipe.feed(b"abcd")
+        pipe.feed(b"efgh")
+    assert await slow.read() == b"abcd"  # a reader that is merely slow: still full
+    clock[0] += 60
+    assert never.stuck_for() == 60 and slow.stuck_for() == 0
+
+
 # -- exec ----------------------------------------------------------------------------
 
 
@@ -117,6 +154,8 @@ async def test_websocket_v4_cannot_end_stdin_alone(client: aiocri.CRIClient, cid
         assert session.stdout is not None and await session.stdout.read() == b"ping"
         with pytest.raises(aiocri.StreamingError, match="cannot be closed alone"):
             await session.stdin.close()
+        await session.stdin.write(b"still open")  # the failed close changed nothing
+        assert await session.stdout.read() == b"still open"
 
 
 async def test_websocket_v5_ends_stdin(runtime: FakeRuntime, client: aiocri.CRIClient,
@@ -211,6 +250,8 @@ async def test_wrong_arguments_fail_before_any_call(runtime: FakeRuntime,
     before = runtime.calls["Exec"]
     with pytest.raises(TypeError, match="list of str"):
         client.exec_stream(cid, "ls -l")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="list of str"):  # read once, it would be sent empty
+        client.exec_stream(cid, iter(["ls", "-l"]))  # type: ignore[arg-type]
     with pytest.raises(aiocri.InvalidArgument, match="container_id is empty; nothing was sent"):
         client.exec_stream("  ", ["ls"])
     with pytest.raises(ValueError, match="no separate stderr"):
@@ -227,7 +268,15 @@ async def test_wrong_arguments_fail_before_any_call(runtime: FakeRuntime,
     async with client.exec_stream(cid, ["true"], tty=True) as session:
         with pytest.raises(ValueError, match="1..65535"):
             await session.resize(0, 24)
-    assert runtime.calls["Exec"] == before + 2
+    async with client.exec_stream(cid, ["cat"], stdin=True) as session:
+        assert session.stdin is not None and session.stdout is not None
+        for bad in (5, "text", [1, 2]):  # bytes(5) would be five NULs
+            with pytest.raises(TypeError, match="bytes-like"):
+                await session.stdin.write(bad)  # type: ignore[arg-type]
+        await session.stdin.write(bytearray(b"ok"))
+        await session.stdin.close()
+        assert await session.stdout.readall() == b"ok"
+    assert runtime.calls["Exec"] == before + 3
 
 
 async def test_a_spent_url_is_refused_with_a_typed_error(runtime: FakeRuntime,
@@ -393,6 +442,76 @@ async def test_forward_port_listener(runtime: FakeRuntime, client: aiocri.CRICli
     assert runtime.streaming.upgrades[transport] == 8  # a session per connection
 
 
+@pytest.mark.parametrize(("transport", "ending"), [("spdy", "reset"), ("websocket", "reset"),
+                                                   ("websocket", "close")])
+async def test_forwarded_connections_end_when_the_local_side_does(
+        runtime: FakeRuntime, client: aiocri.CRIClient, transport: TransportName, ending: str,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A local client that resets, or closes over WebSocket (which cannot pass the end
+    on), ends its forwarded connection: no task, session or pod-side socket is left."""
+    from aiocri.streaming import _portforward
+
+    monkeypatch.setattr(_portforward, "_IDLE_AFTER_EOF", 0.2)
+    pod = runtime.populate(1, 0).pod_ids[0]
+    open_in_pod: list[asyncio.StreamWriter] = []
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        open_in_pod.append(writer)
+        with contextlib.suppress(ConnectionError):
+            while data := await reader.read(65536):
+                writer.write(data.upper())
+                await writer.drain()
+        open_in_pod.remove(writer)
+        writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        async with client.forward_port(pod, port, transport=transport) as forwarder:
+            reader, writer = await asyncio.open_connection("127.0.0.1", forwarder.port)
+            writer.write(b"hi")
+            assert await asyncio.wait_for(reader.readexactly(2), 5) == b"HI"
+            if ending == "reset":
+                writer.get_extra_info("socket").setsockopt(
+                    socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                writer.transport.abort()
+            else:
+                writer.close()
+            for _ in range(100):
+                if not forwarder._tasks and not open_in_pod:
+                    break
+                await asyncio.sleep(0.05)
+            assert not forwarder._tasks and not open_in_pod
+            assert forwarder.failures == (1 if ending == "reset" else 0)
+    finally:
+        server.close()
+
+
+async def test_a_closed_client_opens_no_session(runtime: FakeRuntime, client: aiocri.CRIClient,
+                                                cid: str) -> None:
+    """Closed while a session was opening, or before: ClientClosed, and nothing stays open."""
+    pod = runtime.populate(1, 0).pod_ids[0]
+    answer = runtime.streaming._connection
+
+    async def slow(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await asyncio.sleep(0.5)  # a busy streaming server answers the upgrade late
+        await answer(reader, writer)
+
+    runtime.streaming._connection = slow  # type: ignore[method-assign]
+    opening = asyncio.ensure_future(client.exec_stream(cid, ["sleep", "30"]).__aenter__())
+    await asyncio.sleep(0.2)
+    await client.aclose()
+    with pytest.raises(aiocri.ClientClosed):
+        await asyncio.wait_for(opening, 5)
+    for _ in range(50):  # the session the server made ends with its connection
+        if not runtime.streaming._tasks:
+            break
+        await asyncio.sleep(0.05)
+    assert not runtime.streaming._tasks
+    with pytest.raises(aiocri.ClientClosed):
+        await client.forward_port(pod, 80)  # it would listen for a client that is gone
+
+
 async def test_port_forward_to_a_missing_pod(client: aiocri.CRIClient) -> None:
     with pytest.raises(aiocri.NotFound):
         await client.port_forward("f" * 64, 80)
@@ -407,7 +526,7 @@ async def test_wait_with_unread_output_fails_instead_of_hanging(
     big = b"y" * (6 << 20)  # more than a pipe holds
     runtime.set_exec_handler(lambda c, cmd: ExecResult(stdout=big))
     async with client.exec_stream(cid, ["yes"]) as session:
-        with pytest.raises(aiocri.StreamingError, match="stdout is full and nobody reads it"):
+        with pytest.raises(aiocri.StreamingError, match="stdout is full and was never read"):
             await asyncio.wait_for(session.wait(), 10)
     async with client.exec_stream(cid, ["yes"]) as session:  # reading it, all is well
         output = await asyncio.wait_for(session.communicate(), 10)
@@ -421,14 +540,44 @@ async def test_communicate_refuses_a_stdin_it_cannot_end(client: aiocri.CRIClien
             await asyncio.wait_for(session.communicate(b"x"), 5)
 
 
-async def test_reading_after_close_is_a_streaming_error(client: aiocri.CRIClient, cid: str
-                                                        ) -> None:
-    session = await client.exec_stream(cid, ["sleep", "60"])
-    reader = asyncio.ensure_future(session.stdout.read() if session.stdout else asyncio.sleep(0))
+@pytest.mark.parametrize("transport", TRANSPORTS)
+async def test_reading_after_close_is_a_streaming_error(client: aiocri.CRIClient, cid: str,
+                                                        transport: TransportName) -> None:
+    session = await client.exec_stream(cid, ["sleep", "60"], transport=transport)
+    assert session.stdout is not None
+    reader = asyncio.ensure_future(session.stdout.read())
     await asyncio.sleep(0.05)
     await session.aclose()  # from another task than the reader's
     with pytest.raises(aiocri.StreamingError, match="the session was closed"):
         await asyncio.wait_for(reader, 5)
+    with pytest.raises(aiocri.StreamingError, match="the session was closed"):
+        await session.stdout.readall()  # not a clean end that never happened
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+async def test_many_tasks_wait_for_one_exit_code(client: aiocri.CRIClient, cid: str,
+                                                 transport: TransportName) -> None:
+    async with client.exec_stream(cid, ["sh", "-c", "exit 3"], transport=transport) as session:
+        codes = await asyncio.wait_for(asyncio.gather(*(session.wait() for _ in range(3))), 5)
+    assert codes == [3, 3, 3]
+
+
+async def test_closing_with_unsent_stdin_drops_the_connection(client: aiocri.CRIClient,
+                                                              cid: str) -> None:
+    session = await client.exec_stream(cid, ["sleep", "20"], stdin=True, transport="spdy")
+    assert session.stdin is not None
+    writer = asyncio.ensure_future(session.stdin.write(b"x" * (64 << 20)))  # never read
+    await asyncio.sleep(0.5)
+    assert not writer.done()
+    await session.aclose()
+    with pytest.raises(aiocri.StreamingError) as broke:
+        await asyncio.wait_for(writer, 2)
+    assert str(broke.value).count("start a new session") == 1  # the hint once, not twice
+    transport = session._channels._connection._transport  # type: ignore[attr-defined]
+    await asyncio.sleep(0.05)
+    # close() would keep the socket until a peer that never reads took the rest
+    assert transport.get_write_buffer_size() == 0
+    assert transport.get_extra_info("socket").fileno() == -1
 
 
 async def test_a_stream_reset_other_than_cancel_is_an_error() -> None:

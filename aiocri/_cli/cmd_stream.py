@@ -185,12 +185,16 @@ def _since(value: str | None) -> datetime | None:
     if not value:
         return None
     match = _DURATION.match(value)
-    if match is not None and any(match.groups()):
-        hours, minutes, seconds = (float(g or 0) for g in match.groups())
-        return datetime.now(UTC) - timedelta(hours=hours, minutes=minutes, seconds=seconds)
     try:
+        if match is not None and any(match.groups()):
+            hours, minutes, seconds = (float(g or 0) for g in match.groups())
+            back = timedelta(hours=hours, minutes=minutes, seconds=seconds)
+            try:
+                return datetime.now(UTC) - back
+            except OverflowError:  # further back than dates go: every line qualifies
+                return datetime.min.replace(tzinfo=UTC)
         return datetime.fromtimestamp(parse_time(value) / 1e9, UTC)
-    except ValueError:
+    except (ValueError, OverflowError):
         raise typer.BadParameter(
             f"--since {value!r}: give a duration (10s, 5m, 1h30m) or an RFC 3339 time "
             "(2026-12-01T10:00:00Z)") from None

@@ -12,7 +12,7 @@ import anyio
 import grpc
 
 from aiocri import api
-from aiocri.errors import InvalidArgument, StreamingError, UpgradeRefused
+from aiocri.errors import ClientClosed, InvalidArgument, StreamingError, UpgradeRefused
 from aiocri.streaming._portforward import (
     PortConnection,
     PortForwarder,
@@ -46,17 +46,29 @@ class Opening(Generic[R]):
         self._start = start
         self._resource: R | None = None
         self._owner: weakref.WeakSet[Any] | None = None
+        self._owner_closed: Callable[[], bool] = lambda: False
 
-    def owned_by(self, owner: weakref.WeakSet[Any]) -> Opening[R]:
-        """Record the opened resource in ``owner`` (the client closes them with itself)."""
+    def owned_by(self, owner: weakref.WeakSet[Any], closed: Callable[[], bool]) -> Opening[R]:
+        """Record the opened resource in ``owner`` (the client closes them with itself);
+        ``closed()`` tells whether the client is closed already."""
         self._owner = owner
+        self._owner_closed = closed
         return self
 
     async def _open(self) -> R:
+        self._refuse_if_closed()
         resource = await self._start()
+        if self._owner_closed():  # closed while opening: the client's close missed it
+            with anyio.CancelScope(shield=True):
+                await resource.aclose()
+            self._refuse_if_closed()
         if self._owner is not None:
             self._owner.add(resource)
         return resource
+
+    def _refuse_if_closed(self) -> None:
+        if self._owner_closed():
+            raise ClientClosed("the client is closed; no session was opened")
 
     def __await__(self) -> Generator[Any, None, R]:
         return self._open().__await__()
@@ -72,7 +84,7 @@ class Opening(Generic[R]):
                 await self._resource.aclose()
 
 
-def _check_id(kind: str, value: object) -> str:
+def check_id(kind: str, value: object) -> str:
     if not isinstance(value, str):
         raise TypeError(f"{kind} must be a str, not {type(value).__name__}")
     if not value.strip():  # as the services refuse it: an empty reference is never sent
@@ -111,12 +123,13 @@ def exec_session(
     stdout: bool, stderr: bool | None, tty: bool, transport: TransportName,
     timeout: float | None,
 ) -> Opening[StreamSession]:
-    _check_id("container_id", container_id)
-    if isinstance(cmd, (str, bytes)) or not cmd or not all(isinstance(a, str) for a in cmd):
+    check_id("container_id", container_id)
+    args = list(cmd) if isinstance(cmd, (list, tuple)) else None  # an iterator: used up
+    if not args or not all(isinstance(a, str) for a in args):
         raise TypeError("cmd must be a non-empty list of str, e.g. ['sh', '-c', 'ls /']")
     err = (not tty) if stderr is None else stderr
     _check_flags(transport, stdin, stdout, err, tty)
-    request = api.ExecRequest(container_id=container_id, cmd=list(cmd), stdin=stdin,
+    request = api.ExecRequest(container_id=container_id, cmd=args, stdin=stdin,
                               stdout=stdout, stderr=err, tty=tty)
 
     async def new_url() -> str:
@@ -135,7 +148,7 @@ def attach_session(
     runtime: RuntimeService, container_id: str, *, stdin: bool, stdout: bool,
     stderr: bool | None, tty: bool, transport: TransportName, timeout: float | None,
 ) -> Opening[StreamSession]:
-    _check_id("container_id", container_id)
+    check_id("container_id", container_id)
     err = (not tty) if stderr is None else stderr
     _check_flags(transport, stdin, stdout, err, tty)
     request = api.AttachRequest(container_id=container_id, stdin=stdin, stdout=stdout,
@@ -173,7 +186,7 @@ def port_connection(
     runtime: RuntimeService, pod_id: str, port: int, *, transport: TransportName,
     timeout: float | None,
 ) -> Opening[PortConnection]:
-    _check_id("pod_id", pod_id)
+    check_id("pod_id", pod_id)
     check_port(port)
     if transport not in _TRANSPORTS:
         raise ValueError(f"transport must be one of {', '.join(_TRANSPORTS)}, not {transport!r}")
@@ -204,7 +217,7 @@ def forward_port(
     runtime: RuntimeService, pod_id: str, remote_port: int, *, local_port: int, host: str,
     transport: TransportName, timeout: float | None,
 ) -> Opening[PortForwarder]:
-    _check_id("pod_id", pod_id)
+    check_id("pod_id", pod_id)
     check_port(remote_port)
     if local_port != 0:
         check_port(local_port)

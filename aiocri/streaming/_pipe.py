@@ -7,11 +7,22 @@ import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable
 
-__all__ = ["Pipe"]
+__all__ = ["Pipe", "as_bytes"]
 
 #: Bytes a pipe holds before its feeder waits (the transport then stops reading
 #: the socket, so a slow reader slows the runtime instead of filling memory).
 DEFAULT_LIMIT = 4 << 20
+
+
+def as_bytes(data: object) -> bytes:
+    """``data`` as bytes for a write; an int or a str is a mistake (``bytes(5)`` is five
+    NULs), so only bytes-like values pass."""
+    if isinstance(data, bytes):
+        return data
+    if isinstance(data, (bytearray, memoryview)):
+        return bytes(data)
+    raise TypeError(f"data must be bytes-like, not {type(data).__name__}"
+                    + (" (encode it first)" if isinstance(data, str) else ""))
 
 
 class Pipe:
@@ -36,7 +47,7 @@ class Pipe:
         #: called when a full pipe has room again (a transport resumes reading)
         self.on_drained = on_drained
         self._full_since = 0.0
-        self._last_read = 0.0
+        self._last_read = 0.0  # 0: never read
 
     # -- the transport's side ----------------------------------------------------
 
@@ -54,10 +65,13 @@ class Pipe:
         return True
 
     def stuck_for(self) -> float:
-        """Seconds the pipe has been full with nobody reading it (0 when not full)."""
-        if self._writable.is_set():
+        """Seconds the pipe has been full without ever being read (0 otherwise).
+
+        A reader that has read once may just be slow: only a pipe nobody has touched
+        counts as forgotten."""
+        if self._writable.is_set() or self._last_read:
             return 0.0
-        return time.monotonic() - max(self._full_since, self._last_read)
+        return time.monotonic() - self._full_since
 
     async def wait_writable(self) -> None:
         await self._writable.wait()
@@ -88,6 +102,10 @@ class Pipe:
 
     async def read(self, n: int = -1) -> bytes:
         """Up to ``n`` bytes (any available amount when ``n < 0``); ``b""`` at the end."""
+        if not isinstance(n, int) or isinstance(n, bool):
+            raise TypeError(f"n must be an int, not {type(n).__name__}")
+        if n == 0:
+            return b""
         while not self._chunks:
             if self._eof:
                 if self._error is not None:

@@ -7,11 +7,11 @@ import contextlib
 import itertools
 from collections.abc import Awaitable, Callable
 from types import TracebackType
-from typing import TYPE_CHECKING, Self
+from typing import TYPE_CHECKING, Any, Self
 
 from aiocri.errors import StreamingError, UpgradeRefused
-from aiocri.streaming._pipe import Pipe
-from aiocri.streaming._spdy_conn import SpdyConnection, StreamReset
+from aiocri.streaming._pipe import Pipe, as_bytes
+from aiocri.streaming._spdy_conn import SpdyConnection, StreamReset, why
 from aiocri.streaming._transports import REMOTECOMMAND_V4, TransportName
 from aiocri.streaming._upgrade import netloc, split_url, upgrade_spdy
 
@@ -56,7 +56,7 @@ class PortConnection:
             chunk = await self._data.read(n)
         except (StreamReset, ConnectionError) as exc:
             await self._raise_error()
-            raise StreamingError(f"the forwarded connection broke: {exc}") from None
+            raise StreamingError(f"the forwarded connection broke: {why(exc)}") from None
         if not chunk:
             await self._raise_error()
         return chunk
@@ -79,9 +79,9 @@ class PortConnection:
         from websockets import ConnectionClosed
 
         try:
-            await self._send(bytes(data))
+            await self._send(as_bytes(data))
         except (StreamReset, ConnectionError, ConnectionClosed) as exc:
-            raise StreamingError(f"the forwarded connection broke: {exc}") from None
+            raise StreamingError(f"the forwarded connection broke: {why(exc)}") from None
 
     @property
     def can_close_write(self) -> bool:
@@ -223,7 +223,7 @@ def _ws_connection(ws: ClientConnection, port: int) -> PortConnection:
         except websockets.ConnectionClosedOK:
             pass
         except websockets.ConnectionClosed as exc:
-            data.fail(StreamingError(f"the forwarded connection broke: {exc}"))
+            data.fail(StreamingError(f"the forwarded connection broke: {why(exc)}"))
         finally:
             data.feed_eof()
             errors.feed_eof()
@@ -286,6 +286,7 @@ class PortForwarder:
     async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.connections += 1
         session: PortForwardSession | None = None
+        remote: PortConnection | None = None
         try:
             session = await self._open_session()
             remote = await session.connect(self.remote_port)
@@ -295,6 +296,8 @@ class PortForwarder:
             self.last_error = exc
         finally:
             writer.close()
+            if remote is not None:  # over WebSocket the connection owns the socket
+                await remote.aclose()
             if session is not None:
                 await session.aclose()
 
@@ -321,33 +324,49 @@ _IDLE_AFTER_EOF = 2.0
 
 async def _splice(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
                   remote: PortConnection) -> None:
-    local_done = asyncio.Event()
+    """Copy both ways until the pod's side ends, or the local side fails."""
 
     async def upstream() -> None:
         while chunk := await reader.read(1 << 16):
             await remote.write(chunk)
         await remote.close_write()
-        local_done.set()
 
     up = asyncio.ensure_future(upstream())
+    read: asyncio.Future[bytes] | None = None
     try:
         while True:
-            if local_done.is_set() and not remote.can_close_write:
-                try:
-                    chunk = await asyncio.wait_for(remote.read(), _IDLE_AFTER_EOF)
-                except TimeoutError:
-                    break
-            else:
-                chunk = await remote.read()
+            if read is None:
+                read = asyncio.ensure_future(remote.read())
+            if not await _next_event(read, up, remote):
+                break
+            if not read.done():
+                continue
+            chunk, read = read.result(), None
             if not chunk:
                 break
             writer.write(chunk)
             await writer.drain()
-        if writer.can_write_eof():
+        if read is None and writer.can_write_eof():  # the pod's side ended cleanly
             writer.write_eof()
-        if remote.can_close_write:
-            await up
+            if remote.can_close_write:
+                await up
     finally:
-        up.cancel()
-        with contextlib.suppress(BaseException):
-            await up
+        for task in (up, read):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(BaseException):
+                    await task
+
+
+async def _next_event(read: asyncio.Future[bytes], up: asyncio.Future[None],
+                      remote: PortConnection) -> bool:
+    """Wait for the pod's next chunk or the end of the local side; False once the pod's
+    side stayed silent too long after ours ended. Raises when the local side broke."""
+    # Over WebSocket the pod's side cannot learn that ours ended: give it a while to
+    # answer, then end the connection.
+    idle = _IDLE_AFTER_EOF if up.done() and not remote.can_close_write else None
+    waiting: set[asyncio.Future[Any]] = {read} if up.done() else {read, up}
+    done, _ = await asyncio.wait(waiting, timeout=idle, return_when=asyncio.FIRST_COMPLETED)
+    if up in done and (failure := up.exception()) is not None:
+        raise failure
+    return bool(done)

@@ -11,8 +11,8 @@ from types import TracebackType
 from typing import Self
 
 from aiocri.errors import StreamingError, UpgradeRefused
-from aiocri.streaming._pipe import Pipe
-from aiocri.streaming._spdy_conn import StreamReset
+from aiocri.streaming._pipe import Pipe, as_bytes
+from aiocri.streaming._spdy_conn import StreamReset, why
 from aiocri.streaming._status import exit_code_of
 from aiocri.streaming._transports import Channels, TransportName, open_spdy, open_websocket
 
@@ -57,16 +57,16 @@ class Stdin:
         self._channels = channels
         self.closed = False
 
-    async def write(self, data: bytes) -> None:
+    async def write(self, data: bytes | bytearray | memoryview) -> None:
         if self.closed:
             raise StreamingError("stdin is already closed", hint="write before close()")
-        await self._channels.write_stdin(bytes(data))
+        await self._channels.write_stdin(as_bytes(data))
 
     async def close(self) -> None:
         """Send the end of input (the command reads EOF); idempotent."""
         if not self.closed:
-            self.closed = True
             await self._channels.close_stdin()
+            self.closed = True  # not before: a transport that cannot close leaves it open
 
     @property
     def can_close(self) -> bool:
@@ -88,6 +88,7 @@ class StreamSession:
         self.stderr: Pipe | None = channels.stderr
         self.tty = tty
         self._exit_code: int | None = None
+        self._status: asyncio.Future[int] | None = None
         self._closed = False
 
     @property
@@ -109,18 +110,17 @@ class StreamSession:
 
         Raises :class:`~aiocri.ExecFailed` when the command could not run, and
         :class:`~aiocri.StreamingError` when the session broke before its end, or when
-        an output channel is full and nobody reads it (the runtime cannot go on
+        an output channel is full and was never read (the runtime cannot go on
         writing, so the status could never arrive: read it, or use communicate()).
+        Any number of tasks may wait at once.
         """
         if self._exit_code is None:
-            status = asyncio.ensure_future(self._read_status())
-            try:
-                while not (await asyncio.wait([status], timeout=_STALL_CHECK))[0]:
-                    self._check_stalled()
-            finally:
-                if not status.done():
-                    status.cancel()
-                    await asyncio.gather(status, return_exceptions=True)
+            if self._status is None:  # one reader of the status, however many waiters
+                self._status = asyncio.ensure_future(self._read_status())
+                self._status.add_done_callback(_retrieve)
+            status = self._status
+            while not (await asyncio.wait([status], timeout=_STALL_CHECK))[0]:
+                self._check_stalled()
             self._exit_code = status.result()
         return self._exit_code
 
@@ -128,7 +128,7 @@ class StreamSession:
         for name, pipe in (("stdout", self.stdout), ("stderr", self.stderr)):
             if pipe is not None and pipe.stuck_for() > STALL_LIMIT:
                 raise StreamingError(
-                    f"{name} is full and nobody reads it, so the command cannot finish",
+                    f"{name} is full and was never read, so the command cannot finish",
                     hint=f"read session.{name} while waiting, use communicate(), or open "
                     f"the session with {name}=False",
                 )
@@ -144,7 +144,7 @@ class StreamSession:
                 if _whole_json(raw):
                     break
         except (StreamReset, ConnectionError) as exc:
-            raise StreamingError(f"the session ended before the command did: {exc}") from None
+            raise StreamingError(f"the session ended before the command did: {why(exc)}") from None
         if not raw.strip():
             raise StreamingError("the session ended without the command's exit status")
         return exit_code_of(raw)
@@ -182,6 +182,9 @@ class StreamSession:
             self._closed = True
             with contextlib.suppress(Exception):
                 await self._channels.aclose()
+            if self._status is not None and not self._status.done():
+                self._status.cancel()
+                await asyncio.gather(self._status, return_exceptions=True)
 
     async def __aenter__(self) -> Self:
         return self
@@ -191,6 +194,11 @@ class StreamSession:
         tb: TracebackType | None,
     ) -> None:
         await self.aclose()
+
+
+def _retrieve(future: asyncio.Future[int]) -> None:
+    if not future.cancelled():
+        future.exception()  # a status nobody waits for any more is not worth a warning
 
 
 def _whole_json(raw: bytes) -> bool:

@@ -15,7 +15,7 @@ import asyncio
 import collections
 import itertools
 
-from aiocri.errors import StreamingError
+from aiocri.errors import CRIError, StreamingError
 from aiocri.streaming import _spdy as spdy
 from aiocri.streaming._pipe import Pipe
 
@@ -25,6 +25,11 @@ __all__ = ["SpdyConnection", "SpdyStream", "StreamReset"]
 _WINDOW = 16 << 20
 _SETTINGS_INITIAL_WINDOW_SIZE = 7
 _CHUNK = 256 * 1024
+
+
+def why(exc: BaseException) -> str:
+    """What went wrong, without the hint (the error that quotes it brings its own)."""
+    return exc.message if isinstance(exc, CRIError) else str(exc)
 
 
 class StreamReset(StreamingError):
@@ -248,7 +253,11 @@ class SpdyConnection(asyncio.Protocol):
         self._incoming.put_nowait(None)
         self._wake_writers(reason)
         if self._transport is not None:
-            self._transport.close()
+            if ours and self._transport.get_write_buffer_size():
+                # close() would wait for a peer that may never read what is left
+                self._transport.abort()
+            else:
+                self._transport.close()
 
     async def aclose(self) -> None:
         """End the connection and its streams; safe to call more than once."""

@@ -34,13 +34,22 @@ def exit_code_of(raw: bytes) -> int:
         return 0
     message = str(status.get("message") or text)
     if status.get("reason") == "NonZeroExitCode":
-        for cause in (status.get("details") or {}).get("causes") or ():
-            if isinstance(cause, dict) and cause.get("reason") == "ExitCode":
-                try:
-                    return int(cause.get("message", ""))
-                except ValueError:
-                    break
+        code = _exit_code_cause(status.get("details"))
+        if code is not None:
+            return code
     raise ExecFailed(f"the command failed: {message}", exit_code=_shell_code(message))
+
+
+def _exit_code_cause(details: object) -> int | None:
+    """The ``ExitCode`` cause of a status's details, if the shape is the expected one."""
+    causes = details.get("causes") if isinstance(details, dict) else None
+    for cause in causes if isinstance(causes, list) else ():
+        if isinstance(cause, dict) and cause.get("reason") == "ExitCode":
+            try:
+                return int(str(cause.get("message", "")))
+            except ValueError:
+                return None
+    return None
 
 
 def _shell_code(message: str) -> int | None:

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Literal, Protocol
 
 from aiocri.errors import StreamingError, UpgradeRefused
 from aiocri.streaming._pipe import Pipe
-from aiocri.streaming._spdy_conn import SpdyConnection, SpdyStream, StreamReset
+from aiocri.streaming._spdy_conn import SpdyConnection, SpdyStream, StreamReset, why
 from aiocri.streaming._upgrade import netloc, split_url, upgrade_spdy
 
 if TYPE_CHECKING:  # websockets is imported on first use: most sessions are SPDY
@@ -45,7 +45,7 @@ class Channels(Protocol):
 
 
 def _lost(exc: BaseException) -> StreamingError:
-    return StreamingError(f"the streaming connection broke: {exc}")
+    return StreamingError(f"the streaming connection broke: {why(exc)}")
 
 
 class SpdyChannels:
@@ -132,10 +132,14 @@ class WebSocketChannels:
             error = _lost(exc)
         except Exception as exc:
             error = _lost(exc)
+        except asyncio.CancelledError:  # aclose(): readers learn it, as over SPDY
+            error = StreamReset("the session was closed")
+            raise
         finally:
             for pipe in self._pipes.values():
                 if pipe is not None:
-                    if error is not None and pipe is not self.error:
+                    if error is not None and (pipe is not self.error
+                                              or isinstance(error, StreamReset)):
                         pipe.fail(error)
                     else:
                         pipe.feed_eof()

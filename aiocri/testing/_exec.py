@@ -134,6 +134,8 @@ async def run_session(
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+        elif not task.cancelled():
+            task.exception()  # cut short, this session tells no one: no "never retrieved"
     if task.cancelled():
         return success_status() if kind == "attach" else exit_status(137, list(request.cmd))
     return task.result()

@@ -215,7 +215,10 @@ class StreamingServer:
         if "resize" in streams:
             resizer = asyncio.ensure_future(_read_sizes(streams["resize"].incoming, io))
         try:
-            status = await self._run_session(ticket.kind, request, io)
+            status = await _unless_gone(self._run_session(ticket.kind, request, io),
+                                        connection.closed.wait())
+            if status is None:
+                return
             for kind in ("stdout", "stderr"):
                 if kind in streams:
                     await streams[kind].close()
@@ -275,12 +278,29 @@ class StreamingServer:
 
         pump = asyncio.ensure_future(channels.pump(on_message))
         try:
-            status = await self._run_session(ticket.kind, request, io)
-            await channels.send(_ERROR, status)
+            status = await _unless_gone(self._run_session(ticket.kind, request, io),
+                                        asyncio.shield(pump))
+            if status is not None:
+                await channels.send(_ERROR, status)
         finally:
             pump.cancel()
             if stdin is not None:
                 stdin.feed_eof()
+
+
+async def _unless_gone(session: Awaitable[bytes], gone: Awaitable[object]) -> bytes | None:
+    """The session's status, or None when the client went away first: the session then
+    ends with its connection (a runtime's command would lose its streams)."""
+    run = asyncio.ensure_future(session)
+    watch = asyncio.ensure_future(gone)
+    try:
+        await asyncio.wait({run, watch}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        watch.cancel()
+        if not run.done():
+            run.cancel()
+        await asyncio.gather(watch, run, return_exceptions=True)
+    return None if run.cancelled() else run.result()
 
 
 class _WebSocketIO:
