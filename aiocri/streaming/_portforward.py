@@ -7,7 +7,7 @@ import contextlib
 import itertools
 from collections.abc import Awaitable, Callable
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Self
+from typing import TYPE_CHECKING, Self
 
 from aiocri.errors import StreamingError, UpgradeRefused
 from aiocri.streaming._pipe import Pipe, as_bytes
@@ -324,49 +324,50 @@ _IDLE_AFTER_EOF = 2.0
 
 async def _splice(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
                   remote: PortConnection) -> None:
-    """Copy both ways until the pod's side ends, or the local side fails."""
+    """Copy both ways until the pod's side ends, or either side fails."""
+    chunks_down = [0]  # progress of the pod's side, for the idle rule below
 
     async def upstream() -> None:
         while chunk := await reader.read(1 << 16):
             await remote.write(chunk)
         await remote.close_write()
 
-    up = asyncio.ensure_future(upstream())
-    read: asyncio.Future[bytes] | None = None
-    try:
-        while True:
-            if read is None:
-                read = asyncio.ensure_future(remote.read())
-            if not await _next_event(read, up, remote):
-                break
-            if not read.done():
-                continue
-            chunk, read = read.result(), None
-            if not chunk:
-                break
+    async def downstream() -> None:
+        while chunk := await remote.read():
+            chunks_down[0] += 1
             writer.write(chunk)
             await writer.drain()
-        if read is None and writer.can_write_eof():  # the pod's side ended cleanly
+        if writer.can_write_eof():
             writer.write_eof()
+
+    up = asyncio.ensure_future(upstream())
+    down = asyncio.ensure_future(downstream())
+    try:
+        await asyncio.wait({up, down}, return_when=asyncio.FIRST_COMPLETED)
+        if up.done() and (failure := up.exception()) is not None:
+            raise failure  # the local side broke (or the pod's refused our bytes)
+        if not down.done():  # ours ended first
+            await _until_silent(down, chunks_down, remote.can_close_write)
+        if down.done():
+            down.result()  # the pod's side broke: its error
             if remote.can_close_write:
-                await up
+                await up  # half-closed: the local side may still be sending
     finally:
-        for task in (up, read):
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(BaseException):
-                    await task
+        for task in (up, down):
+            task.cancel()
+            with contextlib.suppress(BaseException):
+                await task
 
 
-async def _next_event(read: asyncio.Future[bytes], up: asyncio.Future[None],
-                      remote: PortConnection) -> bool:
-    """Wait for the pod's next chunk or the end of the local side; False once the pod's
-    side stayed silent too long after ours ended. Raises when the local side broke."""
-    # Over WebSocket the pod's side cannot learn that ours ended: give it a while to
-    # answer, then end the connection.
-    idle = _IDLE_AFTER_EOF if up.done() and not remote.can_close_write else None
-    waiting: set[asyncio.Future[Any]] = {read} if up.done() else {read, up}
-    done, _ = await asyncio.wait(waiting, timeout=idle, return_when=asyncio.FIRST_COMPLETED)
-    if up in done and (failure := up.exception()) is not None:
-        raise failure
-    return bool(done)
+async def _until_silent(down: asyncio.Future[None], chunks_down: list[int],
+                        pod_learns_of_our_end: bool) -> None:
+    """Wait for the pod's side to end. Over WebSocket it cannot learn that ours did: give
+    up once it stayed silent for a while."""
+    if pod_learns_of_our_end:
+        await asyncio.wait({down})
+        return
+    while True:
+        seen = chunks_down[0]
+        done, _ = await asyncio.wait({down}, timeout=_IDLE_AFTER_EOF)
+        if done or chunks_down[0] == seen:
+            return
