@@ -487,6 +487,107 @@ async def test_forwarded_connections_end_when_the_local_side_does(
         server.close()
 
 
+@pytest.mark.parametrize("transport", TRANSPORTS)
+async def test_a_slow_local_reader_gets_the_whole_reply(
+        runtime: FakeRuntime, client: aiocri.CRIClient, transport: TransportName,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Over WebSocket a connection whose local side ended lives while the pod sends: time
+    spent waiting for a slow local reader is not the pod's silence."""
+    from aiocri.streaming import _portforward
+
+    monkeypatch.setattr(_portforward, "_IDLE_AFTER_EOF", 0.2)
+    pod = runtime.populate(1, 0).pod_ids[0]
+    size = 16 << 20
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read(100)  # one request, then a big reply
+        writer.write(b"x" * size)
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    try:
+        async with client.forward_port(pod, server.sockets[0].getsockname()[1],
+                                       transport=transport) as forwarder:
+            reader, writer = await asyncio.open_connection("127.0.0.1", forwarder.port)
+            writer.write(b"GET\n")
+            writer.write_eof()
+            await asyncio.sleep(1.0)  # busy for a while
+            got = len(await asyncio.wait_for(reader.read(), 10))
+            writer.close()
+        assert got == size and forwarder.failures == 0
+    finally:
+        server.close()
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+async def test_closing_a_forwarder_ends_connections_stuck_on_full_pipes(
+        runtime: FakeRuntime, client: aiocri.CRIClient, transport: TransportName) -> None:
+    pod = runtime.populate(1, 0).pod_ids[0]
+
+    async def chatty(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(ConnectionError):
+            while True:
+                writer.write(b"x" * 65536)
+                await writer.drain()
+
+    server = await asyncio.start_server(chatty, "127.0.0.1", 0)
+    before = set(asyncio.all_tasks())
+    try:
+        async with client.forward_port(pod, server.sockets[0].getsockname()[1],
+                                       transport=transport) as forwarder:
+            reader, writer = await asyncio.open_connection("127.0.0.1", forwarder.port)
+            await reader.readexactly(10)
+            await asyncio.sleep(0.3)  # nobody reads: every buffer fills
+            writer.transport.abort()
+            await asyncio.sleep(0.1)
+        await asyncio.sleep(0.3)
+        left = [t.get_coro().__qualname__ for t in asyncio.all_tasks() - before
+                if not t.done() and "aiocri.streaming" in t.get_coro().__module__]
+        assert left == []
+    finally:
+        server.close()
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+async def test_a_forwarded_connection_ends_with_the_pod_side(
+        runtime: FakeRuntime, client: aiocri.CRIClient, transport: TransportName) -> None:
+    """The pod's side resets while the local side keeps writing into a window that will
+    never open again: the connection ends (as kubectl's does), it does not linger."""
+    pod = runtime.populate(1, 0).pod_ids[0]
+
+    async def resets(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await asyncio.sleep(0.5)  # never reads
+        writer.get_extra_info("socket").setsockopt(
+            socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        writer.transport.abort()
+
+    server = await asyncio.start_server(resets, "127.0.0.1", 0)
+    try:
+        async with client.forward_port(pod, server.sockets[0].getsockname()[1],
+                                       transport=transport) as forwarder:
+            reader, writer = await asyncio.open_connection("127.0.0.1", forwarder.port)
+
+            async def flood() -> None:
+                with contextlib.suppress(ConnectionError):
+                    while True:
+                        writer.write(b"y" * 65536)
+                        await writer.drain()
+
+            flooding = asyncio.ensure_future(flood())
+            with contextlib.suppress(ConnectionError):
+                await asyncio.wait_for(reader.read(), 5)
+            for _ in range(60):
+                if not forwarder._tasks:
+                    break
+                await asyncio.sleep(0.05)
+            assert not forwarder._tasks
+            flooding.cancel()
+            writer.close()
+    finally:
+        server.close()
+
+
 async def test_a_closed_client_opens_no_session(runtime: FakeRuntime, client: aiocri.CRIClient,
                                                 cid: str) -> None:
     """Closed while a session was opening, or before: ClientClosed, and nothing stays open."""
@@ -560,6 +661,24 @@ async def test_many_tasks_wait_for_one_exit_code(client: aiocri.CRIClient, cid: 
     async with client.exec_stream(cid, ["sh", "-c", "exit 3"], transport=transport) as session:
         codes = await asyncio.wait_for(asyncio.gather(*(session.wait() for _ in range(3))), 5)
     assert codes == [3, 3, 3]
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+async def test_wait_and_close_at_once(client: aiocri.CRIClient, cid: str,
+                                      transport: TransportName) -> None:
+    """A wait() racing the close, or a close before the transport's reader ever ran:
+    StreamingError for every waiter and reader, never CancelledError or a hang."""
+    session = await client.exec_stream(cid, ["sleep", "60"], transport=transport)
+    results = await asyncio.wait_for(
+        asyncio.gather(session.aclose(), session.wait(), return_exceptions=True), 5)
+    assert results[0] is None and isinstance(results[1], aiocri.StreamingError)
+    with pytest.raises(aiocri.StreamingError):
+        await asyncio.wait_for(session.wait(), 5)
+    session = await client.exec_stream(cid, ["sleep", "60"], transport=transport)
+    await session.aclose()  # at once: no other task ran in between
+    assert session.stdout is not None
+    with pytest.raises(aiocri.StreamingError, match="closed"):
+        await asyncio.wait_for(session.stdout.read(), 5)
 
 
 async def test_closing_with_unsent_stdin_drops_the_connection(client: aiocri.CRIClient,

@@ -188,9 +188,9 @@ def _since(value: str | None) -> datetime | None:
     try:
         if match is not None and any(match.groups()):
             hours, minutes, seconds = (float(g or 0) for g in match.groups())
-            back = timedelta(hours=hours, minutes=minutes, seconds=seconds)
             try:
-                return datetime.now(UTC) - back
+                return datetime.now(UTC) - timedelta(hours=hours, minutes=minutes,
+                                                     seconds=seconds)
             except OverflowError:  # further back than dates go: every line qualifies
                 return datetime.min.replace(tzinfo=UTC)
         return datetime.fromtimestamp(parse_time(value) / 1e9, UTC)

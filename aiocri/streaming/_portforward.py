@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Self
 from aiocri.errors import StreamingError, UpgradeRefused
 from aiocri.streaming._pipe import Pipe, as_bytes
 from aiocri.streaming._spdy_conn import SpdyConnection, StreamReset, why
-from aiocri.streaming._transports import REMOTECOMMAND_V4, TransportName
+from aiocri.streaming._transports import REMOTECOMMAND_V4, TransportName, close_websocket
 from aiocri.streaming._upgrade import netloc, split_url, upgrade_spdy
 
 if TYPE_CHECKING:
@@ -188,7 +188,7 @@ class PortForwardSession:
         if self._spdy is not None:
             await self._spdy.aclose()
         if self._ws is not None:
-            await self._ws.close()
+            await close_websocket(self._ws)
 
     async def __aenter__(self) -> Self:
         return self
@@ -235,10 +235,12 @@ def _ws_connection(ws: ClientConnection, port: int) -> PortConnection:
             await ws.send(b"\x00" + chunk)
 
     async def close() -> None:
-        await ws.close()
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await task
+        task.cancel()  # first: a pump stuck on a full pipe must not outlive the close
+        try:
+            await close_websocket(ws)
+        finally:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
 
     return PortConnection(port, data, errors, send, None, close)
 
@@ -324,8 +326,8 @@ _IDLE_AFTER_EOF = 2.0
 
 async def _splice(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
                   remote: PortConnection) -> None:
-    """Copy both ways until the pod's side ends, or either side fails."""
-    chunks_down = [0]  # progress of the pod's side, for the idle rule below
+    """Copy both ways until the pod's side ends (as kubectl does), or either side fails."""
+    progress = _Progress()
 
     async def upstream() -> None:
         while chunk := await reader.read(1 << 16):
@@ -333,10 +335,15 @@ async def _splice(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
         await remote.close_write()
 
     async def downstream() -> None:
-        while chunk := await remote.read():
-            chunks_down[0] += 1
+        while True:
+            progress.waiting_for_pod = True
+            chunk = await remote.read()
+            progress.waiting_for_pod = False
+            if not chunk:
+                break
+            progress.chunks += 1
             writer.write(chunk)
-            await writer.drain()
+            await writer.drain()  # a slow local reader is not a silent pod
         if writer.can_write_eof():
             writer.write_eof()
 
@@ -347,11 +354,9 @@ async def _splice(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
         if up.done() and (failure := up.exception()) is not None:
             raise failure  # the local side broke (or the pod's refused our bytes)
         if not down.done():  # ours ended first
-            await _until_silent(down, chunks_down, remote.can_close_write)
+            await _until_silent(down, progress, remote.can_close_write)
         if down.done():
             down.result()  # the pod's side broke: its error
-            if remote.can_close_write:
-                await up  # half-closed: the local side may still be sending
     finally:
         for task in (up, down):
             task.cancel()
@@ -359,15 +364,24 @@ async def _splice(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
                 await task
 
 
-async def _until_silent(down: asyncio.Future[None], chunks_down: list[int],
+class _Progress:
+    """What the pod-to-local copy is doing, for the idle rule."""
+
+    def __init__(self) -> None:
+        self.chunks = 0
+        self.waiting_for_pod = False
+
+
+async def _until_silent(down: asyncio.Future[None], progress: _Progress,
                         pod_learns_of_our_end: bool) -> None:
     """Wait for the pod's side to end. Over WebSocket it cannot learn that ours did: give
-    up once it stayed silent for a while."""
+    up once it sent nothing for a while (time spent writing to a slow local reader does
+    not count)."""
     if pod_learns_of_our_end:
         await asyncio.wait({down})
         return
     while True:
-        seen = chunks_down[0]
+        seen = progress.chunks
         done, _ = await asyncio.wait({down}, timeout=_IDLE_AFTER_EOF)
-        if done or chunks_down[0] == seen:
+        if done or (progress.chunks == seen and progress.waiting_for_pod):
             return

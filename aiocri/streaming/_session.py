@@ -121,6 +121,8 @@ class StreamSession:
             status = self._status
             while not (await asyncio.wait([status], timeout=_STALL_CHECK))[0]:
                 self._check_stalled()
+            if status.cancelled():  # aclose() gave up on it
+                raise StreamingError("the session was closed before the command ended")
             self._exit_code = status.result()
         return self._exit_code
 
@@ -183,6 +185,9 @@ class StreamSession:
             with contextlib.suppress(Exception):
                 await self._channels.aclose()
             if self._status is not None and not self._status.done():
+                # the closed channels end it with their error; cancel it only if they
+                # somehow did not
+                await asyncio.wait([self._status], timeout=1.0)
                 self._status.cancel()
                 await asyncio.gather(self._status, return_exceptions=True)
 

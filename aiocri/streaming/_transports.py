@@ -19,7 +19,7 @@ from aiocri.streaming._upgrade import netloc, split_url, upgrade_spdy
 if TYPE_CHECKING:  # websockets is imported on first use: most sessions are SPDY
     from websockets.asyncio.client import ClientConnection
 
-__all__ = ["Channels", "TransportName", "open_spdy", "open_websocket"]
+__all__ = ["Channels", "TransportName", "close_websocket", "open_spdy", "open_websocket"]
 
 TransportName = Literal["auto", "spdy", "websocket"]
 
@@ -170,10 +170,32 @@ class WebSocketChannels:
 
     async def aclose(self) -> None:
         self._pump_task.cancel()  # first: a cancelled close() must not leave it running
-        with contextlib.suppress(Exception):
-            await self._connection.close()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await self._pump_task
+        try:
+            await close_websocket(self._connection)
+        finally:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._pump_task
+            closed = StreamReset("the session was closed")
+            for pipe in self._pipes.values():  # a pump cancelled before it ran failed none
+                if pipe is not None:
+                    pipe.fail(closed)
+
+
+#: How long a closing handshake may take before the socket is dropped: a peer stuck
+#: behind data nobody reads would otherwise hold us for the library's close_timeout.
+_CLOSE_GRACE = 0.25
+
+
+async def close_websocket(connection: ClientConnection) -> None:
+    """Close ``connection``: with the handshake if the peer answers soon, else abruptly."""
+    try:
+        async with asyncio.timeout(_CLOSE_GRACE):
+            await connection.close()
+    except Exception:
+        connection.transport.abort()
+    except BaseException:  # cancelled: drop the socket, then let the cancellation go on
+        connection.transport.abort()
+        raise
 
 
 async def open_websocket(url: str, kinds: list[str], *, protocols: list[str] | None = None
