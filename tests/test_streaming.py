@@ -8,7 +8,7 @@ import contextlib
 import json
 import socket
 import struct
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -34,6 +34,14 @@ async def client(runtime: FakeRuntime) -> AsyncIterator[aiocri.CRIClient]:
 @pytest.fixture
 def cid(runtime: FakeRuntime) -> str:
     return runtime.populate(1, 1).container_ids[0]
+
+
+async def until(done: Callable[[], bool], seconds: float = 5.0) -> None:
+    """Poll ``done()`` until it holds, for at most ``seconds``."""
+    for _ in range(int(seconds / 0.05)):
+        if done():
+            return
+        await asyncio.sleep(0.05)
 
 
 # -- the exit status (pure) ----------------------------------------------------------
@@ -336,10 +344,8 @@ async def test_caller_cancelling_leaves_nothing_behind(runtime: FakeRuntime,
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
-    for _ in range(100):  # the server notices the closed connection and ends the session
-        if not runtime.streaming._tasks:
-            break
-        await asyncio.sleep(0.02)
+    # the server notices the closed connection and ends the session
+    await until(lambda: not runtime.streaming._tasks)
     assert not runtime.streaming._tasks
     assert not runtime.state.containers[cid].on_exit
 
@@ -379,19 +385,35 @@ async def test_attach_stdin_is_echoed(client: aiocri.CRIClient, cid: str) -> Non
 # -- port forwarding -----------------------------------------------------------------
 
 
+Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+
+
 @contextlib.asynccontextmanager
-async def echo_server() -> AsyncIterator[int]:
+async def pod_service(serve: Handler) -> AsyncIterator[int]:
+    """A TCP service "in the pod" (pods share the host's network here): its port."""
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    try:
+        yield server.sockets[0].getsockname()[1]
+    finally:
+        server.close()
+
+
+def echo_server() -> contextlib.AbstractAsyncContextManager[int]:
     async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         while data := await reader.read(65536):
             writer.write(data.upper())
             await writer.drain()
         writer.close()
 
-    server = await asyncio.start_server(serve, "127.0.0.1", 0)
-    try:
-        yield server.sockets[0].getsockname()[1]
-    finally:
-        server.close()
+    return pod_service(serve)
+
+
+def reset(writer: asyncio.StreamWriter) -> None:
+    """End a TCP connection with RST, as a crashed peer does."""
+    writer.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
+                                               struct.pack("ii", 1, 0))
+    writer.transport.abort()
+
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
@@ -464,27 +486,18 @@ async def test_forwarded_connections_end_when_the_local_side_does(
         open_in_pod.remove(writer)
         writer.close()
 
-    server = await asyncio.start_server(serve, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    try:
-        async with client.forward_port(pod, port, transport=transport) as forwarder:
-            reader, writer = await asyncio.open_connection("127.0.0.1", forwarder.port)
-            writer.write(b"hi")
-            assert await asyncio.wait_for(reader.readexactly(2), 5) == b"HI"
-            if ending == "reset":
-                writer.get_extra_info("socket").setsockopt(
-                    socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-                writer.transport.abort()
-            else:
-                writer.close()
-            for _ in range(100):
-                if not forwarder._tasks and not open_in_pod:
-                    break
-                await asyncio.sleep(0.05)
-            assert not forwarder._tasks and not open_in_pod
-            assert forwarder.failures == (1 if ending == "reset" else 0)
-    finally:
-        server.close()
+    async with pod_service(serve) as port, client.forward_port(
+            pod, port, transport=transport) as forwarder:
+        reader, writer = await asyncio.open_connection("127.0.0.1", forwarder.port)
+        writer.write(b"hi")
+        assert await asyncio.wait_for(reader.readexactly(2), 5) == b"HI"
+        if ending == "reset":
+            reset(writer)
+        else:
+            writer.close()
+        await until(lambda: not forwarder._tasks and not open_in_pod)
+        assert not forwarder._tasks and not open_in_pod
+        assert forwarder.failures == (1 if ending == "reset" else 0)
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
@@ -505,19 +518,15 @@ async def test_a_slow_local_reader_gets_the_whole_reply(
         await writer.drain()
         writer.close()
 
-    server = await asyncio.start_server(serve, "127.0.0.1", 0)
-    try:
-        async with client.forward_port(pod, server.sockets[0].getsockname()[1],
-                                       transport=transport) as forwarder:
-            reader, writer = await asyncio.open_connection("127.0.0.1", forwarder.port)
-            writer.write(b"GET\n")
-            writer.write_eof()
-            await asyncio.sleep(1.0)  # busy for a while
-            got = len(await asyncio.wait_for(reader.read(), 10))
-            writer.close()
-        assert got == size and forwarder.failures == 0
-    finally:
-        server.close()
+    async with pod_service(serve) as port, client.forward_port(
+            pod, port, transport=transport) as forwarder:
+        reader, writer = await asyncio.open_connection("127.0.0.1", forwarder.port)
+        writer.write(b"GET\n")
+        writer.write_eof()
+        await asyncio.sleep(1.0)  # busy for a while
+        got = len(await asyncio.wait_for(reader.read(), 10))
+        writer.close()
+    assert got == size and forwarder.failures == 0
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
@@ -531,22 +540,18 @@ async def test_closing_a_forwarder_ends_connections_stuck_on_full_pipes(
                 writer.write(b"x" * 65536)
                 await writer.drain()
 
-    server = await asyncio.start_server(chatty, "127.0.0.1", 0)
     before = set(asyncio.all_tasks())
-    try:
-        async with client.forward_port(pod, server.sockets[0].getsockname()[1],
-                                       transport=transport) as forwarder:
-            reader, writer = await asyncio.open_connection("127.0.0.1", forwarder.port)
-            await reader.readexactly(10)
-            await asyncio.sleep(0.3)  # nobody reads: every buffer fills
-            writer.transport.abort()
-            await asyncio.sleep(0.1)
-        await asyncio.sleep(0.3)
-        left = [t.get_coro().__qualname__ for t in asyncio.all_tasks() - before
-                if not t.done() and "aiocri.streaming" in t.get_coro().__module__]
-        assert left == []
-    finally:
-        server.close()
+    async with pod_service(chatty) as port, client.forward_port(
+            pod, port, transport=transport) as forwarder:
+        reader, writer = await asyncio.open_connection("127.0.0.1", forwarder.port)
+        await reader.readexactly(10)
+        await asyncio.sleep(0.3)  # nobody reads: every buffer fills
+        writer.transport.abort()
+        await asyncio.sleep(0.1)
+    await asyncio.sleep(0.3)
+    left = [t.get_coro().__qualname__ for t in asyncio.all_tasks() - before
+            if not t.done() and "aiocri.streaming" in t.get_coro().__module__]
+    assert left == []
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
@@ -558,34 +563,25 @@ async def test_a_forwarded_connection_ends_with_the_pod_side(
 
     async def resets(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await asyncio.sleep(0.5)  # never reads
-        writer.get_extra_info("socket").setsockopt(
-            socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-        writer.transport.abort()
+        reset(writer)
 
-    server = await asyncio.start_server(resets, "127.0.0.1", 0)
-    try:
-        async with client.forward_port(pod, server.sockets[0].getsockname()[1],
-                                       transport=transport) as forwarder:
-            reader, writer = await asyncio.open_connection("127.0.0.1", forwarder.port)
+    async with pod_service(resets) as port, client.forward_port(
+            pod, port, transport=transport) as forwarder:
+        reader, writer = await asyncio.open_connection("127.0.0.1", forwarder.port)
 
-            async def flood() -> None:
-                with contextlib.suppress(ConnectionError):
-                    while True:
-                        writer.write(b"y" * 65536)
-                        await writer.drain()
-
-            flooding = asyncio.ensure_future(flood())
+        async def flood() -> None:
             with contextlib.suppress(ConnectionError):
-                await asyncio.wait_for(reader.read(), 5)
-            for _ in range(60):
-                if not forwarder._tasks:
-                    break
-                await asyncio.sleep(0.05)
-            assert not forwarder._tasks
-            flooding.cancel()
-            writer.close()
-    finally:
-        server.close()
+                while True:
+                    writer.write(b"y" * 65536)
+                    await writer.drain()
+
+        flooding = asyncio.ensure_future(flood())
+        with contextlib.suppress(ConnectionError):
+            await asyncio.wait_for(reader.read(), 5)
+        await until(lambda: not forwarder._tasks, 3)
+        assert not forwarder._tasks
+        flooding.cancel()
+        writer.close()
 
 
 async def test_a_closed_client_opens_no_session(runtime: FakeRuntime, client: aiocri.CRIClient,
@@ -604,10 +600,8 @@ async def test_a_closed_client_opens_no_session(runtime: FakeRuntime, client: ai
     await client.aclose()
     with pytest.raises(aiocri.ClientClosed):
         await asyncio.wait_for(opening, 5)
-    for _ in range(50):  # the session the server made ends with its connection
-        if not runtime.streaming._tasks:
-            break
-        await asyncio.sleep(0.05)
+    # the session the server made ends with its connection
+    await until(lambda: not runtime.streaming._tasks)
     assert not runtime.streaming._tasks
     with pytest.raises(aiocri.ClientClosed):
         await client.forward_port(pod, 80)  # it would listen for a client that is gone
