@@ -415,7 +415,6 @@ def reset(writer: asyncio.StreamWriter) -> None:
     writer.transport.abort()
 
 
-
 @pytest.mark.parametrize("transport", TRANSPORTS)
 async def test_port_forward_one_connection(runtime: FakeRuntime, client: aiocri.CRIClient,
                                            transport: TransportName) -> None:
