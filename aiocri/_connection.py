@@ -10,35 +10,45 @@ that keeps a replaced channel open until the last call on it has ended.
 from __future__ import annotations
 
 import asyncio
-import math
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 import grpc
 import grpc.aio
 from google.protobuf.message import Message
 
+from aiocri._probe import ProbeOutcome, ProbeRecord, may_reuse, probe_outcome
 from aiocri._rpc import RPC, RPCS
-from aiocri._verdict import Link, ProbeOutcome, probe_outcome
+from aiocri._verdict import Link
 from aiocri.versions import CRIVersion
 
-__all__ = ["PROBE_REUSE", "Connection", "close_channel", "multicallable"]
-
-#: How long one probe's verdict answers for other calls failing on the same generation.
-PROBE_REUSE = 0.5
+__all__ = ["Connection", "abandon", "close_channel", "multicallable"]
 
 Check = Callable[[grpc.aio.Channel, CRIVersion], Awaitable[Any]]
 Spawn = Callable[..., "asyncio.Task[Any]"]
 
 
 def multicallable(channel: grpc.aio.Channel, version: CRIVersion, rpc: RPC,
-                  decode: Callable[[bytes], Any]) -> Any:
-    """``rpc`` on ``version``'s method path, its responses parsed by ``decode``."""
+                  decode: Callable[[bytes], Any] | None) -> Any:
+    """``rpc`` on ``version``'s method path, its responses parsed by ``decode``
+    (None: the raw bytes)."""
     make = channel.unary_stream if rpc.server_streaming else channel.unary_unary
     return make(version.path(rpc), request_serializer=rpc.request_type.SerializeToString,
                 response_deserializer=decode)
+
+
+async def abandon(call: grpc.aio.Call) -> None:
+    """Leave a call the caller no longer waits for.
+
+    grpc.aio turns an anyio cancellation into a bare CancelledError that anyio
+    does not recognise; cancelling the RPC and passing one checkpoint lets
+    anyio's own cancellation take over.
+    """
+    call.cancel()
+    await anyio.lowlevel.checkpoint()
 
 
 async def close_channel(channel: grpc.aio.Channel) -> None:
@@ -50,7 +60,7 @@ class Connection:
     """Generation ``generation`` of one endpoint's connection."""
 
     __slots__ = (
-        "_check", "_decoded", "_on_lost", "_probe", "_probe_done", "_spawn", "answer",
+        "_check", "_on_lost", "_probe", "_probe_record", "_raw", "_spawn", "answer",
         "channel", "closed", "generation", "lost", "lost_reason", "retired", "streams",
         "unary", "users", "version",
     )
@@ -85,22 +95,23 @@ class Connection:
         #: Replaced by a newer generation (or the client closed): close when unused.
         self.retired = False
         self.closed = False
-        self._decoded: dict[tuple[str, Callable[[bytes], Any]], Any] = {}
+        self._raw: dict[str, Any] = {}
         self._check = check
         self._spawn = spawn
         self._on_lost = on_lost
         self._probe: asyncio.Task[ProbeOutcome] | None = None
-        self._probe_done = -math.inf
+        self._probe_record: ProbeRecord | None = None
 
     def __repr__(self) -> str:
         return f"<Connection generation={self.generation} {self.version.name}>"
 
-    def decoded(self, rpc: RPC, decode: Callable[[bytes], Any]) -> Any:
-        """``rpc`` with responses parsed by ``decode`` (the poller's lean lists)."""
-        key = (rpc.name, decode)
-        fn = self._decoded.get(key)
-        if fn is None:
-            fn = self._decoded[key] = multicallable(self.channel, self.version, rpc, decode)
+    def raw(self, rpc: RPC) -> Any:
+        """``rpc`` answering raw bytes (for callers that parse them their own way, such
+        as the poller's lean lists); None where the pinned version lacks it. One per
+        RPC, whatever parses the bytes: the table stays as small as the schema."""
+        fn = self._raw.get(rpc.name)
+        if fn is None and self.version.has(rpc):
+            fn = self._raw[rpc.name] = multicallable(self.channel, self.version, rpc, None)
         return fn
 
     def release(self) -> None:
@@ -140,21 +151,42 @@ class Connection:
             return Link.GONE
         return Link.READY if state is grpc.ChannelConnectivity.READY else Link.NOT_READY
 
+    async def watch(self) -> None:
+        """Declare this generation lost when its channel leaves READY, at any moment.
+
+        Any change counts, even if the channel is READY again when we look: a
+        reconnect grpc made on its own must be re-checked before it is trusted.
+        """
+        state = self.channel.get_state(try_to_connect=True)
+        if state is grpc.ChannelConnectivity.READY:
+            try:
+                await self.channel.wait_for_state_change(state)
+            except BaseException:
+                await anyio.lowlevel.checkpoint()
+                raise
+            state = self.channel.get_state()
+        self.declare_lost(f"the channel went {state.name}")
+
     def declare_lost(self, reason: str) -> None:
         if not self.lost.is_set():
             self.lost_reason = reason
             self.lost.set()
             self._on_lost(self, reason)
 
-    async def probe(self, deadline: float | None) -> ProbeOutcome:
-        """Is the runtime there on this connection? One probe serves every caller.
+    async def probe(self, deadline: float | None, code: grpc.StatusCode,
+                    failed_at: float) -> ProbeOutcome:
+        """Is the runtime there on this connection, for a call that failed with
+        ``code`` at ``failed_at``? One probe serves every caller it may answer
+        (:func:`aiocri._probe.may_reuse`).
 
         Waits no longer than ``deadline`` (UNDECIDED then); the probe itself goes
         on in its own task, and declares this generation lost if it finds so.
         """
         task = self._probe
-        if task is None or (task.done() and time.monotonic() - self._probe_done > PROBE_REUSE):
-            task = self._probe = self._spawn(self._run_probe(), f"probe {self!r}")
+        now = time.monotonic()
+        if task is None or not may_reuse(self._probe_record, code, failed_at, now):
+            record = self._probe_record = ProbeRecord(sent_at=now)
+            task = self._probe = self._spawn(self._run_probe(record), f"probe {self!r}")
         if not task.done():
             wait = None if deadline is None else max(0.0, deadline - time.monotonic())
             await asyncio.wait((task,), timeout=wait)
@@ -162,7 +194,7 @@ class Connection:
                 return ProbeOutcome.UNDECIDED
         return ProbeOutcome.UNDECIDED if task.cancelled() else task.result()
 
-    async def _run_probe(self) -> ProbeOutcome:
+    async def _run_probe(self, record: ProbeRecord) -> ProbeOutcome:
         self.users += 1
         try:
             try:
@@ -174,7 +206,8 @@ class Connection:
                 outcome = ProbeOutcome.UNDECIDED
         finally:
             self.release()
-        self._probe_done = time.monotonic()
+        if self._probe_record is record:
+            self._probe_record = ProbeRecord(record.sent_at, time.monotonic())
         if outcome is ProbeOutcome.UNREACHABLE:
             self.declare_lost("the runtime did not answer the probe on this connection")
         elif outcome is ProbeOutcome.VERSION_GONE:

@@ -13,7 +13,9 @@ import enum
 
 import grpc
 
-__all__ = ["Link", "ProbeOutcome", "Verdict", "decide", "probe_outcome"]
+from aiocri._probe import ProbeOutcome
+
+__all__ = ["Link", "ProbeOutcome", "Verdict", "decide"]
 
 
 class Link(enum.Enum):
@@ -22,16 +24,6 @@ class Link(enum.Enum):
     READY = "ready"  #: current generation, channel still READY
     NOT_READY = "not_ready"  #: the channel left READY: the connection broke
     GONE = "gone"  #: this generation was already replaced or declared lost
-
-
-class ProbeOutcome(enum.Enum):
-    """What the probe (the pinned version's check RPC on the same channel) found."""
-
-    NONE = "none"  #: not probed
-    ANSWERED = "answered"  #: the runtime answered on this connection: it is healthy
-    UNREACHABLE = "unreachable"  #: nothing answered: the connection is lost
-    VERSION_GONE = "version_gone"  #: the runtime answers but no longer serves the pinned version
-    UNDECIDED = "undecided"  #: no verdict within the caller's deadline
 
 
 class Verdict(enum.Enum):
@@ -60,29 +52,7 @@ def decide(code: grpc.StatusCode, link: Link, probe: ProbeOutcome, *, read_only:
         return lost
     if probe is ProbeOutcome.NONE:
         return Verdict.PROBE
-    if probe is ProbeOutcome.UNREACHABLE or probe is ProbeOutcome.VERSION_GONE:
+    if probe.evidence_of_loss:
         return lost
-    # ANSWERED: the runtime said so itself. UNDECIDED: declare nothing.
+    # ANSWERED: the runtime said so itself. SLOW, UNDECIDED: no evidence, declare nothing.
     return Verdict.RAISE
-
-
-#: Probe answers that mean nothing usable answered on the connection.
-_UNREACHABLE = frozenset({_S.UNAVAILABLE, _S.DEADLINE_EXCEEDED})
-
-
-def probe_outcome(code: grpc.StatusCode | None) -> ProbeOutcome:
-    """Classify the probe's answer (None: it returned OK).
-
-    UNIMPLEMENTED on the pinned version's check means the version is gone;
-    CANCELLED proves nothing either way; any other answer is a runtime that is
-    there (containerd answers UNKNOWN while it restores its pods).
-    """
-    if code is None:
-        return ProbeOutcome.ANSWERED
-    if code in _UNREACHABLE:
-        return ProbeOutcome.UNREACHABLE
-    if code is _S.UNIMPLEMENTED:
-        return ProbeOutcome.VERSION_GONE
-    if code is _S.CANCELLED:
-        return ProbeOutcome.UNDECIDED
-    return ProbeOutcome.ANSWERED

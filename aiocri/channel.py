@@ -13,13 +13,9 @@ before trusting the new connection::
                                                RECONNECTING --pinned gone--> RESTART_REQUIRED
     any --aclose()--> CLOSED
 
-Why it is built this way (facts measured here, see the project notes): a
-channel whose runtime died idles, then backs off on grpc's own schedule, so
-every redial uses a fresh channel with a private subchannel pool and the socket
-file is watched between attempts; a runtime answers "not ready" for a while
-after it creates its socket, so retries stay at the first step while it does;
-a runtime that keeps breaking fresh connections gets redials spaced by the
-policy's backoff, never a storm.
+Dialling (fresh channels, the version check, retries, the socket watch) lives
+in :mod:`aiocri._dialer`; what a probe's answer means in :mod:`aiocri._probe`;
+why a connect gave up in :mod:`aiocri._classify`. This module only wires them.
 """
 
 from __future__ import annotations
@@ -27,7 +23,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-import os
 import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any, Literal
@@ -37,16 +32,9 @@ import anyio.lowlevel
 import grpc
 import grpc.aio
 from google.protobuf.message import Message
-from tenacity import (
-    AsyncRetrying,
-    RetryCallState,
-    retry_if_exception_type,
-    stop_before_delay,
-    stop_never,
-    wait_exponential_jitter,
-)
 
-from aiocri._connection import Connection, close_channel
+from aiocri._connection import Connection, abandon, close_channel
+from aiocri._dialer import Dialed, Dialer, DialStopped, VersionGone
 from aiocri._events import (
     ConnectionEvent,
     ConnectionEventKind,
@@ -59,23 +47,21 @@ from aiocri._policy import RedialPolicy
 from aiocri._proto.runtime.v1 import api_pb2
 from aiocri._rpc import RPC, RPCS
 from aiocri._tasks import TaskSet
+from aiocri._timeouts import check_timeout
 from aiocri._verdict import Link, ProbeOutcome, Verdict, decide
-from aiocri.endpoint import Endpoint, check_socket, nothing_listens
+from aiocri.endpoint import Endpoint, check_socket
 from aiocri.errors import (
     ClientClosed,
     ConnectFailed,
     CRIError,
     DeadlineExceeded,
-    EndpointError,
     InternalError,
-    NoSupportedVersion,
-    NotACRIRuntime,
     RestartRequired,
     Unavailable,
     UnsupportedByVersion,
     from_rpc_error,
 )
-from aiocri.versions import VERSIONS, CRIVersion
+from aiocri.versions import CRIVersion
 
 __all__ = [
     "DEFAULT_MAX_MESSAGE_SIZE",
@@ -90,15 +76,6 @@ __all__ = [
 log = logging.getLogger("aiocri.channel")
 
 DEFAULT_MAX_MESSAGE_SIZE = 16 * 1024 * 1024  # the kubelet's default
-# What the kubelet sends as its own API version in VersionRequest.
-_CLIENT_API_VERSION = "0.1.0"
-_SOCKET_POLL = 0.01  # seconds between socket-file checks while the runtime is down
-_FRESH_SOCKET_WINDOW = 1.0  # seconds of fast retries after the socket file changed
-#: The pace of dials while the runtime answers "not ready" (containerd restoring its
-#: pods): often enough to be back soon after it is ready, not a connection storm.
-_NOT_READY_PACE = 0.1
-#: A generation that lived at least this long was healthy: its loss is not a flap.
-_STABLE = 5.0
 
 # Read-only unary RPCs: safe to send again after the connection broke under them.
 _RETRY_SAFE = frozenset(
@@ -108,17 +85,6 @@ _RETRY_SAFE = frozenset(
     and (name.startswith("List") or name.endswith(("Status", "Stats", "FsInfo"))
          or name in {"Version", "RuntimeConfig"})
 )
-#: Probe answers meaning "nothing usable answered" during a dial.
-_CONNECTION_TROUBLE = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED})
-
-
-class _AttemptFailed(Exception):
-    """One dial attempt failed in a way worth retrying."""
-
-    def __init__(self, error: CRIError) -> None:
-        super().__init__(str(error))
-        self.error = error
-
 
 class ChannelManager:
     """Owns the connection to one endpoint; see the module docstring.
@@ -149,19 +115,8 @@ class ChannelManager:
         self.on_version_loss = on_version_loss
         self.fail_fast = fail_fast
         self.stats = ConnectionStats()
-        self._probe = RPCS[probe]
-        self._options: list[tuple[str, Any]] = [
-            ("grpc.max_receive_message_length", max_message_size),
-            ("grpc.max_send_message_length", max_message_size),
-            # A fresh pool per channel: a new channel must not inherit the
-            # backoff of the one that just lost its runtime.
-            ("grpc.use_local_subchannel_pool", 1),
-            ("grpc.initial_reconnect_backoff_ms", 20),
-            ("grpc.min_reconnect_backoff_ms", 100),
-            ("grpc.max_reconnect_backoff_ms", 1000),
-            # Idle channels go READY -> IDLE; we would read that as a loss.
-            ("grpc.client_idle_timeout_ms", 2**31 - 1),
-        ]
+        self._dialer = Dialer(endpoint, RPCS[probe], self.policy, max_message_size, self.stats,
+                              self._redial_attempt_failed)
         self._state = ConnectionState.CONNECTING
         #: The READY generation (None while not READY): the call path reads only this.
         self._live: Connection | None = None
@@ -171,17 +126,12 @@ class ChannelManager:
         self._generation = 0
         self._first_answer: api_pb2.VersionResponse | None = None
         self._answer: api_pb2.VersionResponse | None = None
-        self._pinned: CRIVersion | None = None
         self._changed = anyio.Event()
         self._terminal_error: CRIError | None = None
         self._terminal = anyio.Event()
         self._on_terminal = on_terminal
         self._events = events if events is not None else EventBroadcast()
         self._tasks = TaskSet(f"aiocri {endpoint}", self._crashed)
-        self._socket_identity = _identity(endpoint.path) if endpoint.path else None
-        self._fast_retry_from = -math.inf
-        self._connected_at = -math.inf
-        self._flaps = 0
 
     # -- public face -----------------------------------------------------------
 
@@ -196,7 +146,7 @@ class ChannelManager:
 
     @property
     def pinned(self) -> CRIVersion | None:
-        return self._pinned
+        return None if self._current is None else self._current.version
 
     @property
     def version_response(self) -> api_pb2.VersionResponse | None:
@@ -223,11 +173,18 @@ class ChannelManager:
             raise RuntimeError("a ChannelManager is opened once")
         check_socket(self.endpoint)  # bad input fails before any dial
         try:
-            await self._negotiate()
+            dialed = await self._dialer.negotiate(self.versions)
+            if self._install(dialed) is None:
+                await close_channel(dialed.channel)
+            else:
+                log.info("%s: pinned CRI %s (%s)", self.endpoint, dialed.version.name,
+                         _runtime_name(dialed.answer))
+        except DialStopped:
+            pass  # closed by another task meanwhile: raised below
         except BaseException:
             await self.aclose()
             raise
-        if self._terminal_error is not None:  # closed by another task meanwhile
+        if self._terminal_error is not None:
             await self.aclose()
             raise self._terminal_error
         self._tasks.spawn(self._supervise(), "supervisor")
@@ -257,18 +214,18 @@ class ChannelManager:
                     decode: Callable[[bytes], Any] | None = None) -> Any:
         """Send one unary RPC on the pinned version; see the module docstring.
 
-        ``decode`` parses the response instead of the RPC's own message class
-        (the poller's lean list views, :mod:`aiocri._lean`).
+        ``decode`` parses the response's bytes instead of the RPC's own message
+        class (the poller's lean list views, :mod:`aiocri._lean`).
         """
         self.stats.calls += 1
         if request is None:
             request = rpc.request_type()
-        deadline = None if timeout is None else time.monotonic() + timeout
+        deadline = _deadline(timeout)
         while True:
             conn = self._live
             if conn is None:
                 conn = await self._wait_ready(rpc, deadline)
-            fn = conn.unary.get(rpc.name) if decode is None else conn.decoded(rpc, decode)
+            fn = conn.unary.get(rpc.name) if decode is None else conn.raw(rpc)
             if fn is None:
                 unsupported = self._unsupported(rpc, conn)
                 del conn  # a raised error's traceback keeps this frame
@@ -278,17 +235,19 @@ class ChannelManager:
             try:
                 call = fn(request, timeout=remaining)
                 try:
-                    return await call
+                    response = await call
                 except grpc.aio.AioRpcError as exc:
                     failure: grpc.aio.AioRpcError | None = exc
                 except asyncio.CancelledError:
-                    await _abandon(call)
+                    await abandon(call)
                     if not _cancelled_by_grpc():
                         raise
                     failure = None  # grpc cancelled it: we closed its channel
                 except BaseException:
-                    await _abandon(call)
+                    await abandon(call)
                     raise
+                else:
+                    return response if decode is None else decode(response)
             finally:
                 conn.release()
             error = await self._failed(conn, rpc, failure, deadline,
@@ -309,11 +268,11 @@ class ChannelManager:
         self.stats.calls += 1
         if request is None:
             request = rpc.request_type()
-        deadline = None if timeout is None else time.monotonic() + timeout
+        deadline = _deadline(timeout)
         conn = self._live
         if conn is None:
             conn = await self._wait_ready(rpc, deadline)
-        fn = conn.streams.get(rpc.name) if decode is None else conn.decoded(rpc, decode)
+        fn = conn.streams.get(rpc.name) if decode is None else conn.raw(rpc)
         if fn is None:
             unsupported = self._unsupported(rpc, conn)
             del conn  # a raised error's traceback keeps this frame
@@ -334,13 +293,13 @@ class ChannelManager:
                     failure = exc
                     break
                 except asyncio.CancelledError:
-                    await _abandon(call)
+                    await abandon(call)
                     if not _cancelled_by_grpc():
                         raise
                     break
-                yield item
+                yield item if decode is None else decode(item)
         except BaseException:
-            await _abandon(call)
+            await abandon(call)
             raise
         finally:
             conn.release()
@@ -354,6 +313,7 @@ class ChannelManager:
     async def _failed(self, conn: Connection, rpc: RPC, exc: grpc.aio.AioRpcError | None,
                       deadline: float | None, *, read_only: bool) -> CRIError | None:
         """What a failed call raises, or None to send it again (see aiocri._verdict)."""
+        failed_at = time.monotonic()
         if exc is None:
             code, link = grpc.StatusCode.CANCELLED, Link.GONE
         else:
@@ -364,7 +324,7 @@ class ChannelManager:
             return self._terminal_error
         verdict = decide(code, link, ProbeOutcome.NONE, read_only=read_only)
         if verdict is Verdict.PROBE:
-            outcome = await conn.probe(deadline)
+            outcome = await conn.probe(deadline, code, failed_at)
             if self._terminal_error is not None:
                 return self._terminal_error
             verdict = decide(code, Link.READY, outcome, read_only=read_only)
@@ -420,99 +380,28 @@ class ChannelManager:
             with anyio.move_on_after(wait):
                 await changed.wait()
 
-    # -- negotiation -------------------------------------------------------------
+    # -- generations ---------------------------------------------------------------
 
-    async def _negotiate(self) -> None:
-        """Start-up: find the first version that answers, retrying a dead socket."""
-        policy = self.policy
-        async for attempt in self._retrying(stop_before_delay(policy.connect_timeout), start=True):
-            with attempt:
-                if self._terminal_error is not None:
-                    raise self._terminal_error  # closed by another task meanwhile
-                channel = self._new_channel()
-                attempts: dict[str, str] = {}
-                try:
-                    for version in self.versions:
-                        try:
-                            response = await self._check(channel, version)
-                        except grpc.aio.AioRpcError as exc:
-                            if exc.code() is not grpc.StatusCode.UNIMPLEMENTED:
-                                raise self._attempt_failed(exc) from None
-                            answer = f"{exc.code().name} {exc.details() or ''}"
-                            attempts[version.name] = answer.strip()
-                            continue
-                        if self._install(version, response, channel) is None:
-                            await close_channel(channel)  # closed by another task
-                        else:
-                            log.info("%s: pinned CRI %s (%s)", self.endpoint, version.name,
-                                     _runtime_name(response))
-                        return
-                except BaseException:
-                    await close_channel(channel)
-                    raise
-                await close_channel(channel)
-                raise NoSupportedVersion(
-                    "the runtime serves none of the CRI versions this client speaks",
-                    attempts=attempts,
-                    endpoint=str(self.endpoint),
-                    all_versions=len(attempts) == len(VERSIONS),
-                )
-        raise AssertionError("unreachable")  # pragma: no cover
-
-    def _attempt_failed(self, exc: grpc.aio.AioRpcError) -> _AttemptFailed:
-        """A check answered neither OK nor UNIMPLEMENTED: retry (start-up and redial)."""
-        return _AttemptFailed(
-            from_rpc_error(exc, method=self._probe.name, endpoint=str(self.endpoint)))
-
-    async def _check(self, channel: grpc.aio.Channel, version: CRIVersion) -> Any:
-        """The probe (Version, or ImageFsInfo for an image endpoint) on ``version``."""
-        probe = self._probe
-        fn = channel.unary_unary(
-            version.path(probe),
-            request_serializer=probe.request_type.SerializeToString,
-            response_deserializer=probe.response_type.FromString,
-        )
-        request = (
-            api_pb2.VersionRequest(version=_CLIENT_API_VERSION)
-            if probe.name == "Version"
-            else probe.request_type()
-        )
-        call = fn(request, timeout=self.policy.attempt_timeout)
-        try:
-            return await call
-        except grpc.aio.AioRpcError:
-            raise
-        except BaseException:
-            await _abandon(call)
-            raise
-
-    def _new_channel(self) -> grpc.aio.Channel:
-        return grpc.aio.insecure_channel(self.endpoint.target, options=self._options)
-
-    def _install(self, version: CRIVersion, response: Message,
-                 channel: grpc.aio.Channel) -> Connection | None:
-        """Make the next generation on ``channel`` and go READY (None: already terminal)."""
+    def _install(self, dialed: Dialed) -> Connection | None:
+        """Make the next generation from a dial and go READY (None: already terminal)."""
         if self._state.terminal:
             return None  # the caller closes the channel
         self._generation += 1
-        conn = Connection(self._generation, channel, version, response, check=self._check,
-                          spawn=self._tasks.spawn, on_lost=self._on_lost)
-        if isinstance(response, api_pb2.VersionResponse):
-            self._answer = response
+        conn = Connection(self._generation, dialed.channel, dialed.version, dialed.answer,
+                          check=self._dialer.check, spawn=self._tasks.spawn,
+                          on_lost=self._on_lost)
+        if isinstance(dialed.answer, api_pb2.VersionResponse):
+            self._answer = dialed.answer
             if self._first_answer is None:
-                self._first_answer = response
+                self._first_answer = dialed.answer
         old, self._current = self._current, conn
-        self._pinned = version
         self._connections = [c for c in self._connections if not c.closed] + [conn]
         if old is not None:
             old.retire()
         self._live = conn
-        self._connected_at = time.monotonic()
-        self._socket_identity = _identity(self.endpoint.path) if self.endpoint.path else None
+        self._dialer.connected()
         self._set_state(ConnectionState.READY)
         return conn
-
-    # -- supervision ---------------------------------------------------------------
 
     def _on_lost(self, conn: Connection, reason: str) -> None:
         """A generation was declared lost (by a call, a probe or the channel watch)."""
@@ -523,6 +412,8 @@ class ChannelManager:
                      conn.generation, reason)
             self._set_state(ConnectionState.RECONNECTING)
 
+    # -- supervision ---------------------------------------------------------------
+
     async def _supervise(self) -> None:
         while not self._state.terminal:
             conn = self._current
@@ -530,108 +421,64 @@ class ChannelManager:
             await self._wait_lost(conn)
             if self._state.terminal:
                 return
-            await self._pace()
-            await self._redial()
+            await self._dialer.pace()
+            try:
+                dialed = await self._dialer.redial(conn.version)
+            except DialStopped:
+                return
+            except ConnectFailed as error:
+                self._enter_terminal(ConnectionState.CLOSED, error)
+                return
+            if isinstance(dialed, VersionGone):
+                await self._version_gone(conn.version, dialed)
+            elif self._install(dialed) is None:
+                await close_channel(dialed.channel)
+            else:
+                self.stats.redials += 1
+                log.info("%s: reconnected; CRI %s still served", self.endpoint,
+                         dialed.version.name)
+                self._tasks.spawn(self._announce_newer(self._current), "newer-version check")
 
     async def _wait_lost(self, conn: Connection) -> None:
         async with anyio.create_task_group() as tg:
-            tg.start_soon(self._watch_channel, conn)
+            tg.start_soon(conn.watch)
             await conn.lost.wait()
             tg.cancel_scope.cancel()
 
-    async def _watch_channel(self, conn: Connection) -> None:
-        """Declare ``conn`` lost when its channel leaves READY, at any moment.
-
-        Any change counts, even if the channel is READY again when we look: a
-        reconnect grpc made on its own must be re-checked before it is trusted.
-        """
-        channel = conn.channel
-        state = channel.get_state(try_to_connect=True)
-        if state is grpc.ChannelConnectivity.READY:
-            try:
-                await channel.wait_for_state_change(state)
-            except BaseException:
-                await anyio.lowlevel.checkpoint()
-                raise
-            state = channel.get_state()
-        conn.declare_lost(f"the channel went {state.name}")
-
-    async def _pace(self) -> None:
-        """Space redials when fresh connections keep breaking at once (a flapping
-        runtime, or one answering CANCELLED): the policy's backoff, growing per
-        flap; a socket that changes (a real restart) ends the wait at once."""
-        if time.monotonic() - self._connected_at < _STABLE:
-            self._flaps += 1
-        else:
-            self._flaps = 0
-        if self._flaps:
-            await self._sleep_watching_socket(self.policy.backoff(self._flaps))
-
-    async def _redial(self) -> None:
-        policy = self.policy
-        give_up = policy.give_up_after
-        stop = stop_never if give_up is None else stop_before_delay(give_up)
-        started = time.monotonic()
-        try:
-            async for attempt in self._retrying(stop, start=False):
-                with attempt:
-                    await self._redial_once(attempt.retry_state.attempt_number)
-        except _AttemptFailed as exc:
-            self._enter_terminal(
-                ConnectionState.CLOSED,
-                ConnectFailed(
-                    f"gave up redialling after {time.monotonic() - started:.1f} s "
-                    f"({exc.error.message})",
-                    endpoint=str(self.endpoint),
-                    hint="restart the client once the runtime is back, or allow a longer "
-                         "outage with connect(..., redial=RedialPolicy(give_up_after=...))",
-                ),
-            )
-
-    async def _redial_once(self, attempt: int) -> None:
-        if self._state.terminal:
-            return
-        self.stats.redial_attempts += 1
-        previous = self._current
-        assert previous is not None
-        pinned = previous.version
-        try:
-            check_socket(self.endpoint)
-        except EndpointError as exc:
-            raise _AttemptFailed(exc) from None
-        channel = self._new_channel()
-        try:
-            response = await self._check(channel, pinned)
-        except grpc.aio.AioRpcError as exc:
-            if exc.code() is grpc.StatusCode.UNIMPLEMENTED:
-                try:
-                    await self._version_lost(channel, pinned)
-                except BaseException:
-                    await close_channel(channel)
-                    raise
+    async def _version_gone(self, pinned: CRIVersion, gone: VersionGone) -> None:
+        """The redialled runtime dropped the pinned version: renegotiate if allowed,
+        else RESTART_REQUIRED (never switch silently)."""
+        served = list(gone.answers)
+        usable = [v for v in self.versions if v.name in gone.answers]
+        if self.on_version_loss == "renegotiate" and usable:
+            chosen = usable[0]
+            if self._install(Dialed(chosen, gone.answers[chosen.name], gone.channel)) is None:
+                await close_channel(gone.channel)
                 return
-            await close_channel(channel)
-            raise self._attempt_failed(exc) from None
-        except BaseException:
-            await close_channel(channel)
-            raise
-        conn = self._install(pinned, response, channel)
-        if conn is None:
-            await close_channel(channel)
+            self.stats.redials += 1
+            log.warning("%s: runtime dropped CRI %s; renegotiated to %s",
+                        self.endpoint, pinned.name, chosen.name)
+            self._publish("renegotiated", served=tuple(served))
             return
-        self.stats.redials += 1
-        log.info("%s: reconnected after %d attempt(s); CRI %s still served",
-                 self.endpoint, attempt, pinned.name)
-        self._tasks.spawn(self._announce_newer(conn), "newer-version check")
+        await close_channel(gone.channel)
+        after = next((r for r in gone.answers.values()
+                      if isinstance(r, api_pb2.VersionResponse)), None)
+        self._enter_terminal(
+            ConnectionState.RESTART_REQUIRED,
+            RestartRequired(pinned=pinned.name, served=served, endpoint=str(self.endpoint),
+                            before=self._first_answer, after=after),
+            served=tuple(served),
+        )
 
-    async def _announce_newer(self, conn: Connection) -> None:
+    async def _announce_newer(self, conn: Connection | None) -> None:
+        assert conn is not None
         pinned = conn.version
         newer = self.versions[: self.versions.index(pinned)] if pinned in self.versions else ()
         if not newer:
             return
         conn.users += 1
         try:
-            served = [v.name for v in newer if await self._answers(conn.channel, v)]
+            served = [v.name for v in newer if await self._dialer.serves(conn.channel, v)]
         finally:
             conn.release()
         if served and conn is self._live:
@@ -639,136 +486,8 @@ class ChannelManager:
                      self.endpoint, ", ".join(served), pinned.name)
             self._publish("newer_version_available", served=(pinned.name, *served))
 
-    async def _answers(self, channel: grpc.aio.Channel, version: CRIVersion) -> bool:
-        try:
-            await self._check(channel, version)
-        except (grpc.aio.AioRpcError, grpc.aio.UsageError):
-            return False
-        return True
-
-    async def _version_lost(self, channel: grpc.aio.Channel, pinned: CRIVersion) -> None:
-        """The redialled runtime answered UNIMPLEMENTED for the pinned version."""
-        answers: dict[str, Any] = {}
-        for version in VERSIONS.values():
-            if version is pinned:
-                continue
-            try:
-                answers[version.name] = await self._check(channel, version)
-            except grpc.aio.AioRpcError as exc:
-                if exc.code() is not grpc.StatusCode.UNIMPLEMENTED:
-                    # No verdict from a runtime that did not really answer.
-                    raise self._attempt_failed(exc) from None
-        served = list(answers)
-        usable = [v for v in self.versions if v.name in answers]
-        if self.on_version_loss == "renegotiate" and usable:
-            if self._install(usable[0], answers[usable[0].name], channel) is None:
-                await close_channel(channel)
-                return
-            self.stats.redials += 1
-            log.warning("%s: runtime dropped CRI %s; renegotiated to %s",
-                        self.endpoint, pinned.name, usable[0].name)
-            self._publish("renegotiated", served=tuple(served))
-            return
-        await close_channel(channel)
-        after = next((r for r in answers.values()
-                      if isinstance(r, api_pb2.VersionResponse)), None)
-        self._enter_terminal(
-            ConnectionState.RESTART_REQUIRED,
-            RestartRequired(
-                pinned=pinned.name,
-                served=served,
-                endpoint=str(self.endpoint),
-                before=self._first_answer,
-                after=after,
-            ),
-            served=tuple(served),
-        )
-
-    def _retrying(self, stop: Any, *, start: bool) -> AsyncRetrying:
-        policy = self.policy
-        backoff = wait_exponential_jitter(
-            multiplier=policy.initial, max=policy.maximum,
-            exp_base=policy.multiplier, jitter=policy.jitter,
-        )
-
-        def wait(retry_state: RetryCallState) -> float:
-            # A runtime creates its socket before it answers (containerd: 20 ms to
-            # ~1 s, growing with its pods): right after the socket changed, retry at
-            # the first step; while it answers "not ready", at a steady pace.
-            if time.monotonic() - self._fast_retry_from < _FRESH_SOCKET_WINDOW:
-                return policy.initial
-            waited = float(backoff(retry_state))
-            if _answered_not_ready(retry_state):
-                return min(waited, max(policy.initial, _NOT_READY_PACE))
-            return waited
-
-        return AsyncRetrying(
-            wait=wait,
-            stop=stop,
-            # Only our own failures: never CancelledError (tenacity would
-            # retry it and outlive the caller's timeout).
-            retry=retry_if_exception_type(_AttemptFailed),
-            sleep=self._sleep_watching_socket,
-            before_sleep=self._before_sleep if not start else None,
-            retry_error_callback=None if not start else self._connect_gave_up,
-            reraise=True,
-        )
-
-    def _connect_gave_up(self, retry_state: RetryCallState) -> Any:
-        if self._terminal_error is not None:  # closed meanwhile: that is the answer
-            raise self._terminal_error
-        outcome = retry_state.outcome
-        exc = outcome.exception() if outcome is not None else None
-        error = exc.error if isinstance(exc, _AttemptFailed) else None
-        details = error.details if error is not None else ""
-        cls = NotACRIRuntime if _looks_foreign(details) else ConnectFailed
-        path = self.endpoint.path
-        if cls is ConnectFailed and path is not None and nothing_listens(path):
-            raise ConnectFailed(
-                f"nothing listens on {path} (a stale socket file?); tried for "
-                f"{self.policy.connect_timeout:g} s",
-                code=error.code if error else None,
-                details=details,
-                endpoint=str(self.endpoint),
-                hint="start the runtime, or wait if it is restarting (allow more time "
-                     "with connect(..., redial=RedialPolicy(connect_timeout=...))); if it "
-                     "runs, it listens elsewhere and this file is left from an earlier run",
-            )
-        raise cls(
-            f"could not reach a CRI runtime within {self.policy.connect_timeout:g} s "
-            f"({retry_state.attempt_number} attempts)",
-            code=error.code if error else None,
-            details=details,
-            endpoint=str(self.endpoint),
-        )
-
-    def _before_sleep(self, retry_state: RetryCallState) -> None:
-        n = retry_state.attempt_number
-        outcome = retry_state.outcome
-        exc = outcome.exception() if outcome is not None else None
-        error = exc.error if isinstance(exc, _AttemptFailed) else None
-        # Powers of two only: one line per doubling keeps a long outage quiet.
-        level = logging.INFO if n & (n - 1) == 0 else logging.DEBUG
-        log.log(level, "%s: redial attempt %d failed (%s); next in %.2f s", self.endpoint, n,
-                error.message if error else exc, retry_state.upcoming_sleep)
-        self._publish("redial_attempt", attempt=n, error=error)
-
-    async def _sleep_watching_socket(self, seconds: float) -> None:
-        """Sleep for the backoff, but wake as soon as the socket file changes."""
-        path = self.endpoint.path
-        if path is None:
-            with anyio.move_on_after(seconds):
-                await self._terminal.wait()
-            return
-        until = time.monotonic() + seconds
-        while (left := until - time.monotonic()) > 0 and not self._state.terminal:
-            await anyio.sleep(min(left, _SOCKET_POLL))
-            now = _identity(path)
-            if now != self._socket_identity:
-                self._socket_identity = now
-                if now is not None:
-                    self._fast_retry_from = time.monotonic()
-                    return
+    def _redial_attempt_failed(self, attempt: int, error: CRIError | None) -> None:
+        self._publish("redial_attempt", attempt=attempt, error=error)
 
     # -- state ------------------------------------------------------------------
 
@@ -791,6 +510,7 @@ class ChannelManager:
             return
         self._terminal_error = error
         self._live = None
+        self._dialer.stop()
         self._set_state(state, error=error, **extra)
         self._terminal.set()
         if state is ConnectionState.RESTART_REQUIRED:
@@ -811,7 +531,7 @@ class ChannelManager:
         self._enter_terminal(ConnectionState.CLOSED, error)
 
     def _publish(self, kind: ConnectionEventKind, **extra: Any) -> None:
-        pinned = self._pinned
+        pinned = self.pinned
         self._events.publish(
             ConnectionEvent(
                 kind=kind,
@@ -824,12 +544,11 @@ class ChannelManager:
         )
 
 
-async def _abandon(call: grpc.aio.Call) -> None:
-    # grpc.aio turns an anyio cancellation into a bare CancelledError that anyio
-    # does not recognise; cancelling the RPC and passing one checkpoint lets
-    # anyio's own cancellation take over.
-    call.cancel()
-    await anyio.lowlevel.checkpoint()
+def _deadline(timeout: float | None) -> float | None:
+    """The call's deadline on the monotonic clock (None: none); a wrong timeout
+    raises here, before any round trip."""
+    seconds = check_timeout("timeout", timeout)
+    return None if seconds is None else time.monotonic() + seconds
 
 
 def _cancelled_by_grpc() -> bool:
@@ -839,31 +558,7 @@ def _cancelled_by_grpc() -> bool:
     return task is not None and task.cancelling() == 0
 
 
-def _answered_not_ready(retry_state: RetryCallState) -> bool:
-    """The last attempt reached a runtime that answered, but not yet OK."""
-    outcome = retry_state.outcome
-    exc = outcome.exception() if outcome is not None else None
-    if not isinstance(exc, _AttemptFailed):
-        return False
-    code = exc.error.code
-    return code is not None and code not in _CONNECTION_TROUBLE
-
-
-def _identity(path: str) -> tuple[int, int, float] | None:
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    return (st.st_dev, st.st_ino, st.st_ctime)
-
-
 def _runtime_name(response: Any) -> str:
     if isinstance(response, api_pb2.VersionResponse):
         return f"{response.runtime_name} {response.runtime_version}".strip()
     return "image service"
-
-
-def _looks_foreign(details: str) -> bool:
-    # What grpc says when the peer is not an HTTP/2 gRPC server.
-    text = details.lower()
-    return any(s in text for s in ("http1", "protocol", "frame", "socket closed", "handshake"))

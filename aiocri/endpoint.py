@@ -16,9 +16,13 @@ from dataclasses import dataclass
 from typing import Literal
 from urllib.parse import urlsplit
 
+import anyio
+import anyio.abc
+
+from aiocri._classify import PeerAnswer
 from aiocri.errors import EndpointError
 
-__all__ = ["DEFAULT_ENDPOINTS", "Endpoint", "check_socket", "discover", "parse_endpoint"]
+__all__ = ["DEFAULT_ENDPOINTS", "Endpoint", "check_socket", "discover", "greet", "parse_endpoint"]
 
 #: crictl's default sockets, in crictl's order.
 DEFAULT_ENDPOINTS: tuple[str, ...] = (
@@ -184,6 +188,40 @@ def nothing_listens(path: str) -> bool:
     finally:
         probe.close()
     return False
+
+
+#: An HTTP/2 client's connection preface followed by an empty SETTINGS frame.
+_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"
+_SETTINGS = 4  # HTTP/2 frame type
+
+
+async def greet(endpoint: Endpoint, timeout: float) -> PeerAnswer:
+    """Open a fresh connection, send an HTTP/2 preface and see what comes back.
+
+    A fact for :func:`aiocri._classify.classify` when a connect gives up: a gRPC
+    server answers with SETTINGS; a stopped process lets the kernel accept and
+    then says nothing; anything else is not an HTTP/2 server.
+    """
+    head = b""
+    try:
+        with anyio.fail_after(timeout):
+            if endpoint.path is not None:
+                stream: anyio.abc.ByteStream = await anyio.connect_unix(endpoint.path)
+            else:
+                host, _, port = endpoint.address.rpartition(":")
+                stream = await anyio.connect_tcp(host.strip("[]"), int(port))
+            async with stream:
+                await stream.send(_PREFACE)
+                while len(head) < 9:
+                    head += await stream.receive(9 - len(head))
+    except FileNotFoundError:
+        return PeerAnswer.MISSING
+    except TimeoutError:
+        return PeerAnswer.SILENT
+    except (anyio.EndOfStream, anyio.BrokenResourceError, OSError) as exc:
+        refused = isinstance(exc, ConnectionRefusedError) and not head
+        return PeerAnswer.REFUSED if refused else PeerAnswer.FOREIGN
+    return PeerAnswer.HTTP2 if head[3] == _SETTINGS else PeerAnswer.FOREIGN
 
 
 def discover(candidates: Sequence[str] = DEFAULT_ENDPOINTS) -> Endpoint:

@@ -20,6 +20,7 @@ import grpc.aio
 import pytest
 
 import aiocri
+import aiocri._dialer
 from aiocri import ConnectionState, RedialPolicy
 from aiocri.api import ContainerStatusRequest, StopContainerRequest
 from aiocri.poller import Poller
@@ -309,7 +310,7 @@ async def test_7_any_change_of_the_watched_channel_is_a_loss(runtime: FakeRuntim
         stand_in.channel = Flapped()  # type: ignore[assignment]
         stand_in.lost = anyio.Event()
         with anyio.fail_after(2):
-            await manager._watch_channel(stand_in)
+            await stand_in.watch()
         assert stand_in.lost.is_set()
     finally:
         await client.aclose()
@@ -357,10 +358,10 @@ def test_8_redial_policy_refuses_nonsense(field: str, value: object) -> None:
 async def test_a_supervisor_failure_becomes_the_terminal_error(
     runtime: FakeRuntime, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    async def broken(self: object) -> None:
+    async def broken(self: object, pinned: object) -> None:
         raise RuntimeError("a bug in the redial")
 
-    monkeypatch.setattr(aiocri.channel.ChannelManager, "_redial", broken)
+    monkeypatch.setattr(aiocri._dialer.Dialer, "redial", broken)
     before = _our_tasks()
     client = await aiocri.connect(runtime.endpoint, redial=FAST)
     try:
@@ -418,16 +419,16 @@ async def test_redials_after_quick_losses_are_spaced_by_the_policy(runtime: Fake
         manager = client._runtime_manager
         waits = []
         for _ in range(4):
-            manager._connected_at = time.monotonic()  # as if it had just reconnected
+            manager._dialer._connected_at = time.monotonic()  # as if it had just reconnected
             started = time.monotonic()
-            await manager._pace()
+            await manager._dialer.pace()
             waits.append(time.monotonic() - started)
         assert waits[0] >= 0.05 * 0.9 and waits[1] >= 0.1 * 0.9 and waits[2] >= 0.2 * 0.9
         assert waits[3] >= 0.4 * 0.9  # capped at the policy's maximum
         assert sum(waits) < 3.0
-        manager._connected_at = time.monotonic() - 10  # a healthy generation: no wait
+        manager._dialer._connected_at = time.monotonic() - 10  # a healthy generation: no wait
         started = time.monotonic()
-        await manager._pace()
+        await manager._dialer.pace()
         assert time.monotonic() - started < 0.05
     finally:
         await client.aclose()

@@ -7,7 +7,8 @@ import itertools
 import grpc
 import pytest
 
-from aiocri._verdict import Link, ProbeOutcome, Verdict, decide, probe_outcome
+from aiocri._probe import probe_outcome
+from aiocri._verdict import Link, ProbeOutcome, Verdict, decide
 
 S = grpc.StatusCode
 SUSPECT = {S.UNAVAILABLE, S.CANCELLED, S.UNIMPLEMENTED}
@@ -22,8 +23,8 @@ def expected(code: S, link: Link, probe: ProbeOutcome, read_only: bool) -> Verdi
         return Verdict.LOST_RESEND if safe else Verdict.LOST_RAISE
     if probe is ProbeOutcome.NONE:
         return Verdict.PROBE
-    if probe in (ProbeOutcome.ANSWERED, ProbeOutcome.UNDECIDED):
-        return Verdict.RAISE
+    if probe in (ProbeOutcome.ANSWERED, ProbeOutcome.SLOW, ProbeOutcome.UNDECIDED):
+        return Verdict.RAISE  # SLOW: the runtime may be busy; no evidence of a loss
     return Verdict.LOST_RESEND if safe else Verdict.LOST_RAISE
 
 
@@ -53,8 +54,10 @@ def test_probe_outcome(code: S) -> None:
     outcome = probe_outcome(None if code is S.OK else code)
     if code is S.OK:
         assert outcome is ProbeOutcome.ANSWERED
-    elif code in (S.UNAVAILABLE, S.DEADLINE_EXCEEDED):
+    elif code is S.UNAVAILABLE:
         assert outcome is ProbeOutcome.UNREACHABLE
+    elif code is S.DEADLINE_EXCEEDED:  # the probe ran out of time: slow, not gone
+        assert outcome is ProbeOutcome.SLOW
     elif code is S.UNIMPLEMENTED:
         assert outcome is ProbeOutcome.VERSION_GONE
     elif code is S.CANCELLED:
