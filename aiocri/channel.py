@@ -218,19 +218,11 @@ class ChannelManager:
         class (the poller's lean list views, :mod:`aiocri._lean`).
         """
         self.stats.calls += 1
-        if request is None:
-            request = rpc.request_type()
+        request = rpc.request_type() if request is None else request
         deadline = _deadline(timeout)
         while True:
-            conn = self._live
-            if conn is None:
-                conn = await self._wait_ready(rpc, deadline)
-            fn = conn.unary.get(rpc.name) if decode is None else conn.raw(rpc)
-            if fn is None:
-                unsupported = self._unsupported(rpc, conn)
-                del conn  # a raised error's traceback keeps this frame
-                raise unsupported
-            remaining = None if deadline is None else deadline - time.monotonic()
+            conn, fn = await self._callable(rpc, deadline, decode)
+            remaining = self._remaining(rpc, deadline)
             conn.users += 1
             try:
                 call = fn(request, timeout=remaining)
@@ -266,18 +258,10 @@ class ChannelManager:
         Streams are never reopened here: a broken stream raises, its reader decides.
         """
         self.stats.calls += 1
-        if request is None:
-            request = rpc.request_type()
+        request = rpc.request_type() if request is None else request
         deadline = _deadline(timeout)
-        conn = self._live
-        if conn is None:
-            conn = await self._wait_ready(rpc, deadline)
-        fn = conn.streams.get(rpc.name) if decode is None else conn.raw(rpc)
-        if fn is None:
-            unsupported = self._unsupported(rpc, conn)
-            del conn  # a raised error's traceback keeps this frame
-            raise unsupported
-        remaining = None if deadline is None else deadline - time.monotonic()
+        conn, fn = await self._callable(rpc, deadline, decode)
+        remaining = self._remaining(rpc, deadline)
         conn.users += 1
         call = fn(request, timeout=remaining)
         responses = call.__aiter__()
@@ -333,52 +317,63 @@ class ChannelManager:
             assert exc is not None
             return from_rpc_error(exc, method=rpc.name, endpoint=endpoint)
         conn.declare_lost(f"{rpc.name} failed with {code.name}")
-        in_time = deadline is None or time.monotonic() < deadline
-        if verdict is Verdict.LOST_RESEND and not self.fail_fast and in_time:
-            return None
-        details = "" if exc is None else exc.details() or ""
-        if verdict is Verdict.LOST_RESEND and exc is not None:
-            return from_rpc_error(exc, method=rpc.name, endpoint=endpoint)
+        if verdict is Verdict.LOST_RESEND:
+            if not self.fail_fast and (deadline is None or time.monotonic() < deadline):
+                return None
+            if exc is not None:
+                return from_rpc_error(exc, method=rpc.name, endpoint=endpoint)
         return Unavailable(
-            "the connection to the runtime broke while the call was in flight; "
-            "it may or may not have reached the runtime",
-            code=code, details=details, method=rpc.name, endpoint=endpoint,
-            hint="check the object's state before sending the call again",
-        )
+            "the connection to the runtime broke while the call was in flight; it may or "
+            "may not have reached the runtime", code=code, method=rpc.name, endpoint=endpoint,
+            details="" if exc is None else exc.details() or "",
+            hint="check the object's state before sending the call again")
 
-    def _unsupported(self, rpc: RPC, conn: Connection) -> CRIError:
-        return UnsupportedByVersion(
-            f"{rpc.name} is not part of CRI {conn.version.name}, the version this client pinned",
-            method=rpc.name,
-            endpoint=str(self.endpoint),
-        )
+    def _remaining(self, rpc: RPC, deadline: float | None) -> float | None:
+        """The time left for the call (None: no deadline); none left raises, unsent."""
+        if deadline is None:
+            return None
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise self._expired(rpc, "the call's deadline passed before it was sent")
+        return remaining
+
+    async def _callable(self, rpc: RPC, deadline: float | None,
+                        decode: Callable[[bytes], Any] | None) -> tuple[Connection, Any]:
+        """The live generation and its callable for ``rpc`` (raw bytes with ``decode``)."""
+        conn = self._live or await self._wait_ready(rpc, deadline)
+        if decode is not None:
+            fn = conn.raw(rpc)
+        else:
+            fn = (conn.streams if rpc.server_streaming else conn.unary).get(rpc.name)
+        if fn is None:
+            version = conn.version.name
+            del conn  # a raised error's traceback keeps this frame
+            raise UnsupportedByVersion(
+                f"{rpc.name} is not part of CRI {version}, the version this client pinned",
+                method=rpc.name, endpoint=str(self.endpoint))
+        return conn, fn
 
     async def _wait_ready(self, rpc: RPC, deadline: float | None) -> Connection:
-        while True:
-            conn = self._live
-            if conn is not None:
-                return conn
+        while (conn := self._live) is None:
             if self._terminal_error is not None:
                 raise self._terminal_error
             if self.fail_fast:
                 raise Unavailable(
-                    f"runtime is {self._state.value}",
-                    code=grpc.StatusCode.UNAVAILABLE,
-                    method=rpc.name,
-                    endpoint=str(self.endpoint),
-                    hint="retry later, or connect with fail_fast=False to wait for the redial",
-                )
+                    f"runtime is {self._state.value}", code=grpc.StatusCode.UNAVAILABLE,
+                    method=rpc.name, endpoint=str(self.endpoint),
+                    hint="retry later, or connect with fail_fast=False to wait for the redial")
             wait = math.inf if deadline is None else deadline - time.monotonic()
             if wait <= 0:
-                raise DeadlineExceeded(
-                    f"runtime still {self._state.value} when the deadline expired",
-                    code=grpc.StatusCode.DEADLINE_EXCEEDED,
-                    method=rpc.name,
-                    endpoint=str(self.endpoint),
-                )
+                raise self._expired(rpc, f"runtime still {self._state.value} when the "
+                                         "deadline expired")
             changed = self._changed
             with anyio.move_on_after(wait):
                 await changed.wait()
+        return conn
+
+    def _expired(self, rpc: RPC, message: str) -> DeadlineExceeded:
+        return DeadlineExceeded(message, code=grpc.StatusCode.DEADLINE_EXCEEDED,
+                                method=rpc.name, endpoint=str(self.endpoint))
 
     # -- generations ---------------------------------------------------------------
 
@@ -431,13 +426,13 @@ class ChannelManager:
                 return
             if isinstance(dialed, VersionGone):
                 await self._version_gone(conn.version, dialed)
-            elif self._install(dialed) is None:
+            elif (new := self._install(dialed)) is None:
                 await close_channel(dialed.channel)
             else:
                 self.stats.redials += 1
                 log.info("%s: reconnected; CRI %s still served", self.endpoint,
                          dialed.version.name)
-                self._tasks.spawn(self._announce_newer(self._current), "newer-version check")
+                self._tasks.spawn(self._announce_newer(new), "newer-version check")
 
     async def _wait_lost(self, conn: Connection) -> None:
         async with anyio.create_task_group() as tg:
@@ -470,12 +465,9 @@ class ChannelManager:
             served=tuple(served),
         )
 
-    async def _announce_newer(self, conn: Connection | None) -> None:
-        assert conn is not None
+    async def _announce_newer(self, conn: Connection) -> None:
         pinned = conn.version
         newer = self.versions[: self.versions.index(pinned)] if pinned in self.versions else ()
-        if not newer:
-            return
         conn.users += 1
         try:
             served = [v.name for v in newer if await self._dialer.serves(conn.channel, v)]

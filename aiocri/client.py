@@ -19,6 +19,7 @@ import anyio
 
 from aiocri._events import ConnectionEvent, ConnectionState, ConnectionStats, EventBroadcast
 from aiocri._policy import RedialPolicy
+from aiocri._timeouts import check_positive_int, check_timeout
 from aiocri.api import CONTAINER_RUNNING, VersionResponse
 from aiocri.channel import DEFAULT_MAX_MESSAGE_SIZE, ChannelManager
 from aiocri.endpoint import Endpoint, discover, parse_endpoint
@@ -380,9 +381,19 @@ def connect(
         client = await aiocri.connect(...)   # or open and close it yourself,
         await client.aclose()                # from any task
 
-    Wrong arguments raise at once (ValueError, or EndpointError for a bad endpoint).
+    Wrong arguments raise at once, naming the argument (TypeError, ValueError, or
+    EndpointError for a bad endpoint). A timeout beyond what grpc can hold
+    (about 31 years, ``math.inf`` included) means no deadline.
     """
     order = resolve_versions(versions)
+    timeout = check_timeout("timeout", timeout, zero=False)
+    image_pull_timeout = check_timeout("image_pull_timeout", image_pull_timeout, zero=False)
+    max_message_size = check_positive_int("max_message_size", max_message_size)
+    if redial is not None and not isinstance(redial, RedialPolicy):
+        raise TypeError(f"redial must be a RedialPolicy or None, not {redial!r}")
+    for name, flag in (("fail_fast", fail_fast), ("allow_tcp", allow_tcp)):
+        if not isinstance(flag, bool):
+            raise TypeError(f"{name} must be True or False, not {flag!r}")
     if on_version_loss not in ("fail", "renegotiate"):
         raise ValueError(f"on_version_loss must be 'fail' or 'renegotiate', "
                          f"not {on_version_loss!r}")
