@@ -3,7 +3,9 @@
 Field names and values as crictl prints them (protobuf's JSON mapping: lowerCamelCase
 names, enums by name, 64-bit integers as strings, every field shown), except the
 values of ``KeyValue`` pairs (environment variables), which are bytes on the wire
-and shown as text, as in crictl's config files.
+and shown as text, as in crictl's config files. A value that is not UTF-8 is shown
+as ``{"base64": "<its bytes in base64>"}``, so that ``from_dict(to_dict(m))`` is
+always ``m``; ``from_dict`` takes both forms.
 
     print(aiocri.to_json(await client.runtime.container_status(container_id=cid)))
 """
@@ -11,6 +13,7 @@ and shown as text, as in crictl's config files.
 from __future__ import annotations
 
 import base64
+import contextlib
 import copy
 import json
 from collections.abc import Callable
@@ -26,6 +29,7 @@ __all__ = ["from_dict", "merge_dict", "to_dict", "to_json"]
 
 M = TypeVar("M", bound=Message)
 _KEY_VALUE = api.KeyValue.DESCRIPTOR.full_name
+_BASE64 = "base64"  # the key of a KeyValue value that is not UTF-8
 
 
 def to_dict(message: Message) -> dict[str, Any]:
@@ -53,8 +57,8 @@ def merge_dict(data: Any, message: Message, *, source: str) -> None:
     if not isinstance(data, dict):
         raise ValueError(f"{source} must hold a JSON/YAML object (a mapping of fields)")
     data = copy.deepcopy(data)  # the KeyValue fix below edits in place
-    _walk_key_values(data, message.DESCRIPTOR, _encode_value)
     try:
+        _walk_key_values(data, message.DESCRIPTOR, _encode_value)
         json_format.ParseDict(data, message)
     except json_format.ParseError as exc:
         text = str(exc).splitlines()[0] if str(exc) else "not a valid message"
@@ -64,11 +68,13 @@ def merge_dict(data: Any, message: Message, *, source: str) -> None:
 
 
 def _decode_value(value: Any) -> Any:
+    # MessageToDict gives bytes as base64: text when it is UTF-8, else kept as base64
     if isinstance(value, str):
+        raw = base64.b64decode(value)
         try:
-            return base64.b64decode(value).decode("utf-8", errors="replace")
-        except ValueError:
-            return value
+            return raw.decode("utf-8")
+        except UnicodeDecodeError:
+            return {_BASE64: value}
     return value
 
 
@@ -76,7 +82,14 @@ def _encode_value(value: Any) -> Any:
     # crictl's config files carry env values as text; the wire type is bytes.
     if isinstance(value, str):
         return base64.b64encode(value.encode()).decode()
-    return value
+    if value is None:
+        return value
+    encoded = value.get(_BASE64) if isinstance(value, dict) and len(value) == 1 else None
+    if isinstance(encoded, str):
+        with contextlib.suppress(ValueError):  # not base64: binascii.Error
+            return base64.b64encode(base64.b64decode(encoded, validate=True)).decode()
+    raise json_format.ParseError(
+        'a KeyValue value must be text or {"base64": "<base64 of its bytes>"}')
 
 
 def _walk_key_values(data: Any, descriptor: Any, fix: Callable[[Any], Any]) -> None:

@@ -201,11 +201,28 @@ async def test_tty_resize_reaches_the_command(client: aiocri.CRIClient, cid: str
                                               transport: TransportName) -> None:
     async with client.exec_stream(cid, ["stty", "size"], stdin=True, tty=True,
                                   transport=transport) as session:
-        assert session.stderr is None  # a terminal merges them
         await session.resize(132, 43)
         assert session.stdout is not None
         assert await session.stdout.readall() == b"43 132\r\n"
+        assert await session.stderr.readall() == b""  # a terminal merges them
         assert await session.wait() == 0
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+async def test_item_15_a_stream_not_opened_raises_a_clear_error(
+        client: aiocri.CRIClient, cid: str, transport: TransportName) -> None:
+    async with client.exec_stream(cid, ["echo", "hi"], stderr=False,
+                                  transport=transport) as session:
+        for name in ("stdin", "stderr"):
+            with pytest.raises(ValueError, match=f"opened without {name}: pass {name}=True"):
+                getattr(session, name)
+        with pytest.raises(ValueError, match="opened without stdin"):
+            await session.communicate(b"data")
+        assert (await session.communicate()).stdout == b"hi\n"
+    async with client.attach_stream(cid, stdout=False, stderr=True,
+                                    transport=transport) as session:
+        with pytest.raises(ValueError, match="opened without stdout: pass stdout=True"):
+            session.stdout  # noqa: B018
 
 
 async def test_interactive_shell_over_a_tty(client: aiocri.CRIClient, cid: str) -> None:

@@ -8,7 +8,7 @@ import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Self
+from typing import Self, TypeVar
 
 from aiocri.errors import StreamingError, UpgradeRefused
 from aiocri.streaming._pipe import Pipe, as_bytes
@@ -21,6 +21,7 @@ __all__ = ["ExecOutput", "Stdin", "StreamSession", "open_channels"]
 #: A full output channel nobody read for this long makes wait() fail instead of hang.
 STALL_LIMIT = 2.0
 _STALL_CHECK = 0.5
+_S = TypeVar("_S")
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,17 +80,35 @@ class StreamSession:
 
     Read ``stdout``/``stderr`` (pipes: ``await read()``, ``async for chunk``) while the
     command runs; a channel nobody reads fills up and then slows the command down.
+    ``stdin``, ``stdout`` and ``stderr`` are the streams asked for when opening it;
+    using one not asked for raises ``ValueError`` saying how to ask for it. The
+    ``stderr`` of a TTY session is an empty pipe (the terminal sends all to stdout).
     """
 
     def __init__(self, channels: Channels, *, stdin: bool, tty: bool) -> None:
         self._channels = channels
-        self.stdin: Stdin | None = Stdin(channels) if stdin else None
-        self.stdout: Pipe | None = channels.stdout
-        self.stderr: Pipe | None = channels.stderr
+        self._stdin = Stdin(channels) if stdin else None
+        self._stdout = channels.stdout
+        self._stderr = _ended() if tty else channels.stderr  # a TTY has no stderr channel
         self.tty = tty
         self._exit_code: int | None = None
         self._status: asyncio.Future[int] | None = None
         self._closed = False
+
+    @property
+    def stdin(self) -> Stdin:
+        """The command's input; needs ``stdin=True`` when opening the session."""
+        return _opened(self._stdin, "stdin")
+
+    @property
+    def stdout(self) -> Pipe:
+        """The command's output (opened by default: ``stdout=True``)."""
+        return _opened(self._stdout, "stdout")
+
+    @property
+    def stderr(self) -> Pipe:
+        """The command's error output (opened by default unless ``tty=True``)."""
+        return _opened(self._stderr, "stderr")
 
     @property
     def transport(self) -> str:
@@ -127,7 +146,7 @@ class StreamSession:
         return self._exit_code
 
     def _check_stalled(self) -> None:
-        for name, pipe in (("stdout", self.stdout), ("stderr", self.stderr)):
+        for name, pipe in (("stdout", self._stdout), ("stderr", self._stderr)):
             if pipe is not None and pipe.stuck_for() > STALL_LIMIT:
                 raise StreamingError(
                     f"{name} is full and was never read, so the command cannot finish",
@@ -156,20 +175,20 @@ class StreamSession:
         and return them with the exit code."""
         readers = [
             asyncio.ensure_future(pipe.readall() if pipe is not None else _nothing())
-            for pipe in (self.stdout, self.stderr)
+            for pipe in (self._stdout, self._stderr)
         ]
         try:
-            if self.stdin is not None:
-                if not self.stdin.can_close:
+            if self._stdin is not None:
+                if not self._stdin.can_close:
                     raise StreamingError(
                         f"communicate() must end stdin, which {self.transport} cannot do",
                         hint="use transport='spdy' (or 'auto'), or write to session.stdin "
                         "and read the pipes yourself")
                 if data:
-                    await self.stdin.write(data)
-                await self.stdin.close()
+                    await self._stdin.write(data)
+                await self._stdin.close()
             elif data:
-                raise ValueError("this session has no stdin (open it with stdin=True)")
+                raise _missing("stdin")
             out, err = await asyncio.gather(*readers)
         except BaseException:
             for task in readers:
@@ -199,6 +218,23 @@ class StreamSession:
         tb: TracebackType | None,
     ) -> None:
         await self.aclose()
+
+
+def _opened(stream: _S | None, name: str) -> _S:
+    if stream is None:
+        raise _missing(name)
+    return stream
+
+
+def _missing(name: str) -> ValueError:
+    return ValueError(f"this session was opened without {name}: pass {name}=True to "
+                      "exec_stream() or attach_stream()")
+
+
+def _ended() -> Pipe:
+    pipe = Pipe()
+    pipe.feed_eof()
+    return pipe
 
 
 def _retrieve(future: asyncio.Future[int]) -> None:
