@@ -221,8 +221,7 @@ class ChannelManager:
         request = rpc.request_type() if request is None else request
         deadline = _deadline(timeout)
         while True:
-            conn, fn = await self._callable(rpc, deadline, decode)
-            remaining = self._remaining(rpc, deadline)
+            conn, fn, remaining = await self._callable(rpc, deadline, decode)
             conn.users += 1
             try:
                 call = fn(request, timeout=remaining)
@@ -260,8 +259,7 @@ class ChannelManager:
         self.stats.calls += 1
         request = rpc.request_type() if request is None else request
         deadline = _deadline(timeout)
-        conn, fn = await self._callable(rpc, deadline, decode)
-        remaining = self._remaining(rpc, deadline)
+        conn, fn, remaining = await self._callable(rpc, deadline, decode)
         conn.users += 1
         call = fn(request, timeout=remaining)
         responses = call.__aiter__()
@@ -328,30 +326,27 @@ class ChannelManager:
             details="" if exc is None else exc.details() or "",
             hint="check the object's state before sending the call again")
 
-    def _remaining(self, rpc: RPC, deadline: float | None) -> float | None:
-        """The time left for the call (None: no deadline); none left raises, unsent."""
-        if deadline is None:
-            return None
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            raise self._expired(rpc, "the call's deadline passed before it was sent")
-        return remaining
-
     async def _callable(self, rpc: RPC, deadline: float | None,
-                        decode: Callable[[bytes], Any] | None) -> tuple[Connection, Any]:
-        """The live generation and its callable for ``rpc`` (raw bytes with ``decode``)."""
+                        decode: Callable[[bytes], Any] | None,
+                        ) -> tuple[Connection, Any, float | None]:
+        """The live generation, its callable for ``rpc`` (raw bytes with ``decode``) and
+        the time left (None: no deadline). Raises, holding no channel, when the pinned
+        version lacks ``rpc`` or no time is left: nothing is sent."""
         conn = self._live or await self._wait_ready(rpc, deadline)
         if decode is not None:
             fn = conn.raw(rpc)
         else:
             fn = (conn.streams if rpc.server_streaming else conn.unary).get(rpc.name)
-        if fn is None:
+        remaining = None if deadline is None else deadline - time.monotonic()
+        if fn is None or (remaining is not None and remaining <= 0):
             version = conn.version.name
-            del conn  # a raised error's traceback keeps this frame
+            del conn, fn  # a raised error's traceback keeps this frame
+            if remaining is not None and remaining <= 0:
+                raise self._expired(rpc, "the call's deadline passed before it was sent")
             raise UnsupportedByVersion(
                 f"{rpc.name} is not part of CRI {version}, the version this client pinned",
                 method=rpc.name, endpoint=str(self.endpoint))
-        return conn, fn
+        return conn, fn, remaining
 
     async def _wait_ready(self, rpc: RPC, deadline: float | None) -> Connection:
         while (conn := self._live) is None:
