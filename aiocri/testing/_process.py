@@ -25,7 +25,7 @@ import grpc
 import grpc.aio
 
 from aiocri._proto.runtime.v1 import api_pb2 as pb
-from aiocri.testing._server import remove_socket_file
+from aiocri.testing._server import refuse_live_socket, remove_socket_file, socket_is_live
 from aiocri.testing.fake_runtime import DEFAULT_VERSIONS
 from aiocri.versions import CRIVersion, resolve_versions
 
@@ -41,7 +41,10 @@ class FakeRuntimeProcess:
 
     Entering spawns the process and returns once the socket answers Version;
     leaving terminates it. The child seeds its ids (``seed``), so a restarted
-    process lists the same pods and containers again.
+    process lists the same pods and containers again. The child stops by
+    itself when this process dies (it watches a pipe whose other end only we
+    hold), and it is never started on a socket a live server answers on
+    (OSError, EADDRINUSE).
     """
 
     def __init__(
@@ -76,6 +79,7 @@ class FakeRuntimeProcess:
         self.env = dict(env) if env is not None else None
         self._process: anyio.abc.Process | None = None
         self._log: IO[bytes] | None = None
+        self._lifeline: int | None = None  # the pipe's write end; the child lives while it is open
 
     @property
     def endpoint(self) -> str:
@@ -117,16 +121,27 @@ class FakeRuntimeProcess:
         """Spawn the process and wait until it answers on the socket."""
         if self.running:
             raise RuntimeError(f"the fake runtime process {self.pid} is running")
+        # here too: the old server would answer _wait_ready before the child fails
+        refuse_live_socket(self.socket_path)
         self._close_log()
+        self._close_lifeline()
         self._log = tempfile.TemporaryFile()  # noqa: SIM115 (lives as long as the child)
-        self._process = await anyio.open_process(
-            self.argv(),
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=self._log,
-            env=self._child_env(),
-            start_new_session=True,  # a Ctrl-C meant for the tests does not reach it
-        )
+        child_end, self._lifeline = os.pipe()
+        try:
+            self._process = await anyio.open_process(
+                [*self.argv(), "--parent-fd", str(child_end)],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=self._log,
+                env=self._child_env(),
+                start_new_session=True,  # a Ctrl-C meant for the tests does not reach it
+                pass_fds=(child_end,),
+            )
+        except BaseException:
+            self._close_lifeline()
+            raise
+        finally:
+            os.close(child_end)
         try:
             await self._wait_ready()
         except BaseException:
@@ -173,6 +188,7 @@ class FakeRuntimeProcess:
             if process.returncode is None:  # ignored SIGTERM for too long
                 process.kill()
                 await process.wait()
+        self._close_lifeline()
         return process.returncode
 
     async def terminate(self, timeout: float = 10.0) -> int | None:
@@ -200,6 +216,11 @@ class FakeRuntimeProcess:
         await anyio.sleep(down_for)
         await self.start()
 
+    def _close_lifeline(self) -> None:
+        if self._lifeline is not None:
+            os.close(self._lifeline)
+            self._lifeline = None
+
     def _close_log(self) -> None:
         if self._log is not None:
             self._log.close()
@@ -218,7 +239,9 @@ class FakeRuntimeProcess:
         with anyio.CancelScope(shield=True):
             await self.terminate()
         self._close_log()
-        remove_socket_file(self.socket_path)  # a killed child leaves its socket file
+        # a killed child leaves its socket file; a live one is another server's
+        if self._process is not None and not socket_is_live(self.socket_path):
+            remove_socket_file(self.socket_path)
 
 
 async def _answers(endpoint: str, version: CRIVersion) -> bool:

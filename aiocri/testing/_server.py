@@ -9,6 +9,7 @@ grpc itself answers UNIMPLEMENTED, as a real runtime does.
 from __future__ import annotations
 
 import asyncio
+import errno
 import inspect
 import os
 import random
@@ -35,7 +36,9 @@ __all__ = [
     "cut_connections",
     "leave_stale_socket",
     "missing_rpcs",
+    "refuse_live_socket",
     "remove_socket_file",
+    "socket_is_live",
 ]
 
 _ANY = "*"
@@ -296,3 +299,42 @@ def remove_socket_file(path: str) -> None:
             os.unlink(path)
     except FileNotFoundError:
         pass
+
+
+def socket_is_live(path: str) -> bool:
+    """Whether ``path`` is a socket file that a server accepts connections on.
+
+    False for a stale file (connects refused), no file, another file type, or
+    a socket this process may not connect to.
+    """
+    try:
+        if not stat.S_ISSOCK(os.lstat(path).st_mode):
+            return False
+    except OSError:
+        return False
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        probe.setblocking(False)  # a unix connect is accepted or refused at once
+        probe.connect(path)
+    except BlockingIOError:
+        return True  # its backlog is full: it listens
+    except OSError:
+        return False
+    finally:
+        probe.close()
+    return True
+
+
+def refuse_live_socket(path: str) -> None:
+    """Raise OSError (EADDRINUSE) when a server accepts connections on ``path``.
+
+    Binding would unlink the file and take that server's clients (grpc
+    replaces a socket file whatever it is), so only a stale file may go.
+    """
+    if not socket_is_live(path):
+        return
+    raise OSError(
+        errno.EADDRINUSE,
+        f"{path} is in use by a live server (it accepts connections); stop that server "
+        "first, or serve the fake runtime on another socket path",
+    )

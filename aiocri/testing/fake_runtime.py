@@ -19,6 +19,7 @@ import shutil
 import signal
 import sys
 import tempfile
+import weakref
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from functools import partial
@@ -38,7 +39,9 @@ from aiocri.testing._server import (
     build_handlers,
     cut_connections,
     leave_stale_socket,
+    refuse_live_socket,
     remove_socket_file,
+    socket_is_live,
 )
 from aiocri.testing._servicer import FakeServicer
 from aiocri.testing._state import FakeState, Image, Populated
@@ -58,6 +61,12 @@ class FakeRuntime:
     Use as ``async with FakeRuntime(path) as rt:`` (serves on entry, stops on
     exit) or call :meth:`start` / :meth:`stop` yourself. Everything runs on the
     caller's event loop (asyncio).
+
+    Without ``socket_path`` it serves in a short folder of its own under /tmp:
+    :meth:`stop` removes that folder and :meth:`start` makes it again (same
+    path); one never stopped is removed when the object is collected or at exit.
+    A socket file that a live server answers on is never taken over: :meth:`start`
+    raises OSError (EADDRINUSE); a stale one (refusing connections) is replaced.
     """
 
     def __init__(
@@ -74,12 +83,7 @@ class FakeRuntime:
         stream_chunk: int = 1000,
         max_receive_message_length: int = 16 * _MiB,
     ) -> None:
-        resolved = resolve_versions(versions)  # a bad argument fails before the folder
-        self._own_folder: str | None = None
-        if socket_path is None:  # a short path of its own (unix socket paths are short)
-            self._own_folder = tempfile.mkdtemp(prefix="cri-", dir="/tmp")
-            socket_path = os.path.join(self._own_folder, "rt.sock")
-        self.socket_path = os.path.abspath(os.fspath(socket_path))
+        resolved = resolve_versions(versions)
         self.state = state if state is not None else FakeState(images, registry=registry, seed=seed)
         self._servicer = FakeServicer(
             self.state,
@@ -102,6 +106,15 @@ class FakeRuntime:
         ]
         self._server: grpc.aio.Server | None = None
         self._lock = anyio.Lock()
+        self._bound = False  # the socket file is ours (serving, or left by kill)
+        # the folder last, once every argument has passed
+        self._own_folder: str | None = None
+        self._folder: weakref.finalize[[str], FakeRuntime] | None = None  # alive: it exists
+        if socket_path is None:  # a short path of its own (unix socket paths are short)
+            self._own_folder = tempfile.mkdtemp(prefix="cri-", dir="/tmp")
+            self._folder = weakref.finalize(self, _remove_folder, self._own_folder)
+            socket_path = os.path.join(self._own_folder, "rt.sock")
+        self.socket_path = os.path.abspath(os.fspath(socket_path))
 
     # -- what it is ----------------------------------------------------------------
 
@@ -166,25 +179,37 @@ class FakeRuntime:
     # -- serving -------------------------------------------------------------------
 
     async def start(self, *, versions: Iterable[str | CRIVersion] | None = None) -> None:
-        """Bind the socket and serve (a stale socket file is replaced by grpc)."""
+        """Bind the socket and serve.
+
+        A stale socket file is replaced; OSError (EADDRINUSE) if a live server
+        answers on the path.
+        """
         async with self._lock:
             if self._server is not None:
                 raise RuntimeError(f"the fake runtime already serves {self.endpoint}")
             if versions is not None:
                 self._versions = resolve_versions(versions)
+            if self._own_folder is not None and not (self._folder and self._folder.alive):
+                # stop() removed it; mkdir fails if another took the name meanwhile
+                os.mkdir(self._own_folder, 0o700)
+                self._folder = weakref.finalize(self, _remove_folder, self._own_folder)
+            refuse_live_socket(self.socket_path)
             server = grpc.aio.server(options=self._options)
             server.add_generic_rpc_handlers(
                 build_handlers(self._servicer, self._versions, self._hooks)
             )
             server.add_insecure_port(f"unix:{self.socket_path}")
             await server.start()
+            self._bound = True
             await self.streaming.start()
             self._server = server
 
     async def stop(self, grace: float = 0.0) -> None:
-        """Stop serving (clients get a GOAWAY) and remove the socket file; state is kept."""
+        """Stop serving (clients get a GOAWAY) and remove the socket file, and the
+        folder if it is the runtime's own; state is kept."""
         async with self._lock:
             server, self._server = self._server, None
+            serving = server is not None
             with anyio.CancelScope(shield=True):
                 await self.streaming.stop()
             if server is not None:
@@ -192,7 +217,12 @@ class FakeRuntime:
                     await server.stop(grace)
                 del server
                 _release_grpc_cycles()
-            remove_socket_file(self.socket_path)
+            # ours only: after a kill(), a successor may serve on our stale file
+            if self._bound and (serving or not socket_is_live(self.socket_path)):
+                remove_socket_file(self.socket_path)
+            self._bound = False
+            if self._folder is not None:
+                self._folder()  # once; start() makes it again
 
     async def kill(self) -> None:
         """Die as if SIGKILLed: connections dropped with no goodbye, socket file left behind.
@@ -249,7 +279,12 @@ class FakeRuntime:
             self._hooks.served = frozenset(v.name for v in self._versions)
 
     async def __aenter__(self) -> Self:
-        await self.start()
+        try:
+            await self.start()
+        except BaseException:  # no __aexit__ follows: leave no folder behind
+            with anyio.CancelScope(shield=True):
+                await self.stop()
+            raise
         return self
 
     async def __aexit__(
@@ -259,9 +294,7 @@ class FakeRuntime:
         tb: TracebackType | None,
     ) -> None:
         with anyio.CancelScope(shield=True):  # a cancelled owner must still stop the server
-            await self.stop()  # also clears a stale file left by kill()
-        if self._own_folder is not None:
-            shutil.rmtree(self._own_folder, ignore_errors=True)
+            await self.stop()  # also clears a stale file left by kill(), and our folder
 
     def connect(self, **options: Any) -> _Connect:
         """A client of this runtime: ``async with rt.connect() as client`` or
@@ -348,6 +381,10 @@ def churn_once(state: FakeState, rng: random.Random) -> str | None:
     state.start_container(new_id)
     state.remove_container(victim.id)
     return new_id
+
+
+def _remove_folder(path: str) -> None:
+    shutil.rmtree(path, ignore_errors=True)
 
 
 def _release_grpc_cycles() -> None:
@@ -457,7 +494,18 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--seed", type=int, default=0, help="id seed; same seed, same ids")
     parser.add_argument("--uvloop", action="store_true", help="run on uvloop")
+    parser.add_argument(
+        "--parent-fd", type=int, metavar="FD",
+        help="stop when FD (the read end of a pipe whose write end the parent holds) "
+             "reaches end of file: the parent has gone",
+    )
     return parser
+
+
+async def _exit_with_parent(fd: int, scope: anyio.CancelScope) -> None:
+    # Nothing is ever written: readable means end of file, every writer has gone.
+    await anyio.wait_readable(fd)
+    scope.cancel()
 
 
 async def _run(args: argparse.Namespace, versions: tuple[CRIVersion, ...]) -> None:
@@ -485,6 +533,8 @@ async def _run(args: argparse.Namespace, versions: tuple[CRIVersion, ...]) -> No
                 f"{len(runtime.state.pods)} pods, {len(runtime.state.containers)} containers",
                 flush=True,
             )
+            if args.parent_fd is not None:
+                tg.start_soon(_exit_with_parent, args.parent_fd, tg.cancel_scope)
             async for _ in signals:
                 tg.cancel_scope.cancel()
                 break
@@ -501,9 +551,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     backend_options = {"use_uvloop": True} if args.uvloop else {}
     try:
         anyio.run(_run, args, versions, backend="asyncio", backend_options=backend_options)
-    except KeyboardInterrupt:  # a second Ctrl-C while stopping
-        return 130
-    except OSError as exc:
-        print(f"fake runtime: {exc}", file=sys.stderr)
-        return 1
+    except BaseException as exc:
+        while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+            exc = exc.exceptions[0]  # the task groups wrap what start() raised
+        if isinstance(exc, KeyboardInterrupt):  # a second Ctrl-C while stopping
+            return 130
+        if isinstance(exc, OSError):  # a live server on the socket, and the like
+            print(f"fake runtime: {exc}", file=sys.stderr)
+            return 1
+        raise
     return 0

@@ -3,7 +3,9 @@
 Fixtures, for tests marked ``@pytest.mark.anyio`` (anyio's plugin runs them on asyncio):
 
 They need anyio's pytest plugin (installed with anyio); ``anyio_backend`` must be
-"asyncio" (grpc.aio runs on asyncio only), which is anyio's default.
+"asyncio" (grpc.aio runs on asyncio only), which is anyio's default. A plain (sync)
+test that asks for them errors at set-up: the runtime's event loop would not run during
+the test, so it would never answer.
 
 ``cri_runtime``
     A started :class:`FakeRuntime` on a short socket path of its own, stopped after the
@@ -26,6 +28,7 @@ sleeps, a test of a controller reads::
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -52,7 +55,22 @@ RuntimeFactory = Callable[..., Awaitable[FakeRuntime]]
 
 
 @pytest.fixture
-async def cri_runtime_factory(anyio_backend: object) -> AsyncIterator[RuntimeFactory]:
+def _cri_async_test(request: pytest.FixtureRequest) -> None:
+    """Refuse a sync test: the fake runtime serves only while the test's event loop runs."""
+    test = getattr(request.node, "obj", None)
+    test = getattr(getattr(test, "hypothesis", None), "inner_test", test)  # @given
+    if not inspect.iscoroutinefunction(test):
+        pytest.fail(
+            f"{request.node.name}: the cri_runtime fixtures need an async test (async def, "
+            "marked @pytest.mark.anyio); in a plain test the fake runtime's event loop "
+            "does not run, so it would never answer",
+            pytrace=False,
+        )
+
+
+@pytest.fixture
+async def cri_runtime_factory(anyio_backend: object,
+                              _cri_async_test: None) -> AsyncIterator[RuntimeFactory]:
     """Start fake runtimes with any options; all are stopped after the test."""
     started: list[FakeRuntime] = []
 
