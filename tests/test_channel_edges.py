@@ -297,3 +297,13 @@ def test_the_manager_stays_small() -> None:
     end = next((i for i, line in enumerate(source[start + 1:], start + 1)
                 if line and not line[0].isspace()), len(source))
     assert end - start <= 450, end - start  # was about 800 before issue 19
+
+
+@pytest.mark.parametrize(("options", "error"), [
+    ({"images": [42]}, TypeError), ({"images": "busybox"}, TypeError),
+    ({"registry": [None]}, TypeError), ({"stream_chunk": 0}, ValueError),
+    ({"max_receive_message_length": 1.5}, TypeError), ({"seed": "1"}, TypeError)])
+def test_item_5_the_fake_runtime_refuses_bad_arguments(options: dict[str, Any],
+                                                      error: type[Exception]) -> None:
+    with pytest.raises(error, match=next(iter(options))):
+        FakeRuntime(**options)

@@ -32,6 +32,7 @@ import grpc.aio
 from anyio.abc import TaskStatus
 
 from aiocri._proto.runtime.v1 import api_pb2 as pb
+from aiocri._timeouts import check_positive_int
 from aiocri.client import _Connect, connect
 from aiocri.testing._exec import ExecHandler, default_exec_handler, run_session
 from aiocri.testing._server import (
@@ -84,6 +85,12 @@ class FakeRuntime:
         max_receive_message_length: int = 16 * _MiB,
     ) -> None:
         resolved = resolve_versions(versions)
+        images = None if images is None else _image_list("images", images)
+        registry = _image_list("registry", registry)
+        check_positive_int("stream_chunk", stream_chunk)
+        check_positive_int("max_receive_message_length", max_receive_message_length)
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+            raise TypeError(f"seed must be an int or None, not {seed!r}")
         self.state = state if state is not None else FakeState(images, registry=registry, seed=seed)
         self._servicer = FakeServicer(
             self.state,
@@ -561,3 +568,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 1
         raise
     return 0
+
+
+def _image_list(name: str, given: Iterable[str | Image]) -> list[str | Image]:
+    """``given`` as a list, refused at once unless it holds references or Image objects."""
+    items = None if isinstance(given, str | bytes) else list(given)
+    if items is None or any(not isinstance(i, str | Image) for i in items):
+        raise TypeError(f"FakeRuntime({name}=...) takes image references (str) or Image "
+                        f"objects, not {given!r}")
+    return items
