@@ -124,6 +124,7 @@ class ChannelManager:
         self._current: Connection | None = None
         self._connections: list[Connection] = []
         self._generation = 0
+        self._pinned: CRIVersion | None = None
         self._first_answer: api_pb2.VersionResponse | None = None
         self._answer: api_pb2.VersionResponse | None = None
         self._changed = anyio.Event()
@@ -146,7 +147,8 @@ class ChannelManager:
 
     @property
     def pinned(self) -> CRIVersion | None:
-        return None if self._current is None else self._current.version
+        """The version of the newest generation (kept after the client closes)."""
+        return self._pinned
 
     @property
     def version_response(self) -> api_pb2.VersionResponse | None:
@@ -385,6 +387,7 @@ class ChannelManager:
             if self._first_answer is None:
                 self._first_answer = dialed.answer
         old, self._current = self._current, conn
+        self._pinned = conn.version
         self._connections = [c for c in self._connections if not c.closed] + [conn]
         if old is not None:
             old.retire()

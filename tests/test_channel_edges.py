@@ -307,3 +307,9 @@ def test_item_5_the_fake_runtime_refuses_bad_arguments(options: dict[str, Any],
                                                       error: type[Exception]) -> None:
     with pytest.raises(error, match=next(iter(options))):
         FakeRuntime(**options)
+
+
+async def test_the_pinned_version_is_still_readable_after_close(runtime: FakeRuntime) -> None:
+    client = await runtime.connect(redial=FAST)
+    await client.aclose()
+    assert client.version.name == "v1"  # what a status line shows after the end
