@@ -219,8 +219,8 @@ async def test_first_relist_reports_everything(
         }
         codes = {e.id: e.exit_code for e in events if e.kind is K.CONTAINER_EXITED}
         assert codes == {exited: 5, made.container_ids[2]: 0}
-        # ready pods first, stopped ones after their containers
-        assert (events[0].kind, events[-1].kind) == (K.POD_READY, K.POD_NOT_READY)
+        # pods first (a stopped pod too: it is told for the first time), then containers
+        assert [e.kind.is_pod for e in events] == [True] * 2 + [False] * 5
         assert {e.pod_id for e in events if e.id in made.container_ids[:2]} == {made.pod_ids[0]}
         # statuses: for exit codes only, unless asked for all
         with_status = {e.id for e in events if e.status is not None}

@@ -33,10 +33,13 @@ How it watches (``mode``):
 Events: the first relist reports everything that exists, one event per object for
 the state it is in; a container's events go forward only (CREATED, STARTED, EXITED,
 REMOVED, each at most once per id; only the steps seen are reported, none is
-invented); a pod gives POD_READY, POD_NOT_READY, POD_REMOVED. Within one relist,
-parents appear before their children and go after them. Across a runtime restart
-the poller waits for the redial and reports only real changes. Event-stream and
-relist information merge safely: states only move forward, removed ids stay removed.
+invented); a pod gives POD_READY, POD_NOT_READY, POD_REMOVED. A pod is told before
+any event of its containers, whatever fails: a container whose pod could not be told
+yet (its status call failed, or it was made between the two lists) waits for the next
+relist. A pod that stops is told after its containers' exits, and removed after
+them. Across a runtime restart the poller waits for the redial and reports only real
+changes. Event-stream and relist information merge safely: states only move forward,
+removed ids stay removed.
 
 Consumers: ``async for event in poller`` reads the poller's own iterator (one task
 at a time: a second task reading it concurrently gets a RuntimeError saying so).

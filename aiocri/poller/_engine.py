@@ -37,7 +37,7 @@ from aiocri.poller._model import (
     key_of,
 )
 
-__all__ = ["Engine", "Relist", "StatusAnswer"]
+__all__ = ["Engine", "Relist", "StatusAnswer", "deferred_containers"]
 
 #: What a status fetch gave: the status, None (the object is gone), or _Retry (failed).
 StatusAnswer = Any
@@ -98,6 +98,8 @@ class Relist:
         self.pods: _Diff[_Listed] = _Diff(engine.pods)
         self.containers: _Diff[_ListedContainer] = _Diff(engine.containers)
         self._result: Any = None
+        #: Containers left out of this relist until their pod is listed (see :meth:`plan`).
+        self.waiting: list[str] = []
 
     def plan(self) -> tuple[list[str], list[str]]:
         """The pod and container ids whose statuses the events need."""
@@ -107,9 +109,14 @@ class Relist:
         pod_reported, reported = engine._pod_reported, engine._reported
         pods_to_report = [p for p in pods_changed if _pod_rank(p.state) > pod_reported.get(p.id, 0)]
         to_report = []
+        # A container whose pod is neither told nor listed now (made between the two
+        # lists) waits for a relist that lists its pod: pods come before their containers.
+        self.waiting = [c.id for c in changed
+                        if c.pod_sandbox_id not in pod_reported and c.pod_sandbox_id not in pods]
+        waiting = set(self.waiting)
         for c in changed:
             steps = _steps(reported.get(c.id, 0), _STATE_RANK.get(c.state, _RANK_CREATED))
-            if steps:
+            if steps and c.id not in waiting:
                 to_report.append((c, steps))
         self._result = (pods, pods_removed, containers, removed, pods_to_report, to_report)
         # On the first relist only exit codes are worth a call per object.
@@ -186,14 +193,17 @@ class Engine:
         next relist sees them changed again and retries.
         """
         pods, pods_removed, containers, removed, pods_to_report, to_report = relist._result
-        _revert([i for i, s in pod_status.items() if isinstance(s, _Retry)], pods, self.pods)
-        _revert([i for i, s in container_status.items() if isinstance(s, _Retry)],
-                containers, self.containers)
+        pods_failed = [i for i, s in pod_status.items() if isinstance(s, _Retry)]
+        untold = {i for i in pods_failed if i not in self._pod_reported}
+        to_report, deferred = deferred_containers(to_report, container_status, untold)
+        _revert(pods_failed, pods, self.pods)
+        _revert(deferred + relist.waiting, containers, self.containers)
         self.pods, self.containers = pods, containers
         self._shared = False
         self._snapshot = None
-        # Order: pods that became ready, containers, pods that stopped, then removals
-        # (containers first): parents appear before their children and go after them.
+        # Order: pods told for the first time or ready again, containers, pods that
+        # stopped, then removals (containers first): parents appear before their
+        # children and go after them.
         stopped = self._report_pods(pods_to_report, pod_status, now)
         self._report_containers(to_report, container_status, now)
         for p, ps in stopped:
@@ -215,8 +225,9 @@ class Engine:
             ps = statuses.get(p.id)
             if isinstance(ps, _Retry):
                 continue
+            first = p.id not in self._pod_reported
             self._pod_reported[_name(p.id)] = _pod_rank(p.state)
-            if p.state == _READY:
+            if p.state == _READY or first:
                 self._pod_event(p, ps, now)
             else:
                 stopped.append((p, ps))
@@ -227,8 +238,6 @@ class Engine:
         reported = self._reported
         for c, steps in to_report:
             cs = statuses.get(c.id)
-            if isinstance(cs, _Retry):
-                continue
             cid = c.id  # one string for the table and the events
             reported[cid] = max(reported.get(cid, 0), _STATE_RANK.get(c.state, _RANK_CREATED))
             for kind in steps:
@@ -389,6 +398,23 @@ def _sandbox_of(event: api.ContainerEventResponse) -> api.PodSandboxStatus | Non
     if event.HasField("pod_sandbox_status") and event.pod_sandbox_status.id:
         return event.pod_sandbox_status
     return None
+
+
+def deferred_containers(
+    to_report: list[tuple[_ListedContainer, tuple[EventKind, ...]]],
+    statuses: Mapping[str, StatusAnswer], untold_pods: set[str],
+) -> tuple[list[tuple[_ListedContainer, tuple[EventKind, ...]]], list[str]]:
+    """Split the containers to report into those reported now and the ids retried at
+    the next relist: their status fetch failed, or their pod is in ``untold_pods``
+    (not told yet, its status fetch failed: they wait for it to be told first)."""
+    now, later = [], []
+    for item in to_report:
+        c = item[0]
+        if isinstance(statuses.get(c.id), _Retry) or c.pod_sandbox_id in untold_pods:
+            later.append(c.id)
+        else:
+            now.append(item)
+    return now, later
 
 
 def _revert(ids: list[str], new: dict[str, _Obj], old: Mapping[str, _Obj]) -> None:

@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from functools import partial
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal, cast
 
 import anyio
 import anyio.abc
@@ -23,6 +24,7 @@ import anyio.abc
 from aiocri import api
 from aiocri._lean import ITEMS, LISTS
 from aiocri._rpc import RPCS
+from aiocri.client import CRIClient
 from aiocri.errors import (
     ClientClosed,
     CRIError,
@@ -35,9 +37,6 @@ from aiocri.errors import (
 from aiocri.poller._consumers import Consumer
 from aiocri.poller._engine import Engine, StatusAnswer
 from aiocri.poller._model import _RETRY, LifecycleEvent, PollerStats, Snapshot
-
-if TYPE_CHECKING:
-    from aiocri.client import CRIClient
 
 __all__ = ["Mode", "Poller"]
 
@@ -62,11 +61,13 @@ class Poller:
     package docstring for the modes, the events and the consumers.
 
     ``period``: seconds between relists (relist mode, and whenever the event stream
-    is down). ``resync_period``: seconds between relists while the stream works.
+    is down). ``resync_period``: seconds between relists while the stream works
+    (``math.inf``: only when it opens, and a period later).
     ``max_pending``: events each consumer's queue holds at most (see
     :mod:`aiocri.poller._consumers`). ``initial_statuses``: fetch a status for every
     object of the first relist (by default only exited containers', for their exit
-    codes). ``status_concurrency``: status calls in flight at once.
+    codes). ``status_concurrency``: status calls in flight at once. A wrong argument
+    raises TypeError or ValueError here, naming it.
     """
 
     def __init__(
@@ -80,18 +81,16 @@ class Poller:
         initial_statuses: bool = False,
         status_concurrency: int = 32,
     ) -> None:
-        if mode not in ("auto", "relist", "events"):
-            raise ValueError("mode must be 'auto', 'relist' or 'events'")
-        if period <= 0 or resync_period <= 0:
-            raise ValueError("period and resync_period must be positive")
-        if max_pending < 1 or status_concurrency < 1:
-            raise ValueError("max_pending and status_concurrency must be at least 1")
+        _check_client(client)
         self._client = client
-        self.period = period
-        self.mode: Mode = mode
-        self.resync_period = resync_period
-        self.max_pending = max_pending
-        self.status_concurrency = status_concurrency
+        self.period = _seconds("period", period)
+        self.mode: Mode = _mode(mode)
+        self.resync_period = _seconds("resync_period", resync_period, forever=True)
+        self.max_pending = _count("max_pending", max_pending)
+        self.status_concurrency = _count("status_concurrency", status_concurrency)
+        if not isinstance(initial_statuses, bool):
+            raise TypeError(f"Poller initial_statuses must be True or False, "
+                            f"not {initial_statuses!r}")
         self.stats = PollerStats()
         self._engine = Engine(self._broadcast, initial_statuses=initial_statuses)
         self._consumers: set[Consumer] = set()
@@ -524,6 +523,38 @@ class Poller:
             self._count_error(exc, "status")
             return _RETRY
         return response.status
+
+
+def _check_client(client: object) -> None:
+    if not isinstance(client, CRIClient):
+        raise TypeError(f"Poller client must be an aiocri.CRIClient (from aiocri.connect()), "
+                        f"not {client!r}")
+
+
+def _seconds(name: str, value: object, *, forever: bool = False) -> float:
+    """A positive number of seconds; ``forever``: math.inf too (never)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(f"Poller {name} must be a number of seconds, not {value!r}")
+    if not (0 < value < math.inf or (forever and value == math.inf)):
+        raise ValueError(f"Poller {name} must be a positive {'' if forever else 'finite '}"
+                         f"number of seconds, not {value!r}")
+    return float(value)
+
+
+def _count(name: str, value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"Poller {name} must be an int, not {value!r}")
+    if value < 1:
+        raise ValueError(f"Poller {name} must be at least 1, not {value!r}")
+    return value
+
+
+def _mode(mode: object) -> Mode:
+    if not isinstance(mode, str):
+        raise TypeError(f"Poller mode must be 'auto', 'relist' or 'events', not {mode!r}")
+    if mode not in ("auto", "relist", "events"):
+        raise ValueError(f"Poller mode must be 'auto', 'relist' or 'events', not {mode!r}")
+    return cast(Mode, mode)
 
 
 def _transient(exc: CRIError) -> bool:
