@@ -25,19 +25,26 @@ def cli_env(**extra: str) -> dict[str, str]:
 
 
 async def run_module(module: str, *args: str, stdin: bytes | None = None,
-                     env: dict[str, str] | None = None, timeout: float = 30
+                     env: dict[str, str] | None = None, timeout: float = 60
                      ) -> tuple[int, bytes, bytes]:
-    """``python -m MODULE ARGS``: exit code, stdout, stderr."""
+    """``python -m MODULE ARGS``: exit code, stdout, stderr. A process still running
+    after ``timeout`` is killed and fails the test (a hang, not a slow machine)."""
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", module, *args,
         stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env or cli_env())
-    out, err = await asyncio.wait_for(proc.communicate(stdin), timeout)
+    try:
+        out, err = await asyncio.wait_for(proc.communicate(stdin), timeout)
+    except TimeoutError:
+        proc.kill()
+        out, err = await proc.communicate()
+        raise AssertionError(f"{module} {' '.join(args)} still ran after {timeout:g} s; "
+                             f"it printed {out[-500:]!r} {err[-500:]!r}") from None
     assert proc.returncode is not None
     return proc.returncode, out, err
 
 
-async def aiocri(endpoint: str, *args: str, stdin: bytes | None = None, timeout: float = 30
+async def aiocri(endpoint: str, *args: str, stdin: bytes | None = None, timeout: float = 60
                  ) -> tuple[int, bytes, bytes]:
     """``aiocri -r ENDPOINT ARGS``."""
     return await run_module("aiocri.cli", "-r", endpoint, *args, stdin=stdin, timeout=timeout)

@@ -11,6 +11,7 @@ an endpoint so it can be pointed at containerd too.
 
 from __future__ import annotations
 
+import asyncio
 import atexit
 import datetime as dt
 import json
@@ -21,7 +22,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,8 @@ import pytest
 
 import aiocri
 from aiocri import api
+from aiocri.testing import FakeRuntime
+from tests.cli_process import cli_env
 
 pytest.importorskip("typer")
 yaml = pytest.importorskip("yaml")
@@ -402,29 +405,47 @@ def test_watch_prints_the_snapshot(ro_runtime: FakeProcess) -> None:
         assert c.id[:13] in result.stdout
 
 
-def test_watch_reconnects_when_the_runtime_drops_its_version(fake_dir: Path) -> None:
-    socket = str(fake_dir / "upgrade.sock")
-    old = _start_fake(socket, "v1alpha2", 1, 2)
-    child_env = dict(os.environ, PYTHONPATH=str(ROOT), CRI_CONFIG_FILE=_empty_config())
-    watch = subprocess.Popen([sys.executable, "-m", "aiocri.cli", "-r", old.endpoint, "watch",
-                              "--duration", "4", "--period", "0.2"],
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                             env=child_env)
-    new = None
-    try:
-        time.sleep(1.5)
-        _stop_fake(old)  # the "upgrade": same pods and containers (same seed), v1 only
-        new = _start_fake(socket, "v1", 1, 2)
-        out, err = watch.communicate(timeout=30)
-    finally:
-        if watch.poll() is None:
-            watch.kill()
-            watch.communicate()
-        if new is not None:
-            _stop_fake(new)
+@pytest.mark.anyio
+async def test_watch_reconnects_when_the_runtime_drops_its_version(sock_dir: Path) -> None:
+    rt = FakeRuntime(str(sock_dir / "upgrade.sock"), versions=["v1alpha2"])
+    rt.populate(1, 2)
+    async with rt:
+        watch = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "aiocri.cli", "-r", rt.endpoint, "watch", "--mode", "relist",
+            "--period", "0.2", stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=cli_env())
+        try:
+            # Its table is up once the poller relists after the pass it synced on.
+            await until(lambda: relists(rt, "v1alpha2") >= 3 or watch.returncode is not None,
+                        "the watch on CRI v1alpha2")
+            await rt.stop()  # the "upgrade": the same pods and containers, v1 only
+            await rt.start(versions=["v1"])
+            await until(lambda: relists(rt, "v1") >= 3 or watch.returncode is not None,
+                        "the watch on CRI v1")
+            if watch.returncode is None:
+                watch.send_signal(signal.SIGINT)  # how a user ends it
+            out, err = (b.decode() for b in await asyncio.wait_for(watch.communicate(), 60))
+        finally:
+            if watch.returncode is None:
+                watch.kill()
+                await watch.wait()
     assert watch.returncode == 0, err
     assert "no longer serves CRI v1alpha2 (it serves v1); reconnecting" in out
     assert out.index("CRI v1alpha2") < out.index("reconnecting") < out.rindex("CRI v1 ")
+
+
+def relists(rt: FakeRuntime, version: str) -> int:
+    """Container relists ``rt`` served over CRI ``version``."""
+    return sum(rt.calls_by_path[f"/runtime.{version}.RuntimeService/{rpc}"]
+               for rpc in ("ListContainers", "StreamContainers"))
+
+
+async def until(condition: Callable[[], object], what: str, timeout: float = 60) -> None:
+    """Poll ``condition`` until true; the bound is only there to end a broken test."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} did not happen within {timeout:g} s")
+        await asyncio.sleep(0.02)
 
 
 # -- commands that change things ---------------------------------------------------------------------
@@ -518,30 +539,21 @@ def test_config_files_errors(ro_runtime: FakeProcess, tmp_path: Path) -> None:
 # -- events ------------------------------------------------------------------------------------------
 
 
-def _events_until_one(endpoint: str) -> tuple[CLIResult, list[dict[str, Any]]]:
-    """Run ``events -n 1`` as a process; stop containers one by one until it reports one."""
-    child_env = dict(os.environ, PYTHONPATH=str(ROOT), CRI_CONFIG_FILE=_empty_config())
-    proc = subprocess.Popen([sys.executable, "-m", "aiocri.cli", "-r", endpoint, "events",
-                             "-n", "1", "--poll-period", "0.2"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=child_env)
+async def _events_until_one(rt: FakeRuntime, subscribed: Callable[[], Awaitable[object]]
+                            ) -> tuple[CLIResult, list[dict[str, Any]]]:
+    """Run ``events -n 1`` as a process; once ``subscribed()``, stop a container."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "aiocri.cli", "-r", rt.endpoint, "events", "-n", "1",
+        "--poll-period", "0.2", stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=cli_env())
     try:
-        running = [c.id for c in api_truth(endpoint)["containers"]
-                   if c.state == api.CONTAINER_RUNNING]
-        deadline = time.monotonic() + 30
-        for cid in running:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                break
-            assert run_cli("-r", endpoint, "stop", cid).code == 0
-            try:
-                proc.wait(timeout=1.5)
-            except subprocess.TimeoutExpired:
-                continue
-        out, err = proc.communicate(timeout=15)
+        await subscribed()
+        rt.state.stop_container(next(c.id for c in rt.state.containers.values() if c.running))
+        raw_out, raw_err = await asyncio.wait_for(proc.communicate(), 60)
     finally:
-        if proc.poll() is None:
+        if proc.returncode is None:
             proc.kill()
-            proc.communicate()
+            await proc.wait()
+    out = raw_out.decode()
     decoder, events, pos = json.JSONDecoder(), [], 0
     while pos < len(out.strip()):
         obj, end = decoder.raw_decode(out, pos)
@@ -549,11 +561,16 @@ def _events_until_one(endpoint: str) -> tuple[CLIResult, list[dict[str, Any]]]:
         pos = end
         while pos < len(out) and out[pos].isspace():
             pos += 1
-    return CLIResult(proc.returncode, out, err), events
+    assert proc.returncode is not None
+    return CLIResult(proc.returncode, out, raw_err.decode()), events
 
 
-def test_events_from_the_runtime(rw_runtime: FakeProcess) -> None:
-    result, events = _events_until_one(rw_runtime.endpoint)
+@pytest.mark.anyio
+async def test_events_from_the_runtime(sock_dir: Path) -> None:
+    async with FakeRuntime(str(sock_dir / "rt.sock")) as rt:
+        rt.populate(3, 3)
+        result, events = await _events_until_one(
+            rt, lambda: rt.wait_for_event_streams(1, timeout=60))
     assert result.code == 0, result.stderr
     assert result.stderr == ""
     assert len(events) == 1
@@ -563,18 +580,26 @@ def test_events_from_the_runtime(rw_runtime: FakeProcess) -> None:
     assert mine and mine[0]["state"] == "CONTAINER_EXITED"
 
 
-def test_events_fall_back_to_the_poller_on_v1alpha2(fake_dir: Path) -> None:
-    fake = _start_fake(str(fake_dir / "old.sock"), "v1alpha2", 3, 3, via_cli=True)
-    try:
-        assert "PinnedCRIVersion:  v1alpha2" in run_cli("-r", fake.endpoint, "version").stdout
-        result, events = _events_until_one(fake.endpoint)
-    finally:
-        _stop_fake(fake)
+@pytest.mark.anyio
+async def test_events_fall_back_to_the_poller_on_v1alpha2(sock_dir: Path) -> None:
+    async with FakeRuntime(str(sock_dir / "old.sock"), versions=["v1alpha2"]) as rt:
+        rt.populate(3, 3)
+        # the poller relisted after the pass it synced on: changes are events from then
+        result, events = await _events_until_one(
+            rt, lambda: until(lambda: relists(rt, "v1alpha2") >= 2, "the poller's sync"))
     assert result.code == 0, result.stderr
     note = result.stderr.strip().splitlines()
     assert len(note) == 1 and "GetContainerEvents is not available" in note[0]
     assert "v1alpha2" in note[0] and "poller" in note[0]
     assert [e["containerEventType"] for e in events] == ["CONTAINER_STOPPED_EVENT"]
+
+
+def test_fake_runtime_command_serves(fake_dir: Path) -> None:
+    fake = _start_fake(str(fake_dir / "old.sock"), "v1alpha2", 3, 3, via_cli=True)
+    try:
+        assert "PinnedCRIVersion:  v1alpha2" in run_cli("-r", fake.endpoint, "version").stdout
+    finally:
+        _stop_fake(fake)
 
 
 # -- errors ------------------------------------------------------------------------------------------

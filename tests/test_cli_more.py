@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -164,7 +165,7 @@ async def test_readable_outputs(fake: tuple[FakeRuntime, str]) -> None:
     assert code == 0 and "Info:" in text and "{'" not in text  # not a Python dict
     assert "\n  info:\n    {" in text or "\n  info: " in text
     events = asyncio.ensure_future(aiocri(rt.endpoint, "events", "-o", "table", "-n", "2"))
-    await rt.wait_for_event_streams(1, timeout=20)
+    await rt.wait_for_event_streams(1, timeout=60)
     rt.state.stop_container(cid)
     rt.state.remove_container(cid)
     code, out, _ = await events
@@ -181,9 +182,15 @@ async def test_stats_watch_until_interrupted(fake: tuple[FakeRuntime, str]) -> N
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "aiocri.cli", "-r", rt.endpoint, "stats", "-w", "--seconds",
         "0.2", stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=cli_env())
-    await asyncio.sleep(3)
-    proc.send_signal(signal.SIGINT)
-    out, err = await asyncio.wait_for(proc.communicate(), 20)
+    # A table takes two samples and is printed before the next one: once the fifth
+    # sample is asked for, two tables are out.
+    deadline = time.monotonic() + 60
+    while rt.calls["ListContainerStats"] < 5 and proc.returncode is None:
+        assert time.monotonic() < deadline, "stats -w printed fewer than two tables"
+        await asyncio.sleep(0.02)
+    if proc.returncode is None:
+        proc.send_signal(signal.SIGINT)
+    out, err = await asyncio.wait_for(proc.communicate(), 60)
     assert proc.returncode == 0, err
     assert out.decode().count("CONTAINER") >= 2  # printed again and again
 

@@ -15,7 +15,7 @@ import subprocess
 import sys
 import termios
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import pytest
@@ -42,13 +42,24 @@ async def test_exec_streams_and_exit_codes(fake: tuple[FakeRuntime, str]) -> Non
     assert rt.calls["Exec"] == 4 and rt.calls["ExecSync"] == 1  # nothing sent for bad flags
 
 
-async def session_up(rt: FakeRuntime) -> None:
-    for _ in range(500):
-        if rt.streaming.upgrades["spdy"]:
-            await asyncio.sleep(0.3)  # and the command has put its terminal in raw mode
-            return
+async def until(condition: Callable[[], object], what: str, timeout: float = 60) -> None:
+    """Poll ``condition`` until true; the bound is only there to end a broken test."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} did not happen within {timeout:g} s")
         await asyncio.sleep(0.02)
-    raise AssertionError("no session came up")
+
+
+def raw_mode(terminal: int) -> bool:
+    lflag: int = termios.tcgetattr(terminal)[3]
+    return lflag & termios.ICANON == 0
+
+
+async def session_up(rt: FakeRuntime, run: OnPty) -> None:
+    """The exec session is upgraded and the command has put its terminal in raw mode."""
+    await until(lambda: rt.streaming.upgrades["spdy"] and raw_mode(run.terminal),
+                "the terminal session")
 
 
 @dataclass
@@ -61,10 +72,7 @@ class OnPty:
     terminal: int
 
     async def exited(self) -> int | None:
-        for _ in range(500):
-            if self.proc.poll() is not None:
-                break
-            await asyncio.sleep(0.02)
+        await until(lambda: self.proc.poll() is not None, "the command's exit")
         return self.proc.returncode
 
 
@@ -85,7 +93,7 @@ def on_pty(endpoint: str, *args: str, rows: int, cols: int) -> Iterator[OnPty]:
         os.close(terminal)
 
 
-async def read_until(fd: int, needle: bytes, timeout: float = 20) -> bytes:
+async def read_until(fd: int, needle: bytes, timeout: float = 60) -> bytes:
     seen = b""
     deadline = time.monotonic() + timeout
     while needle not in seen:
@@ -102,21 +110,29 @@ async def read_until(fd: int, needle: bytes, timeout: float = 20) -> bytes:
     return seen
 
 
+async def shows_size(run: OnPty, size: bytes, timeout: float = 60) -> None:
+    """Ask ``stty size`` until the session answers ``size`` (the resize travels apart)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        os.write(run.controller, b"stty size\r")
+        if size in await read_until(run.controller, b"\r\n"):
+            return
+        assert time.monotonic() < deadline, f"the session never showed {size!r}"
+        await asyncio.sleep(0.05)
+
+
 async def test_tty_session_resizes_and_restores_the_terminal(fake: tuple[FakeRuntime, str]
                                                              ) -> None:
     rt, cid = fake
     with on_pty(rt.endpoint, "exec", "-it", cid, "--", "sh", rows=30, cols=100) as run:
         before = termios.tcgetattr(run.terminal)
-        await session_up(rt)
+        await session_up(rt, run)
         os.write(run.controller, b"stty size\r")
         await read_until(run.controller, b"30 100")
-        during = termios.tcgetattr(run.terminal)
-        assert during[3] & termios.ICANON == 0  # raw mode while the session runs
+        assert raw_mode(run.terminal)  # while the session runs
         fcntl.ioctl(run.terminal, termios.TIOCSWINSZ, struct.pack("HHHH", 50, 120, 0, 0))
         os.killpg(run.proc.pid, signal.SIGWINCH)
-        await asyncio.sleep(0.3)
-        os.write(run.controller, b"stty size\r")
-        await read_until(run.controller, b"50 120")
+        await shows_size(run, b"50 120")
         os.write(run.controller, b"exit 3\r")
         assert await run.exited() == 3
         assert termios.tcgetattr(run.terminal) == before  # restored
@@ -126,7 +142,7 @@ async def test_sigterm_restores_the_terminal(fake: tuple[FakeRuntime, str]) -> N
     rt, cid = fake
     with on_pty(rt.endpoint, "exec", "-it", cid, "--", "sh", rows=24, cols=80) as run:
         before = termios.tcgetattr(run.terminal)
-        await session_up(rt)
+        await session_up(rt, run)
         os.write(run.controller, b"echo ready\r")
         await read_until(run.controller, b"ready")
         run.proc.send_signal(signal.SIGTERM)
@@ -136,16 +152,24 @@ async def test_sigterm_restores_the_terminal(fake: tuple[FakeRuntime, str]) -> N
 
 async def test_attach_prints_what_the_container_writes(fake: tuple[FakeRuntime, str]) -> None:
     rt, cid = fake
-    attach = asyncio.ensure_future(aiocri(rt.endpoint, "attach", cid))
-    for _ in range(200):
-        if rt.state.containers[cid].listeners:
-            break
-        await asyncio.sleep(0.02)
-    rt.write_output(cid, "to stdout\n")
-    rt.write_output(cid, "to stderr\n", stream="stderr")
-    await asyncio.sleep(0.1)
-    rt.state.exit_container(cid, 0)
-    assert await attach == (0, b"to stdout\n", b"to stderr\n")
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "aiocri.cli", "-r", rt.endpoint, "attach", cid,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=cli_env())
+    try:
+        assert proc.stdout is not None and proc.stderr is not None
+        await until(lambda: rt.state.containers[cid].listeners, "the attach")
+        rt.write_output(cid, "to stdout\n")
+        rt.write_output(cid, "to stderr\n", stream="stderr")
+        # the command printed both before the container ends its session
+        assert await asyncio.wait_for(proc.stdout.readline(), 60) == b"to stdout\n"
+        assert await asyncio.wait_for(proc.stderr.readline(), 60) == b"to stderr\n"
+        rt.state.exit_container(cid, 0)
+        out, err = await asyncio.wait_for(proc.communicate(), 60)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    assert (proc.returncode, out, err) == (0, b"", b"")
 
 
 async def test_port_forward_until_interrupted(fake: tuple[FakeRuntime, str]) -> None:
@@ -163,15 +187,15 @@ async def test_port_forward_until_interrupted(fake: tuple[FakeRuntime, str]) -> 
         f":{remote}", stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=cli_env())
     try:
         assert proc.stdout is not None
-        line = await asyncio.wait_for(proc.stdout.readline(), 30)
+        line = await asyncio.wait_for(proc.stdout.readline(), 60)
         assert line.startswith(b"Forwarding from 127.0.0.1:") and line.endswith(
             f"-> {remote}\n".encode())
         local = int(line.split(b":")[1].split()[0])
         reader, writer = await asyncio.open_connection("127.0.0.1", local)
         writer.write(b"through the pod")
-        assert await asyncio.wait_for(reader.read(), 10) == b"THROUGH THE POD"
+        assert await asyncio.wait_for(reader.read(), 60) == b"THROUGH THE POD"
         proc.send_signal(signal.SIGINT)
-        assert await asyncio.wait_for(proc.wait(), 10) == 0
+        assert await asyncio.wait_for(proc.wait(), 60) == 0
     finally:
         if proc.returncode is None:
             proc.kill()
@@ -207,11 +231,14 @@ async def test_logs(fake: tuple[FakeRuntime, str]) -> None:
     assert (code, out, err) == (0, b"".join(f"out {i}\n".encode() for i in range(5)),
                                 b"err line\n")  # before dates begin: every line
 
+    statuses = rt.calls["ContainerStatus"]
     follow = asyncio.ensure_future(aiocri(rt.endpoint, "logs", "-f", "--tail", "0", cid))
-    await asyncio.sleep(1.0)
+    # One ContainerStatus finds the file; the next is asked only once the follower has
+    # read to the end and found nothing new: from then on what is written is "new".
+    await until(lambda: rt.calls["ContainerStatus"] >= statuses + 2 or follow.done(),
+                "the follower reaching the end of the file")
     rt.write_output(cid, "live\n")
-    await asyncio.sleep(0.3)
-    rt.state.exit_container(cid, 0)  # following ends once the container stopped
+    rt.state.exit_container(cid, 0)  # following ends, after the rest of the file
     assert await follow == (0, b"live\n", b"")
 
 

@@ -186,10 +186,12 @@ def _config_path(ctx: typer.Context) -> str:
 
 def _read_config(path: str) -> dict[str, Any]:
     try:
-        with open(path) as fh:
+        with open(path, encoding="utf-8") as fh:
             data = yaml.safe_load(fh) or {}
     except FileNotFoundError:
         return {}
+    except UnicodeDecodeError:
+        raise CLIError(f"{path} is not UTF-8 text; save it as UTF-8") from None
     except (OSError, yaml.YAMLError) as exc:
         raise CLIError(f"cannot read {path}: {exc}") from None
     if not isinstance(data, dict):

@@ -84,7 +84,7 @@ def exec_cmd(
         cid = await resolve_container(client, container)
         if sync:
             # kubelet's rule: no deadline without a command timeout, else timeout + the usual
-            deadline = None if timeout <= 0 else timeout + settings.timeout
+            deadline = None if timeout <= 0 else settings.deadline(timeout)
             r = await client.runtime.exec_sync(
                 api.ExecSyncRequest(container_id=cid, cmd=argv, timeout=max(timeout, 0)),
                 timeout=deadline,
@@ -95,7 +95,7 @@ def exec_cmd(
             sys.stderr.flush()
             return r.exit_code
         opening = client.exec_stream(cid, argv, stdin=interactive, tty=tty, transport=chosen,
-                                     timeout=settings.timeout)
+                                     timeout=settings.deadline())
         return await _streamed(client, opening, interactive=interactive)
 
     run(settings, "executing in the container", body)
@@ -120,7 +120,7 @@ def attach_cmd(
     async def body(client: CRIClient) -> int:
         cid = await resolve_container(client, container)
         opening = client.attach_stream(cid, stdin=interactive, tty=tty, transport=chosen,
-                                       timeout=settings.timeout)
+                                       timeout=settings.deadline())
         return await _streamed(client, opening, interactive=interactive)
 
     run(settings, "attaching to the container", body, interrupt_ok=True)
@@ -166,7 +166,7 @@ def port_forward_cmd(
             for local, remote in pairs:
                 forwarder = await client.forward_port(pod_id, remote, local_port=local,
                                                       host=address, transport=chosen,
-                                                      timeout=settings.timeout)
+                                                      timeout=settings.deadline())
                 forwarders.append(forwarder)
                 print(f"Forwarding from {address}:{forwarder.port} -> {remote}", flush=True)
             await asyncio.Event().wait()  # until Ctrl-C

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import stat
 from typing import Annotated
 
 import typer
 
-from aiocri._cli.common import TRY, command
+from aiocri._cli.common import TRY, command, debug_flag
+from aiocri._cli.runner import CLIError, fail
 
 __all__ = ["demo_cmd", "fake_runtime_cmd"]
 
@@ -43,6 +46,7 @@ def fake_runtime_cmd(
     """
     from aiocri.testing import main as serve_main
 
+    _check_socket_path(socket)
     argv = [
         "--socket", socket, "--versions", versions, "--pods", str(pods),
         "--containers-per-pod", str(containers_per_pod),
@@ -51,7 +55,11 @@ def fake_runtime_cmd(
         "--seed", str(seed), "--pull", pull, "--stop-missing", stop_missing,
         *(arg for image in images or () for arg in ("--image", image)),
     ]  # fmt: skip
-    raise SystemExit(serve_main(argv))
+    try:
+        code = serve_main(argv)
+    except Exception as exc:  # grpc's "failed to bind" and the like: one line
+        fail("serving the fake runtime", exc, debug=debug_flag())
+    raise SystemExit(code)
 
 
 @command("demo", TRY)
@@ -68,3 +76,25 @@ def demo_cmd(
     from aiocri.demo import main as demo_main
 
     raise SystemExit(demo_main(quick=quick, pods=pods, containers_per_pod=containers_per_pod))
+
+
+#: The longest path a unix socket address holds (108 bytes with the final NUL).
+_SOCKET_PATH_MAX = 107
+
+
+def _check_socket_path(path: str) -> None:
+    """Refuse, as a usage error, a --socket path no server can bind (grpc would only say
+    "failed to bind")."""
+    folder = os.path.dirname(os.path.abspath(path))
+    problem = None
+    if not os.path.exists(folder):
+        problem = f"the folder {folder} does not exist; create it or choose another path"
+    elif not os.path.isdir(folder):
+        problem = f"{folder} is not a folder; choose another path"
+    elif os.path.lexists(path) and not stat.S_ISSOCK(os.lstat(path).st_mode):
+        problem = "it exists and is not a socket; remove it or choose another path"
+    elif len(os.fsencode(path)) > _SOCKET_PATH_MAX:
+        problem = (f"the path is longer than the {_SOCKET_PATH_MAX} bytes a unix socket may have; "
+                   "choose a shorter path")
+    if problem is not None:
+        raise CLIError(f"--socket {path}: {problem}", code=2)

@@ -164,7 +164,7 @@ def stop_cmd(
             cid = await resolve_container(client, ident)
             await client.runtime.stop_container(
                 api.StopContainerRequest(container_id=cid, timeout=max(timeout, 0)),
-                timeout=settings.timeout + max(timeout, 0),
+                timeout=settings.deadline(max(timeout, 0)),
             )
             print(cid)
 

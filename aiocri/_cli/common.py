@@ -24,6 +24,7 @@ from aiocri._cli.settings import (
     RUNTIME_ENV,
     Settings,
     SettingsError,
+    parse_duration,
     resolve_settings,
 )
 from aiocri.endpoint import DEFAULT_ENDPOINTS
@@ -36,6 +37,7 @@ __all__ = [
     "OutputOpt",
     "app",
     "command",
+    "debug_flag",
     "load_message",
     "parse_labels",
     "print_table",
@@ -108,8 +110,8 @@ def _root(
         show_default=False)] = None,
     timeout: Annotated[str | None, typer.Option(
         "-t", "--timeout", metavar="DURATION",
-        help="Deadline of the connection and of each call, as 2, 2s or 500ms "
-             "(crictl's default: 2s)", show_default=False)] = None,
+        help="Deadline of the connection and of each call, as 2, 2s or 500ms, or inf "
+             "for none (crictl's default: 2s)", show_default=False)] = None,
     debug: Annotated[bool, typer.Option(
         "-D", "--debug", help="Log connection details; show gRPC codes and tracebacks "
                               "on errors")] = False,
@@ -118,9 +120,19 @@ def _root(
         help=f"crictl config file (env {CONFIG_ENV}; default {DEFAULT_CONFIG_PATH})",
         show_default=False)] = None,
 ) -> None:
+    if timeout is not None:  # a usage error: exit 2 before anything runs
+        try:
+            parse_duration(timeout, what="-t/--timeout")
+        except SettingsError as exc:
+            fail("", CLIError(str(exc), code=2), debug=debug)
     ctx.obj = _Flags(runtime_endpoint, image_endpoint, timeout, debug, config)
     _debug_flag[0] = debug
     configure_logging(debug)
+
+
+def debug_flag() -> bool:
+    """Whether -D/--debug was given (for errors found outside :func:`settings_of`)."""
+    return _debug_flag[0]
 
 
 def settings_of(ctx: typer.Context) -> Settings:
@@ -194,6 +206,8 @@ def load_message(path: str, message_type: type[M], *, what: str) -> M:
         raise CLIError(f"{what} {path} does not exist; check the path") from None
     except OSError as exc:
         raise CLIError(f"cannot read {what} {path}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise CLIError(f"{what} {path} is not UTF-8 text; save it as UTF-8") from None
     data: Any
     try:
         if os.path.splitext(path)[1].lower() == ".json":

@@ -20,7 +20,7 @@ from typing import NoReturn
 import anyio
 
 from aiocri import api
-from aiocri._cli.settings import Settings, SettingsError
+from aiocri._cli.settings import LONGEST_DEADLINE, Settings, SettingsError
 from aiocri.channel import RedialPolicy
 from aiocri.client import CRIClient, connect
 from aiocri.endpoint import Endpoint, discover, parse_endpoint
@@ -144,6 +144,8 @@ def fail(
     ``endpoint`` (when known) is named in lines whose error does not name it.
     """
     code = 1
+    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]  # a task group's wrapping says nothing to the user
     if isinstance(exc, KeyboardInterrupt):
         sys.stderr.write("aiocri: interrupted\n")
         raise SystemExit(EXIT_INTERRUPTED)
@@ -205,18 +207,16 @@ def run(
         )
         where.append(str(endpoint))
         _endpoint.set(str(endpoint))
+        bounded = min(settings.timeout, LONGEST_DEADLINE)  # RedialPolicy takes finite times
         while True:
             try:
                 async with connect(
                     endpoint,
                     settings.image_endpoint,
-                    timeout=settings.timeout,
+                    timeout=settings.deadline(),
                     image_pull_timeout=None,
                     allow_tcp=True,
-                    redial=RedialPolicy(
-                        connect_timeout=settings.timeout,
-                        attempt_timeout=settings.timeout,
-                    ),
+                    redial=RedialPolicy(connect_timeout=bounded, attempt_timeout=bounded),
                 ) as client:
                     log.debug("connected to %s: CRI %s (%s %s)", endpoint, client.version,
                               client.runtime_version.runtime_name,

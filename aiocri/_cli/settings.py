@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 import os
 import re
+import reprlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -27,6 +28,7 @@ __all__ = [
     "DEFAULT_CONFIG_PATH",
     "DEFAULT_TIMEOUT",
     "IMAGE_ENV",
+    "LONGEST_DEADLINE",
     "RUNTIME_ENV",
     "Settings",
     "SettingsError",
@@ -41,6 +43,8 @@ CONFIG_ENV = "CRI_CONFIG_FILE"
 DEFAULT_CONFIG_PATH = "/etc/crictl.yaml"
 #: crictl's default: the deadline of the connection and of each call.
 DEFAULT_TIMEOUT = 2.0
+#: About 31 years: grpc overflows on deadlines somewhere past 5e9 s.
+LONGEST_DEADLINE = 1e9
 
 _UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
 _PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
@@ -62,33 +66,42 @@ class Settings:
     #: Where each setting came from: "flag", "env", "config", "default".
     sources: Mapping[str, str] = field(default_factory=dict)
 
+    def deadline(self, extra: float = 0.0) -> float | None:
+        """The timeout plus ``extra`` seconds as a call's deadline; None (no deadline)
+        beyond what grpc can hold (``-t inf``, ``-t 1e10``)."""
+        seconds = self.timeout + extra
+        return seconds if seconds <= LONGEST_DEADLINE else None
+
     def describe_endpoint(self) -> str:
         if self.runtime_endpoint is not None:
             return self.runtime_endpoint
         return "the default sockets (" + ", ".join(DEFAULT_ENDPOINTS) + ")"
 
 
-def parse_duration(value: str | float | int, *, what: str = "timeout") -> float:
-    """Seconds from ``2``, ``2.5``, ``2s``, ``500ms``, ``1m30s`` (crictl takes Go durations).
+def parse_duration(value: object, *, what: str = "timeout", where: str = "") -> float:
+    """Seconds from ``2``, ``2.5``, ``2s``, ``500ms``, ``1m30s`` (crictl takes Go durations)
+    or ``inf`` (no deadline).
 
-    Zero or less means "the default", as in crictl.
+    Zero means "the default", as in crictl; a negative, NaN or non-number value is a
+    :class:`SettingsError` naming ``what`` (and ``where`` it came from).
     """
-    if isinstance(value, bool):
-        raise SettingsError(f"bad {what} {value!r}; give seconds, such as 2 or 2s or 500ms")
-    if isinstance(value, int | float):
+    seconds = math.nan
+    if isinstance(value, int | float) and not isinstance(value, bool):
         seconds = float(value)
-    else:
-        text = value.strip()
+    elif isinstance(value, str):
         try:
-            seconds = float(text)
+            seconds = float(value.strip())
         except ValueError:
-            seconds = _parse_go_duration(text, what)
-    if math.isnan(seconds) or math.isinf(seconds):
-        raise SettingsError(f"bad {what} {value!r}; give seconds, such as 2 or 2s or 500ms")
+            seconds = _parse_go_duration(value.strip())
+    if not seconds >= 0:  # NaN, negative, or not a duration at all
+        raise SettingsError(
+            f"bad {what} {reprlib.repr(value)}{where}: give a positive duration such as "
+            "2, 2s or 500ms, or inf for no deadline")
     return seconds if seconds > 0 else DEFAULT_TIMEOUT
 
 
-def _parse_go_duration(text: str, what: str) -> float:
+def _parse_go_duration(text: str) -> float:
+    """Seconds of a Go duration (``1m30s``, ``-5s``), NaN if ``text`` is not one."""
     sign = -1.0 if text.startswith("-") else 1.0
     body = text.lstrip("+-")
     pos, total = 0, 0.0
@@ -98,9 +111,7 @@ def _parse_go_duration(text: str, what: str) -> float:
             break
         total += float(match.group(1)) * _UNITS[match.group(2)]
         pos = match.end()
-    if not body or pos != len(body):
-        raise SettingsError(f"bad {what} {text!r}; give seconds, such as 2 or 2s or 500ms")
-    return sign * total
+    return sign * total if body and pos == len(body) else math.nan
 
 
 def load_config_file(path: str) -> dict[str, Any]:
@@ -115,6 +126,11 @@ def load_config_file(path: str) -> dict[str, Any]:
         ) from None
     except OSError as exc:
         raise SettingsError(f"cannot read config file {path}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise SettingsError(
+            f"config file {path} is not UTF-8 text; save it as UTF-8 or point --config "
+            "elsewhere"
+        ) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
@@ -189,7 +205,11 @@ def resolve_settings(
         runtime = _as_str(runtime, key="runtime-endpoint", path=config_path)
     if sources["image-endpoint"] == "config":
         image = _as_str(image, key="image-endpoint", path=config_path)
-    seconds = DEFAULT_TIMEOUT if raw_timeout is None else parse_duration(raw_timeout)
+    seconds = DEFAULT_TIMEOUT
+    if sources["timeout"] == "config":
+        seconds = parse_duration(raw_timeout, where=f" in config file {config_path}")
+    elif raw_timeout is not None:
+        seconds = parse_duration(raw_timeout, what="-t/--timeout")
     if sources["debug"] == "config":
         raw_debug = _as_bool(raw_debug, path=config_path)
     return Settings(
