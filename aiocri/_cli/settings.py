@@ -21,6 +21,7 @@ from typing import Any
 
 import yaml
 
+from aiocri._timeouts import MAX_TIMEOUT
 from aiocri.endpoint import DEFAULT_ENDPOINTS
 
 __all__ = [
@@ -43,8 +44,8 @@ CONFIG_ENV = "CRI_CONFIG_FILE"
 DEFAULT_CONFIG_PATH = "/etc/crictl.yaml"
 #: crictl's default: the deadline of the connection and of each call.
 DEFAULT_TIMEOUT = 2.0
-#: About 31 years: grpc overflows on deadlines somewhere past 5e9 s.
-LONGEST_DEADLINE = 1e9
+#: The library's limit (about 31 years): beyond it, no deadline.
+LONGEST_DEADLINE = MAX_TIMEOUT
 
 _UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
 _PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
