@@ -22,6 +22,7 @@ class PeerAnswer(enum.Enum):
 
     MISSING = "missing"  #: no socket file
     REFUSED = "refused"  #: the connection was refused: nothing listens
+    UNREACHABLE = "unreachable"  #: no connection at all (no route, no answer to connect)
     SILENT = "silent"  #: accepted, then no answer in time: stopped, hung or swamped
     HTTP2 = "http2"  #: answered with HTTP/2 SETTINGS: a gRPC server is there
     FOREIGN = "foreign"  #: answered something else, or hung up: not an HTTP/2 server
@@ -45,6 +46,8 @@ def classify(peer: PeerAnswer, code: grpc.StatusCode | None) -> ConnectFailure:
         return ConnectFailure.NO_SOCKET
     if peer is PeerAnswer.REFUSED:
         return ConnectFailure.NOT_LISTENING
+    if peer is PeerAnswer.UNREACHABLE:
+        return ConnectFailure.UNREACHABLE
     if peer is PeerAnswer.SILENT:
         return ConnectFailure.HUNG
     if peer is PeerAnswer.FOREIGN:

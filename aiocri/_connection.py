@@ -60,7 +60,7 @@ class Connection:
     """Generation ``generation`` of one endpoint's connection."""
 
     __slots__ = (
-        "_check", "_on_lost", "_probe", "_probe_record", "_raw", "_spawn", "answer",
+        "_check", "_on_lost", "_probe", "_probe_record", "_queued", "_raw", "_spawn", "answer",
         "channel", "closed", "generation", "lost", "lost_reason", "retired", "streams",
         "unary", "users", "version",
     )
@@ -101,6 +101,7 @@ class Connection:
         self._on_lost = on_lost
         self._probe: asyncio.Task[ProbeOutcome] | None = None
         self._probe_record: ProbeRecord | None = None
+        self._queued: asyncio.Task[ProbeOutcome] | None = None
 
     def __repr__(self) -> str:
         return f"<Connection generation={self.generation} {self.version.name}>"
@@ -177,22 +178,37 @@ class Connection:
                     failed_at: float) -> ProbeOutcome:
         """Is the runtime there on this connection, for a call that failed with
         ``code`` at ``failed_at``? One probe serves every caller it may answer
-        (:func:`aiocri._probe.may_reuse`).
+        (:func:`aiocri._probe.may_reuse`); a caller it may not answer while it is
+        still in flight shares the one probe queued to follow it. So at most one
+        probe is in flight and one waits, however many calls fail at once.
 
         Waits no longer than ``deadline`` (UNDECIDED then); the probe itself goes
         on in its own task, and declares this generation lost if it finds so.
         """
         task = self._probe
-        now = time.monotonic()
-        if task is None or not may_reuse(self._probe_record, code, failed_at, now):
-            record = self._probe_record = ProbeRecord(sent_at=now)
-            task = self._probe = self._spawn(self._run_probe(record), f"probe {self!r}")
+        if task is None or not may_reuse(self._probe_record, code, failed_at,
+                                         time.monotonic()):
+            if task is not None and not task.done():
+                if self._queued is None:
+                    self._queued = self._spawn(self._follow(task), f"probe {self!r}")
+                task = self._queued
+            else:
+                record = self._probe_record = ProbeRecord(sent_at=time.monotonic())
+                task = self._probe = self._spawn(self._run_probe(record), f"probe {self!r}")
         if not task.done():
             wait = None if deadline is None else max(0.0, deadline - time.monotonic())
             await asyncio.wait((task,), timeout=wait)
             if not task.done():
                 return ProbeOutcome.UNDECIDED
         return ProbeOutcome.UNDECIDED if task.cancelled() else task.result()
+
+    async def _follow(self, current: asyncio.Task[ProbeOutcome]) -> ProbeOutcome:
+        """The queued probe: sent once ``current`` has ended, then the one in flight."""
+        await asyncio.wait((current,))
+        self._queued = None
+        self._probe = asyncio.current_task()
+        record = self._probe_record = ProbeRecord(sent_at=time.monotonic())
+        return await self._run_probe(record)
 
     async def _run_probe(self, record: ProbeRecord) -> ProbeOutcome:
         self.users += 1

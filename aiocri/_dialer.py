@@ -41,7 +41,6 @@ from aiocri._classify import ConnectFailure, classify
 from aiocri._connection import abandon, close_channel
 from aiocri._events import ConnectionStats
 from aiocri._policy import RedialPolicy
-from aiocri._probe import check_timeout
 from aiocri._proto.runtime.v1 import api_pb2
 from aiocri._rpc import RPC
 from aiocri.endpoint import Endpoint, check_socket, greet
@@ -55,7 +54,7 @@ from aiocri.errors import (
 )
 from aiocri.versions import VERSIONS, CRIVersion
 
-__all__ = ["DialStopped", "Dialed", "Dialer", "VersionGone"]
+__all__ = ["SLOW_CHECK_CAP", "DialStopped", "Dialed", "Dialer", "VersionGone", "slow_check_timeout"]
 
 log = logging.getLogger("aiocri.channel")
 
@@ -68,6 +67,8 @@ _FRESH_SOCKET_WINDOW = 1.0  # seconds of fast retries after the socket file chan
 _NOT_READY_PACE = 0.1
 #: A generation that lived at least this long was healthy: its loss is not a flap.
 _STABLE = 5.0
+#: The longest (s) a dial's version check waits for a runtime that answered slowly before.
+SLOW_CHECK_CAP = 30.0
 #: Dial answers meaning "nothing usable answered".
 _CONNECTION_TROUBLE = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED})
 
@@ -126,6 +127,7 @@ class Dialer:
         self._stats = stats
         self._on_retry = on_retry
         self._stopped = anyio.Event()
+        self._checks: set[anyio.CancelScope] = set()  # dial checks in flight
         self._slow = 0  # version checks in a row that ran out of time
         self._socket_identity = _identity(endpoint.path) if endpoint.path else None
         self._fast_retry_from = -math.inf
@@ -133,8 +135,11 @@ class Dialer:
         self._flaps = 0
 
     def stop(self) -> None:
-        """End every dial and wait (they raise DialStopped)."""
+        """End every dial: a check in flight is abandoned at once, a wait between
+        attempts ends, and the dial raises DialStopped."""
         self._stopped.set()
+        for scope in list(self._checks):
+            scope.cancel()
 
     def connected(self) -> None:
         """A dial's result was installed: remember when, and the socket it reached."""
@@ -164,6 +169,19 @@ class Dialer:
         except BaseException:
             await abandon(call)
             raise
+
+    async def _dial_check(self, channel: grpc.aio.Channel, version: CRIVersion,
+                          timeout: float) -> Any:
+        """:meth:`check` for a dial, abandoned as soon as the dialer is stopped (a
+        client closed while its connect waits for a slow runtime must not wait too)."""
+        with anyio.CancelScope() as scope:
+            self._checks.add(scope)
+            try:
+                if not self._stopped.is_set():
+                    return await self.check(channel, version, timeout)
+            finally:
+                self._checks.discard(scope)
+        raise DialStopped
 
     async def serves(self, channel: grpc.aio.Channel, version: CRIVersion) -> bool:
         try:
@@ -196,10 +214,8 @@ class Dialer:
         attempts: dict[str, str] = {}
         try:
             for version in versions:
-                # never past the connect timeout, but never too short to be answered
-                left = max(give_up - time.monotonic(), self.policy.initial)
                 try:
-                    answer = await self.check(channel, version, min(self._check_time(), left))
+                    answer = await self._dial_check(channel, version, self._check_time(give_up))
                 except grpc.aio.AioRpcError as exc:
                     if exc.code() is not grpc.StatusCode.UNIMPLEMENTED:
                         raise self._attempt_failed(exc) from None
@@ -235,7 +251,8 @@ class Dialer:
                 f"the socket file went away ({tried})",
                 "start the runtime, or check the path (is it the runtime's CRI socket?)"),
             ConnectFailure.NOT_LISTENING: (
-                f"nothing listens on {self.endpoint.address} (a stale socket file?); {tried}",
+                f"nothing listens on {self.endpoint.address}"
+                f"{' (a stale socket file?)' if self.endpoint.path else ''}; {tried}",
                 f"start the runtime, or wait if it is restarting (allow more time with "
                 f"{more_time}); if it runs, it listens elsewhere and this file is left "
                 "from an earlier run"),
@@ -266,13 +283,14 @@ class Dialer:
     async def redial(self, pinned: CRIVersion) -> Dialed | VersionGone:
         """Dial until the runtime answers the pinned version's check, or tells that
         it dropped it; ConnectFailed once the policy's give_up_after has passed."""
-        give_up = self.policy.give_up_after
-        stop = stop_never if give_up is None else stop_before_delay(give_up)
+        give_up_after = self.policy.give_up_after
+        stop = stop_never if give_up_after is None else stop_before_delay(give_up_after)
         started = time.monotonic()
+        give_up = None if give_up_after is None else started + give_up_after
         try:
             async for attempt in self._retrying(stop, report=True):
                 with attempt:
-                    return await self._redial_once(pinned)
+                    return await self._redial_once(pinned, give_up)
         except _AttemptFailed as exc:
             raise ConnectFailed(
                 f"gave up redialling after {time.monotonic() - started:.1f} s "
@@ -283,7 +301,8 @@ class Dialer:
             ) from None
         raise AssertionError("unreachable")  # pragma: no cover
 
-    async def _redial_once(self, pinned: CRIVersion) -> Dialed | VersionGone:
+    async def _redial_once(self, pinned: CRIVersion,
+                           give_up: float | None) -> Dialed | VersionGone:
         if self._stopped.is_set():
             raise DialStopped
         self._stats.redial_attempts += 1
@@ -294,25 +313,26 @@ class Dialer:
         channel = self.new_channel()
         try:
             try:
-                answer = await self.check(channel, pinned, self._check_time())
+                answer = await self._dial_check(channel, pinned, self._check_time(give_up))
             except grpc.aio.AioRpcError as exc:
                 if exc.code() is not grpc.StatusCode.UNIMPLEMENTED:
                     raise self._attempt_failed(exc) from None
-                return VersionGone(channel, await self._other_answers(channel, pinned))
+                return VersionGone(channel, await self._other_answers(channel, pinned, give_up))
         except BaseException:
             await close_channel(channel)
             raise
         self._slow = 0
         return Dialed(pinned, answer, channel)
 
-    async def _other_answers(self, channel: grpc.aio.Channel,
-                             pinned: CRIVersion) -> dict[str, Message]:
+    async def _other_answers(self, channel: grpc.aio.Channel, pinned: CRIVersion,
+                             give_up: float | None) -> dict[str, Message]:
         answers: dict[str, Message] = {}
         for version in VERSIONS.values():
             if version is pinned:
                 continue
             try:
-                answers[version.name] = await self.check(channel, version, self._check_time())
+                answers[version.name] = await self._dial_check(channel, version,
+                                                               self._check_time(give_up))
             except grpc.aio.AioRpcError as exc:
                 if exc.code() is not grpc.StatusCode.UNIMPLEMENTED:
                     # No verdict from a runtime that did not really answer.
@@ -332,8 +352,13 @@ class Dialer:
 
     # -- retries -------------------------------------------------------------------
 
-    def _check_time(self) -> float:
-        return check_timeout(self.policy.attempt_timeout, self._slow)
+    def _check_time(self, give_up: float | None) -> float:
+        """The next dial's check deadline: longer after slow answers, never past
+        ``give_up`` (but never too short to be answered)."""
+        seconds = slow_check_timeout(self.policy.attempt_timeout, self._slow)
+        if give_up is None:
+            return seconds
+        return min(seconds, max(give_up - time.monotonic(), self.policy.initial))
 
     def _attempt_failed(self, exc: grpc.aio.AioRpcError) -> _AttemptFailed:
         """A check answered neither OK nor UNIMPLEMENTED: retry."""
@@ -400,6 +425,14 @@ class Dialer:
                 if now is not None:
                     self._fast_retry_from = time.monotonic()
                     return
+
+
+def slow_check_timeout(base: float, slow_answers: int) -> float:
+    """The deadline of a dial's version check after ``slow_answers`` checks in a row
+    ran out of time: doubled each time up to :data:`SLOW_CHECK_CAP` (never below
+    ``base``), so a runtime that answers slowly (restoring its pods) is waited for
+    instead of redialled for ever."""
+    return min(base * 2.0 ** min(slow_answers, 32), max(base, SLOW_CHECK_CAP))
 
 
 def _answered_not_ready(retry_state: RetryCallState) -> bool:

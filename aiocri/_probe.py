@@ -14,13 +14,10 @@ from dataclasses import dataclass
 
 import grpc
 
-__all__ = ["PROBE_REUSE", "SLOW_CHECK_CAP", "ProbeOutcome", "ProbeRecord", "check_timeout",
-           "may_reuse", "probe_outcome"]
+__all__ = ["PROBE_REUSE", "ProbeOutcome", "ProbeRecord", "may_reuse", "probe_outcome"]
 
 #: How long (s) a finished probe answers for other calls failing on the same generation.
 PROBE_REUSE = 0.5
-#: The longest (s) a dial's version check waits for a runtime that answered slowly before.
-SLOW_CHECK_CAP = 30.0
 
 _S = grpc.StatusCode
 
@@ -86,11 +83,3 @@ def may_reuse(probe: ProbeRecord | None, code: grpc.StatusCode, failed_at: float
     if code is _S.UNIMPLEMENTED:
         return probe.sent_at >= failed_at
     return probe.done_at is None or now - probe.done_at <= PROBE_REUSE
-
-
-def check_timeout(base: float, slow_answers: int) -> float:
-    """The deadline of a dial's version check after ``slow_answers`` checks in a row
-    ran out of time: doubled each time up to :data:`SLOW_CHECK_CAP`, so a runtime
-    that answers slowly (restoring its pods) is waited for instead of redialled
-    for ever."""
-    return min(base * 2.0 ** min(slow_answers, 32), max(base, SLOW_CHECK_CAP))

@@ -15,7 +15,8 @@ before trusting the new connection::
 
 Dialling (fresh channels, the version check, retries, the socket watch) lives
 in :mod:`aiocri._dialer`; what a probe's answer means in :mod:`aiocri._probe`;
-why a connect gave up in :mod:`aiocri._classify`. This module only wires them.
+why a connect gave up in :mod:`aiocri._classify`; the state, its announcements
+and the terminal error in :mod:`aiocri._lifecycle`. This module only wires them.
 """
 
 from __future__ import annotations
@@ -37,12 +38,12 @@ from aiocri._connection import Connection, abandon, close_channel
 from aiocri._dialer import Dialed, Dialer, DialStopped, VersionGone
 from aiocri._events import (
     ConnectionEvent,
-    ConnectionEventKind,
     ConnectionState,
     ConnectionStats,
     EventBroadcast,
     Subscription,
 )
+from aiocri._lifecycle import Lifecycle
 from aiocri._policy import RedialPolicy
 from aiocri._proto.runtime.v1 import api_pb2
 from aiocri._rpc import RPC, RPCS
@@ -115,40 +116,35 @@ class ChannelManager:
         self.on_version_loss = on_version_loss
         self.fail_fast = fail_fast
         self.stats = ConnectionStats()
-        self._dialer = Dialer(endpoint, RPCS[probe], self.policy, max_message_size, self.stats,
-                              self._redial_attempt_failed)
-        self._state = ConnectionState.CONNECTING
+        self._life = Lifecycle(str(endpoint), self.stats,
+                               events if events is not None else EventBroadcast(), on_terminal)
+        self._dialer = Dialer(
+            endpoint, RPCS[probe], self.policy, max_message_size, self.stats,
+            lambda n, error: self._life.publish("redial_attempt", attempt=n, error=error))
         #: The READY generation (None while not READY): the call path reads only this.
         self._live: Connection | None = None
         #: The newest generation, lost or not.
         self._current: Connection | None = None
         self._connections: list[Connection] = []
-        self._generation = 0
-        self._pinned: CRIVersion | None = None
         self._first_answer: api_pb2.VersionResponse | None = None
         self._answer: api_pb2.VersionResponse | None = None
-        self._changed = anyio.Event()
-        self._terminal_error: CRIError | None = None
-        self._terminal = anyio.Event()
-        self._on_terminal = on_terminal
-        self._events = events if events is not None else EventBroadcast()
         self._tasks = TaskSet(f"aiocri {endpoint}", self._crashed)
 
     # -- public face -----------------------------------------------------------
 
     @property
     def state(self) -> ConnectionState:
-        return self._state
+        return self._life.state
 
     @property
     def generation(self) -> int:
         """Grows by one on every successful connect, redial or renegotiation."""
-        return self._generation
+        return self._life.generation
 
     @property
     def pinned(self) -> CRIVersion | None:
         """The version of the newest generation (kept after the client closes)."""
-        return self._pinned
+        return self._life.pinned
 
     @property
     def version_response(self) -> api_pb2.VersionResponse | None:
@@ -157,21 +153,21 @@ class ChannelManager:
 
     @property
     def terminal_error(self) -> CRIError | None:
-        return self._terminal_error
+        return self._life.error
 
     def events(self) -> Subscription:
         """Typed events from now on; ends when the connection is terminal."""
-        return self._events.subscribe()
+        return self._life.subscribe()
 
     async def wait_terminal(self) -> CRIError:
         """Wait until RESTART_REQUIRED or CLOSED; return the error calls now get."""
-        await self._terminal.wait()
-        assert self._terminal_error is not None
-        return self._terminal_error
+        await self._life.ended.wait()
+        assert self._life.error is not None
+        return self._life.error
 
     async def open(self) -> None:
         """Dial and negotiate (retrying a dead socket), then start the supervisor."""
-        if self._state is not ConnectionState.CONNECTING:
+        if self._life.state is not ConnectionState.CONNECTING:
             raise RuntimeError("a ChannelManager is opened once")
         check_socket(self.endpoint)  # bad input fails before any dial
         try:
@@ -186,15 +182,15 @@ class ChannelManager:
         except BaseException:
             await self.aclose()
             raise
-        if self._terminal_error is not None:
+        if self._life.error is not None:
             await self.aclose()
-            raise self._terminal_error
+            raise self._life.error
         self._tasks.spawn(self._supervise(), "supervisor")
 
     async def aclose(self) -> None:
         """Fail waiting, in-flight and later calls with ClientClosed; end every task;
         close every channel. Any task may call it, any number of times."""
-        if self._state is not ConnectionState.CLOSED:
+        if self._life.state is not ConnectionState.CLOSED:
             self._enter_terminal(
                 ConnectionState.CLOSED,
                 ClientClosed("the client was closed", endpoint=str(self.endpoint)),
@@ -290,7 +286,7 @@ class ChannelManager:
             del call, responses
         error = await self._failed(conn, rpc, failure, deadline, read_only=False)
         del conn, failure
-        raise error or self._terminal_error or Unavailable(
+        raise error or self._life.error or Unavailable(
             "the connection to the runtime broke under the stream",
             code=grpc.StatusCode.UNAVAILABLE, method=rpc.name, endpoint=str(self.endpoint))
 
@@ -304,13 +300,13 @@ class ChannelManager:
             code = exc.code()
             self.stats.errors[code.name] += 1
             link = conn.link()
-        if self._terminal_error is not None:
-            return self._terminal_error
+        if self._life.error is not None:
+            return self._life.error
         verdict = decide(code, link, ProbeOutcome.NONE, read_only=read_only)
         if verdict is Verdict.PROBE:
             outcome = await conn.probe(deadline, code, failed_at)
-            if self._terminal_error is not None:
-                return self._terminal_error
+            if self._life.error is not None:
+                return self._life.error
             verdict = decide(code, Link.READY, outcome, read_only=read_only)
         endpoint = str(self.endpoint)
         if verdict is Verdict.RAISE:
@@ -344,7 +340,7 @@ class ChannelManager:
             version = conn.version.name
             del conn, fn  # a raised error's traceback keeps this frame
             if remaining is not None and remaining <= 0:
-                raise self._expired(rpc, "the call's deadline passed before it was sent")
+                raise _expired(rpc, self.endpoint, "the call's deadline passed before it was sent")
             raise UnsupportedByVersion(
                 f"{rpc.name} is not part of CRI {version}, the version this client pinned",
                 method=rpc.name, endpoint=str(self.endpoint))
@@ -352,34 +348,28 @@ class ChannelManager:
 
     async def _wait_ready(self, rpc: RPC, deadline: float | None) -> Connection:
         while (conn := self._live) is None:
-            if self._terminal_error is not None:
-                raise self._terminal_error
+            if self._life.error is not None:
+                raise self._life.error
             if self.fail_fast:
                 raise Unavailable(
-                    f"runtime is {self._state.value}", code=grpc.StatusCode.UNAVAILABLE,
+                    f"runtime is {self._life.state.value}", code=grpc.StatusCode.UNAVAILABLE,
                     method=rpc.name, endpoint=str(self.endpoint),
                     hint="retry later, or connect with fail_fast=False to wait for the redial")
             wait = math.inf if deadline is None else deadline - time.monotonic()
             if wait <= 0:
-                raise self._expired(rpc, f"runtime still {self._state.value} when the "
-                                         "deadline expired")
-            changed = self._changed
-            with anyio.move_on_after(wait):
-                await changed.wait()
+                raise _expired(rpc, self.endpoint, f"runtime still {self._life.state.value} "
+                                                   "when the deadline expired")
+            await self._life.wait_changed(wait)
         return conn
-
-    def _expired(self, rpc: RPC, message: str) -> DeadlineExceeded:
-        return DeadlineExceeded(message, code=grpc.StatusCode.DEADLINE_EXCEEDED,
-                                method=rpc.name, endpoint=str(self.endpoint))
 
     # -- generations ---------------------------------------------------------------
 
     def _install(self, dialed: Dialed) -> Connection | None:
         """Make the next generation from a dial and go READY (None: already terminal)."""
-        if self._state.terminal:
+        if self._life.state.terminal:
             return None  # the caller closes the channel
-        self._generation += 1
-        conn = Connection(self._generation, dialed.channel, dialed.version, dialed.answer,
+        self._life.generation += 1
+        conn = Connection(self._life.generation, dialed.channel, dialed.version, dialed.answer,
                           check=self._dialer.check, spawn=self._tasks.spawn,
                           on_lost=self._on_lost)
         if isinstance(dialed.answer, api_pb2.VersionResponse):
@@ -387,13 +377,13 @@ class ChannelManager:
             if self._first_answer is None:
                 self._first_answer = dialed.answer
         old, self._current = self._current, conn
-        self._pinned = conn.version
+        self._life.pinned = conn.version
         self._connections = [c for c in self._connections if not c.closed] + [conn]
         if old is not None:
             old.retire()
         self._live = conn
         self._dialer.connected()
-        self._set_state(ConnectionState.READY)
+        self._life.set(ConnectionState.READY)
         return conn
 
     def _on_lost(self, conn: Connection, reason: str) -> None:
@@ -403,16 +393,16 @@ class ChannelManager:
             self._live = None
             log.info("%s: connection generation %d lost: %s", self.endpoint,
                      conn.generation, reason)
-            self._set_state(ConnectionState.RECONNECTING)
+            self._life.set(ConnectionState.RECONNECTING)
 
     # -- supervision ---------------------------------------------------------------
 
     async def _supervise(self) -> None:
-        while not self._state.terminal:
+        while not self._life.state.terminal:
             conn = self._current
             assert conn is not None
             await self._wait_lost(conn)
-            if self._state.terminal:
+            if self._life.state.terminal:
                 return
             await self._dialer.pace()
             try:
@@ -451,7 +441,7 @@ class ChannelManager:
             self.stats.redials += 1
             log.warning("%s: runtime dropped CRI %s; renegotiated to %s",
                         self.endpoint, pinned.name, chosen.name)
-            self._publish("renegotiated", served=tuple(served))
+            self._life.publish("renegotiated", served=tuple(served))
             return
         await close_channel(gone.channel)
         after = next((r for r in gone.answers.values()
@@ -474,42 +464,16 @@ class ChannelManager:
         if served and conn is self._live:
             log.info("%s: runtime now also serves CRI %s; staying on %s",
                      self.endpoint, ", ".join(served), pinned.name)
-            self._publish("newer_version_available", served=(pinned.name, *served))
+            self._life.publish("newer_version_available", served=(pinned.name, *served))
 
-    def _redial_attempt_failed(self, attempt: int, error: CRIError | None) -> None:
-        self._publish("redial_attempt", attempt=attempt, error=error)
-
-    # -- state ------------------------------------------------------------------
-
-    def _set_state(self, state: ConnectionState, **extra: Any) -> None:
-        if state is self._state:
-            return
-        previous, self._state = self._state, state
-        self.stats.state = state
-        self.stats.state_since = time.monotonic()
-        changed, self._changed = self._changed, anyio.Event()
-        changed.set()
-        quiet = state in (ConnectionState.READY, ConnectionState.CLOSED)
-        level = logging.INFO if quiet else logging.WARNING
-        log.log(level, "%s: %s -> %s", self.endpoint, previous.value, state.value)
-        self._publish("state", previous=previous, **extra)
+    # -- the end ------------------------------------------------------------------
 
     def _enter_terminal(self, state: ConnectionState, error: CRIError, **extra: Any) -> None:
-        # RESTART_REQUIRED may still become CLOSED; CLOSED is the end.
-        if self._state is ConnectionState.CLOSED or self._state is state:
-            return
-        self._terminal_error = error
-        self._live = None
+        self._live = None  # before anyone waiting wakes up
         self._dialer.stop()
-        self._set_state(state, error=error, **extra)
-        self._terminal.set()
-        if state is ConnectionState.RESTART_REQUIRED:
-            log.error("%s: %s", self.endpoint, error)
-        for conn in self._connections:
-            conn.retire()  # closed once the calls still on them end
-        self._events.close()
-        if self._on_terminal is not None:
-            self._on_terminal(error)
+        if self._life.end(state, error, **extra):
+            for conn in self._connections:
+                conn.retire()  # closed once the calls still on them end
 
     def _crashed(self, exc: BaseException) -> None:
         """A background task of ours failed unexpectedly: a bug, made the terminal error."""
@@ -520,25 +484,17 @@ class ChannelManager:
         error.__cause__ = exc
         self._enter_terminal(ConnectionState.CLOSED, error)
 
-    def _publish(self, kind: ConnectionEventKind, **extra: Any) -> None:
-        pinned = self.pinned
-        self._events.publish(
-            ConnectionEvent(
-                kind=kind,
-                state=self._state,
-                endpoint=str(self.endpoint),
-                pinned=None if pinned is None else pinned.name,
-                generation=self._generation,
-                **extra,
-            )
-        )
-
 
 def _deadline(timeout: float | None) -> float | None:
     """The call's deadline on the monotonic clock (None: none); a wrong timeout
     raises here, before any round trip."""
     seconds = check_timeout("timeout", timeout)
     return None if seconds is None else time.monotonic() + seconds
+
+
+def _expired(rpc: RPC, endpoint: Endpoint, message: str) -> DeadlineExceeded:
+    return DeadlineExceeded(message, code=grpc.StatusCode.DEADLINE_EXCEEDED, method=rpc.name,
+                            endpoint=str(endpoint))
 
 
 def _cancelled_by_grpc() -> bool:

@@ -202,7 +202,6 @@ async def greet(endpoint: Endpoint, timeout: float) -> PeerAnswer:
     server answers with SETTINGS; a stopped process lets the kernel accept and
     then says nothing; anything else is not an HTTP/2 server.
     """
-    head = b""
     try:
         with anyio.fail_after(timeout):
             if endpoint.path is not None:
@@ -210,19 +209,26 @@ async def greet(endpoint: Endpoint, timeout: float) -> PeerAnswer:
             else:
                 host, _, port = endpoint.address.rpartition(":")
                 stream = await anyio.connect_tcp(host.strip("[]"), int(port))
-            async with stream:
+    except FileNotFoundError:
+        return PeerAnswer.MISSING
+    except TimeoutError:  # a unix listener that never accepts; a TCP host that drops SYNs
+        return PeerAnswer.SILENT if endpoint.path is not None else PeerAnswer.UNREACHABLE
+    except OSError as exc:  # anyio puts the refusal of each address in __cause__
+        refused = isinstance(exc, ConnectionRefusedError) or isinstance(
+            exc.__cause__, ConnectionRefusedError)
+        return PeerAnswer.REFUSED if refused else PeerAnswer.UNREACHABLE
+    head = b""
+    try:
+        async with stream:
+            with anyio.fail_after(timeout):
                 await stream.send(_PREFACE)
                 while len(head) < 9:
                     head += await stream.receive(9 - len(head))
-    except FileNotFoundError:
-        return PeerAnswer.MISSING
     except TimeoutError:
-        return PeerAnswer.SILENT
-    except (anyio.EndOfStream, anyio.BrokenResourceError, OSError) as exc:
-        refused = isinstance(exc, ConnectionRefusedError) and not head
-        return PeerAnswer.REFUSED if refused else PeerAnswer.FOREIGN
+        return PeerAnswer.SILENT if not head else PeerAnswer.FOREIGN
+    except (anyio.EndOfStream, anyio.BrokenResourceError, OSError):
+        return PeerAnswer.FOREIGN  # hung up on an HTTP/2 greeting
     return PeerAnswer.HTTP2 if head[3] == _SETTINGS else PeerAnswer.FOREIGN
-
 
 def discover(candidates: Sequence[str] = DEFAULT_ENDPOINTS) -> Endpoint:
     """The first of ``candidates`` that is a usable socket, as crictl does."""

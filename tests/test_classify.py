@@ -16,6 +16,7 @@ def _diagnosis(peer: PeerAnswer, code: S | None) -> ConnectFailure:
     """The rules spelled out case by case (not the implementation's shape)."""
     by_peer = {PeerAnswer.MISSING: ConnectFailure.NO_SOCKET,
                PeerAnswer.REFUSED: ConnectFailure.NOT_LISTENING,
+               PeerAnswer.UNREACHABLE: ConnectFailure.UNREACHABLE,
                PeerAnswer.SILENT: ConnectFailure.HUNG,
                PeerAnswer.FOREIGN: ConnectFailure.NOT_CRI}
     if peer in by_peer:

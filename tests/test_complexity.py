@@ -11,7 +11,8 @@ from radon.complexity import cc_visit
 ROOT = Path(__file__).parent.parent / "aiocri"
 FILES = sorted([*ROOT.glob("poller/*.py"), *ROOT.glob("streaming/*.py"), ROOT / "logs.py",
                 ROOT / "_cli" / "terminal.py", ROOT / "channel.py", ROOT / "_connection.py",
-                ROOT / "_verdict.py", ROOT / "client.py"])
+                ROOT / "_verdict.py", ROOT / "client.py", ROOT / "_dialer.py", ROOT / "_probe.py",
+                ROOT / "_classify.py", ROOT / "_lifecycle.py", ROOT / "_timeouts.py"])
 
 
 @pytest.mark.parametrize("path", [p for p in FILES if p.exists()], ids=lambda p: p.name)

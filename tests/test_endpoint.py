@@ -2,12 +2,15 @@ from __future__ import annotations
 
 import os
 import socket
+import threading
 from pathlib import Path
 
 import pytest
 
 import aiocri
-from aiocri.endpoint import check_socket, discover, parse_endpoint
+import aiocri.testing
+from aiocri._classify import PeerAnswer
+from aiocri.endpoint import check_socket, discover, greet, parse_endpoint
 from aiocri.errors import CRIError, EndpointError
 
 
@@ -111,3 +114,78 @@ def test_a_folder_that_cannot_be_entered_is_named(sock_dir: Path) -> None:
         sock.close()
     assert f"cannot enter {locked}" in str(denied.value)
     assert "socket's group" not in str(denied.value)
+
+
+# -- greet(): what a socket does when greeted with an HTTP/2 preface ------------------------
+
+
+def _serve_once(listener: socket.socket, answer: bytes | None) -> threading.Thread:
+    """Accept one connection, read the greeting, answer ``answer`` (None: hang up)."""
+
+    def run() -> None:
+        peer, _ = listener.accept()
+        with peer:
+            peer.recv(64)
+            if answer is not None:
+                peer.sendall(answer)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(("answer", "expected"), [
+    (None, PeerAnswer.FOREIGN),  # accepts, then hangs up
+    (b"HTTP/1.1 400 Bad Request\r\n\r\n", PeerAnswer.FOREIGN),
+    (b"\x00\x00\x00\x04\x00\x00\x00\x00\x00", PeerAnswer.HTTP2),  # an empty SETTINGS frame
+])
+async def test_greet_reads_what_the_peer_answers(sock_dir: Path, answer: bytes | None,
+                                                 expected: PeerAnswer) -> None:
+    path = str(sock_dir / "peer.sock")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as listener:
+        listener.bind(path)
+        listener.listen()
+        thread = _serve_once(listener, answer)
+        assert await greet(parse_endpoint(path), 5.0) is expected
+        thread.join(5)
+
+
+@pytest.mark.anyio
+async def test_greet_tells_missing_refused_and_silent_apart(sock_dir: Path) -> None:
+    path = str(sock_dir / "x.sock")
+    assert await greet(parse_endpoint(path), 1.0) is PeerAnswer.MISSING
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as stale:
+        stale.bind(path)  # a file, nobody listening
+    assert await greet(parse_endpoint(path), 1.0) is PeerAnswer.REFUSED
+    os.unlink(path)
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as silent:
+        silent.bind(path)
+        silent.listen()  # the kernel accepts; nobody reads (a stopped process)
+        assert await greet(parse_endpoint(path), 0.3) is PeerAnswer.SILENT
+
+
+@pytest.mark.anyio
+async def test_greet_a_fake_runtime_speaks_http2(runtime: aiocri.testing.FakeRuntime) -> None:
+    assert await greet(parse_endpoint(runtime.endpoint), 5.0) is PeerAnswer.HTTP2
+
+
+@pytest.mark.anyio
+async def test_greet_a_closed_tcp_port_is_refused_not_foreign() -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]  # free once closed
+    endpoint = parse_endpoint(f"tcp://127.0.0.1:{port}", allow_tcp=True)
+    assert await greet(endpoint, 2.0) is PeerAnswer.REFUSED
+
+
+@pytest.mark.anyio
+async def test_a_closed_tcp_port_is_connect_failed_not_a_foreign_server() -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    policy = aiocri.RedialPolicy(connect_timeout=0.3, attempt_timeout=0.2)
+    with pytest.raises(aiocri.ConnectFailed, match="nothing listens") as caught:
+        await aiocri.connect(f"tcp://127.0.0.1:{port}", allow_tcp=True, redial=policy)
+    assert not isinstance(caught.value, aiocri.NotACRIRuntime)
+    assert "stale socket" not in str(caught.value)

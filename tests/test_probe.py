@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import grpc
 
-from aiocri._probe import PROBE_REUSE, SLOW_CHECK_CAP, ProbeRecord, check_timeout, may_reuse
+from aiocri._probe import PROBE_REUSE, ProbeRecord, may_reuse
 
 S = grpc.StatusCode
 
@@ -25,12 +25,3 @@ def test_may_reuse_every_case() -> None:
             assert may_reuse(in_flight, code, failed, 99.0)  # in flight: always shared
             assert may_reuse(answered, code, failed, 10.3 + PROBE_REUSE)
             assert not may_reuse(answered, code, failed, 10.3 + PROBE_REUSE + 0.01)
-
-
-def test_check_timeout_grows_then_stops_growing() -> None:
-    assert check_timeout(2.0, 0) == 2.0
-    assert check_timeout(2.0, 1) == 4.0
-    assert check_timeout(2.0, 3) == 16.0
-    assert check_timeout(2.0, 10) == SLOW_CHECK_CAP
-    assert check_timeout(60.0, 5) == 60.0  # never below the policy's own
-    assert check_timeout(0.1, 10**6) == SLOW_CHECK_CAP  # no overflow
