@@ -142,7 +142,7 @@ def container_config(name: str, image: str = BUSYBOX, **labels: str) -> pb.Conta
     )
 
 
-async def until(predicate: Callable[[], bool], timeout: float = 3.0) -> None:
+async def until(predicate: Callable[[], bool], timeout: float = 30.0) -> None:
     with anyio.fail_after(timeout):
         while not predicate():
             await anyio.sleep(0.01)
@@ -650,14 +650,14 @@ async def test_exec_sync(rt: FakeRuntime, raw: Raw) -> None:
     assert (custom.stdout, custom.exit_code, calls) == (b"c", 42, [["anything"]])
 
     async def slow(container: Any, cmd: list[str]) -> ExecResult:
-        await asyncio.sleep(3)
+        await asyncio.sleep(60)
         return ExecResult()
 
     rt.set_exec_handler(slow)
     started = time.monotonic()
     err = await raw.error("ExecSync", pb.ExecSyncRequest(container_id=cid, cmd=["x"], timeout=1))
     assert err.code() == grpc.StatusCode.DEADLINE_EXCEEDED
-    assert 0.9 < time.monotonic() - started < 2.5
+    assert 0.9 < time.monotonic() - started < 10  # its timeout, not the handler's 60 s
     rt.set_exec_handler(None)
     assert (await run("true")).exit_code == 0
 
@@ -718,11 +718,11 @@ async def test_kill_cuts_connections_and_leaves_socket(rt: FakeRuntime, raw: Raw
     await rt.kill()
     for pending in (inflight, events.read()):
         with pytest.raises(grpc.aio.AioRpcError) as info:
-            await asyncio.wait_for(pending, 3)
+            await asyncio.wait_for(pending, 30)
         assert info.value.code() == grpc.StatusCode.UNAVAILABLE
         # no GOAWAY: a graceful stop says "Cancelling all calls"
         assert "Cancelling all calls" not in (info.value.details() or "")
-    assert time.monotonic() - started < 2
+    assert time.monotonic() - started < 10  # a sanity bound
     assert is_socket(rt.socket_path)  # left behind, as after SIGKILL
     probe = Raw(rt.endpoint)
     assert await probe.code("Version", timeout=1) == grpc.StatusCode.UNAVAILABLE
@@ -755,21 +755,21 @@ async def test_stop_without_serving_is_harmless(sock_dir: Path) -> None:
 
 async def test_latency_injection(rt: FakeRuntime, raw: Raw) -> None:
     await raw.call("Version")  # connect first
-    rt.inject_latency("Version", 0.3)
+    rt.inject_latency("Version", 1.0)  # far above the generous bound for an undelayed call
     started = time.monotonic()
     await raw.call("Version")
-    assert time.monotonic() - started >= 0.3
+    assert time.monotonic() - started >= 1.0
     started = time.monotonic()
     await raw.call("Status")
-    assert time.monotonic() - started < 0.2
-    rt.inject_latency("*", 0.2)
+    assert time.monotonic() - started < 0.8
+    rt.inject_latency("*", 1.0)
     started = time.monotonic()
     await raw.call("Status")
-    assert time.monotonic() - started >= 0.2
+    assert time.monotonic() - started >= 1.0
     rt.clear_injections()
     started = time.monotonic()
     await raw.call("Version")
-    assert time.monotonic() - started < 0.2
+    assert time.monotonic() - started < 0.8
     with pytest.raises(ValueError, match="unknown RPC"):
         rt.inject_latency("ListContainer", 1)
 
@@ -800,7 +800,7 @@ async def test_error_injection(rt: FakeRuntime, raw: Raw) -> None:
 async def test_populate_100_by_10(rt: FakeRuntime, raw: Raw) -> None:
     started = time.monotonic()
     made = rt.populate(pods=100, containers_per_pod=10)
-    assert time.monotonic() - started < 3
+    assert time.monotonic() - started < 30  # a sanity bound
     assert len(made.pod_ids) == 100 and len(set(made.container_ids)) == 1000
     listed = (await raw.call("ListContainers")).containers
     assert len(listed) == 1000 and {c.state for c in listed} == {pb.CONTAINER_RUNNING}

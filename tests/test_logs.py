@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
+import anyio
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -26,6 +29,29 @@ async def collect(it: AsyncIterator[LogEntry]) -> list[LogEntry]:
 def write(path: Path, *lines: str) -> None:
     with open(path, "a") as f:
         f.write("".join(line + "\n" for line in lines))
+
+
+async def until(condition: Callable[[], object], what: str, within: float = 30) -> None:
+    """Poll ``condition()`` until it holds; fail loudly (naming ``what``) after ``within``
+    seconds, a bound no machine, however busy, should reach."""
+    try:
+        with anyio.fail_after(within):
+            while not condition():
+                await asyncio.sleep(0.01)
+    except TimeoutError:
+        raise AssertionError(f"not within {within} s: {what}") from None
+
+
+def held_open(path: Path) -> bool:
+    """Whether this process has ``path`` open: a follower opened it. The follower opens
+    the file, seeks and reads what it holds in one step (no await in between), so once
+    this is true it has also reached the file's end as it was then."""
+    target = str(path)
+    for fd in os.listdir("/proc/self/fd"):
+        with contextlib.suppress(OSError):  # an fd closed while we look
+            if os.readlink(f"/proc/self/fd/{fd}") == target:
+                return True
+    return False
 
 
 def test_parse_line() -> None:
@@ -130,13 +156,10 @@ async def test_tail_zero_follow_starts_at_the_end_of_an_unfinished_line(tmp_path
             got.append(entry.data)
 
     task = asyncio.ensure_future(follow())
-    await asyncio.sleep(0.1)
+    await until(lambda: held_open(path), "the follower opened the file")
     with open(path, "a") as f:
         f.write("\n2026-12-01T00:00:03Z stdout F new\n")
-    for _ in range(100):
-        if got:
-            break
-        await asyncio.sleep(0.01)
+    await until(lambda: got, "the new line was read")
     task.cancel()
     await asyncio.gather(task, return_exceptions=True)
     assert got == [b"new\n"]  # not the whole file again
@@ -172,25 +195,21 @@ async def test_follow_across_rotation_and_truncation(tmp_path: Path) -> None:
     write(path, "2026-12-01T00:00:01Z stdout F before")
     got, task = start_following(path)
 
-    async def until(count: int) -> None:
-        for _ in range(500):
-            if len(got) >= count:
-                return
-            await asyncio.sleep(0.01)
-        raise AssertionError(f"only {got}")
+    async def read(count: int) -> None:
+        await until(lambda: len(got) >= count, f"{count} entries read (only {got})")
 
-    await until(1)
+    await read(1)
     write(path, "2026-12-01T00:00:02Z stdout P gro")
     write(path, "2026-12-01T00:00:03Z stdout F wing")
-    await until(2)
+    await read(2)
     os.rename(path, tmp_path / "c.log.1")  # the kubelet rotates...
     write(tmp_path / "c.log.1", "2026-12-01T00:00:04Z stdout F late in the old file")
     write(path, "2026-12-01T00:00:05Z stdout F in the new file, a longer line")  # reopened
-    await until(4)
+    await read(4)
     with open(path, "r+b") as f:  # copytruncate
         f.truncate(0)
     write(path, "2026-12-01T00:00:06Z stdout F after truncation")
-    await until(5)
+    await read(5)
     task.cancel()
     assert got == [b"before\n", b"growing\n", b"late in the old file\n",
                    b"in the new file, a longer line\n", b"after truncation\n"]
@@ -205,7 +224,7 @@ async def test_follow_ends_when_the_container_stops(tmp_path: Path) -> None:
         return running[0]
 
     async def stop_soon() -> None:
-        await asyncio.sleep(0.2)
+        await until(lambda: held_open(path), "the follower opened the file")
         write(path, "2026-12-01T00:00:02Z stdout P last words")
         running[0] = False
 
@@ -261,13 +280,10 @@ async def test_a_line_split_by_rotation_stays_one_line(tmp_path: Path) -> None:
     path = tmp_path / "c.log"
     write(path, "2026-12-01T00:00:01Z stdout P first half, ")
     got, task = start_following(path)
-    await asyncio.sleep(0.1)
+    await until(lambda: held_open(path), "the follower opened the file (before rotation)")
     os.rename(path, tmp_path / "c.log.1")
     write(path, "2026-12-01T00:00:02Z stdout F second half")
-    for _ in range(300):
-        if got:
-            break
-        await asyncio.sleep(0.01)
+    await until(lambda: got, "the joined line was read")
     task.cancel()
     assert got == [b"first half, second half\n"]
 
@@ -292,18 +308,28 @@ async def test_container_logs_edge_cases(sock_dir: Path, tmp_path: Path) -> None
         with pytest.raises(aiocri.LogError, match="no previous attempt"):
             await collect(c.container_logs(cid, previous=True))
         got: list[bytes] = []
+        gone = [False]
+        asked_after_kill = [0]  # the follower's looks at the runtime since it went away
+        status = c.runtime.container_status
+
+        async def counted(*args: Any, **kwargs: Any) -> Any:
+            if gone[0]:
+                asked_after_kill[0] += 1
+            return await status(*args, **kwargs)
+
+        c.runtime.container_status = counted  # type: ignore[method-assign]
 
         async def follow() -> None:
             async for entry in c.container_logs(cid, follow=True):
                 got.append(entry.data)
 
         task = asyncio.ensure_future(follow())
-        for _ in range(200):
-            if got:
-                break
-            await asyncio.sleep(0.01)
+        await until(lambda: got, "the follower read the first line")
         await rt.kill()  # the runtime goes away; the container "runs" on: keep following
-        await asyncio.sleep(1.5)
+        gone[0] = True
+        # a second look means the first (which failed: no runtime) let it follow on
+        await until(lambda: asked_after_kill[0] >= 2 or task.done(),
+                    "the follower asked the runtime twice after it went away")
         assert not task.done()
         await c.aclose()
         rt.write_output(cid, "after close\n")

@@ -10,6 +10,7 @@ import socket
 import struct
 from collections.abc import AsyncIterator, Awaitable, Callable
 
+import anyio
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -36,12 +37,16 @@ def cid(runtime: FakeRuntime) -> str:
     return runtime.populate(1, 1).container_ids[0]
 
 
-async def until(done: Callable[[], bool], seconds: float = 5.0) -> None:
-    """Poll ``done()`` until it holds, for at most ``seconds``."""
-    for _ in range(int(seconds / 0.05)):
-        if done():
-            return
-        await asyncio.sleep(0.05)
+async def until(done: Callable[[], object], what: str = "the condition",
+                seconds: float = 30.0) -> None:
+    """Poll ``done()`` until it holds; fail loudly after ``seconds`` (a bound no machine,
+    however busy, should reach)."""
+    try:
+        with anyio.fail_after(seconds):
+            while not done():
+                await asyncio.sleep(0.01)
+    except TimeoutError:
+        raise AssertionError(f"not within {seconds} s: {what}") from None
 
 
 # -- the exit status (pure) ----------------------------------------------------------
@@ -258,7 +263,7 @@ def test_cat_returns_exactly_what_was_sent(sock_dir: object, chunks: list[bytes]
 async def test_session_ends_when_the_container_stops(runtime: FakeRuntime,
                                                      client: aiocri.CRIClient, cid: str) -> None:
     async with client.exec_stream(cid, ["sleep", "60"]) as session:
-        await asyncio.sleep(0.05)
+        await until(lambda: runtime.state.containers[cid].on_exit, "the exec session runs")
         runtime.state.stop_container(cid)
         assert await asyncio.wait_for(session.wait(), 5) == 137
 
@@ -351,18 +356,22 @@ async def test_streaming_server_gone(runtime: FakeRuntime, client: aiocri.CRICli
 async def test_caller_cancelling_leaves_nothing_behind(runtime: FakeRuntime,
                                                        client: aiocri.CRIClient, cid: str
                                                        ) -> None:
+    reading = asyncio.Event()
+
     async def user() -> None:
         async with client.exec_stream(cid, ["cat"], stdin=True) as session:
             assert session.stdout is not None
+            reading.set()  # no await until read() waits
             await session.stdout.read()  # never comes
 
     task = asyncio.ensure_future(user())
-    await asyncio.sleep(0.1)
+    await until(lambda: reading.is_set() and runtime.state.containers[cid].on_exit,
+                "the caller waits on a running session")
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
     # the server notices the closed connection and ends the session
-    await until(lambda: not runtime.streaming._tasks)
+    await until(lambda: not runtime.streaming._tasks, "the server's session ended")
     assert not runtime.streaming._tasks
     assert not runtime.state.containers[cid].on_exit
 
@@ -382,7 +391,7 @@ async def test_a_session_that_starts_too_slowly_times_out(runtime: FakeRuntime,
 async def test_attach_follows_output(runtime: FakeRuntime, client: aiocri.CRIClient, cid: str,
                                      transport: TransportName) -> None:
     async with client.attach_stream(cid, transport=transport) as session:
-        await asyncio.sleep(0.05)
+        await until(lambda: runtime.state.containers[cid].listeners, "the attach listens")
         runtime.write_output(cid, "line 1\n")
         runtime.write_output(cid, "oops\n", stream="stderr")
         assert session.stdout is not None and session.stderr is not None
@@ -511,7 +520,8 @@ async def test_forwarded_connections_end_when_the_local_side_does(
             reset(writer)
         else:
             writer.close()
-        await until(lambda: not forwarder._tasks and not open_in_pod)
+        await until(lambda: not forwarder._tasks and not open_in_pod,
+                    "the forwarder's connections and the pod's ended")
         assert not forwarder._tasks and not open_in_pod
         assert forwarder.failures == (1 if ending == "reset" else 0)
 
@@ -557,17 +567,25 @@ async def test_closing_a_forwarder_ends_connections_stuck_on_full_pipes(
                 await writer.drain()
 
     before = set(asyncio.all_tasks())
+
+    def left() -> list[str]:
+        def module(task: asyncio.Task[object]) -> str:
+            frame = getattr(task.get_coro(), "cr_frame", None)  # a coroutine has no __module__
+            return frame.f_globals.get("__name__", "") if frame is not None else ""
+
+        return [t.get_coro().__qualname__ for t in asyncio.all_tasks() - before  # type: ignore[union-attr]
+                if not t.done() and "aiocri.streaming" in module(t)]
+
     async with pod_service(chatty) as port, client.forward_port(
             pod, port, transport=transport) as forwarder:
         reader, writer = await asyncio.open_connection("127.0.0.1", forwarder.port)
         await reader.readexactly(10)
+        assert left()  # the forwarder's tasks, seen by left()
         await asyncio.sleep(0.3)  # nobody reads: every buffer fills
         writer.transport.abort()
         await asyncio.sleep(0.1)
-    await asyncio.sleep(0.3)
-    left = [t.get_coro().__qualname__ for t in asyncio.all_tasks() - before
-            if not t.done() and "aiocri.streaming" in t.get_coro().__module__]
-    assert left == []
+    await until(lambda: not left(), "the forwarder's tasks ended")
+    assert left() == []
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
@@ -594,7 +612,7 @@ async def test_a_forwarded_connection_ends_with_the_pod_side(
         flooding = asyncio.ensure_future(flood())
         with contextlib.suppress(ConnectionError):
             await asyncio.wait_for(reader.read(), 5)
-        await until(lambda: not forwarder._tasks, 3)
+        await until(lambda: not forwarder._tasks, "the connection ended")
         assert not forwarder._tasks
         flooding.cancel()
         writer.close()
@@ -605,19 +623,22 @@ async def test_a_closed_client_opens_no_session(runtime: FakeRuntime, client: ai
     """Closed while a session was opening, or before: ClientClosed, and nothing stays open."""
     pod = runtime.populate(1, 0).pod_ids[0]
     answer = runtime.streaming._connection
+    arrived, answering = asyncio.Event(), asyncio.Event()
 
     async def slow(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await asyncio.sleep(0.5)  # a busy streaming server answers the upgrade late
+        arrived.set()
+        await answering.wait()  # a busy streaming server answers the upgrade late
         await answer(reader, writer)
 
     runtime.streaming._connection = slow  # type: ignore[method-assign]
     opening = asyncio.ensure_future(client.exec_stream(cid, ["sleep", "30"]).__aenter__())
-    await asyncio.sleep(0.2)
+    await until(arrived.is_set, "the upgrade reached the streaming server")
     await client.aclose()
+    answering.set()
     with pytest.raises(aiocri.ClientClosed):
         await asyncio.wait_for(opening, 5)
     # the session the server made ends with its connection
-    await until(lambda: not runtime.streaming._tasks)
+    await until(lambda: not runtime.streaming._tasks, "the server's session ended")
     assert not runtime.streaming._tasks
     with pytest.raises(aiocri.ClientClosed):
         await client.forward_port(pod, 80)  # it would listen for a client that is gone
@@ -656,8 +677,15 @@ async def test_reading_after_close_is_a_streaming_error(client: aiocri.CRIClient
                                                         transport: TransportName) -> None:
     session = await client.exec_stream(cid, ["sleep", "60"], transport=transport)
     assert session.stdout is not None
-    reader = asyncio.ensure_future(session.stdout.read())
-    await asyncio.sleep(0.05)
+    reading = asyncio.Event()
+
+    async def read() -> bytes:
+        assert session.stdout is not None
+        reading.set()  # no await until read() waits
+        return await session.stdout.read()
+
+    reader = asyncio.ensure_future(read())
+    await until(reading.is_set, "the reader waits")
     await session.aclose()  # from another task than the reader's
     with pytest.raises(aiocri.StreamingError, match="the session was closed"):
         await asyncio.wait_for(reader, 5)
@@ -695,15 +723,17 @@ async def test_closing_with_unsent_stdin_drops_the_connection(client: aiocri.CRI
                                                               cid: str) -> None:
     session = await client.exec_stream(cid, ["sleep", "20"], stdin=True, transport="spdy")
     assert session.stdin is not None
+    transport = session._channels._connection._transport  # type: ignore[attr-defined]
     writer = asyncio.ensure_future(session.stdin.write(b"x" * (64 << 20)))  # never read
-    await asyncio.sleep(0.5)
+    await until(lambda: transport.get_write_buffer_size() > 0 or writer.done(),
+                "stdin backs up in the socket's buffer")
     assert not writer.done()
     await session.aclose()
     with pytest.raises(aiocri.StreamingError) as broke:
-        await asyncio.wait_for(writer, 2)
+        await asyncio.wait_for(writer, 30)
     assert str(broke.value).count("start a new session") == 1  # the hint once, not twice
-    transport = session._channels._connection._transport  # type: ignore[attr-defined]
-    await asyncio.sleep(0.05)
+    await until(lambda: transport.get_extra_info("socket").fileno() == -1,
+                "the socket was closed")
     # close() would keep the socket until a peer that never reads took the rest
     assert transport.get_write_buffer_size() == 0
     assert transport.get_extra_info("socket").fileno() == -1
