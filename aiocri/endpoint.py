@@ -9,7 +9,6 @@ any dial so that a typo fails at once with a clear :class:`EndpointError`.
 from __future__ import annotations
 
 import os
-import socket
 import stat
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -167,27 +166,6 @@ def _closed_folder(path: str) -> str | None:
         if not _may(folder, os.X_OK):
             return folder
     return None
-
-
-def nothing_listens(path: str) -> bool:
-    """True when ``path`` is a socket file nobody listens on (a runtime that died and
-    left it behind): connecting is refused at once. Any other outcome is False."""
-    try:
-        if not stat.S_ISSOCK(os.stat(path).st_mode):
-            return False
-    except OSError:
-        return False
-    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        probe.setblocking(False)  # a unix connect is refused or accepted at once
-        probe.connect(path)
-    except ConnectionRefusedError:
-        return True
-    except OSError:  # EAGAIN (a full backlog: someone listens), EACCES...
-        return False
-    finally:
-        probe.close()
-    return False
 
 
 #: An HTTP/2 client's connection preface followed by an empty SETTINGS frame.

@@ -24,6 +24,7 @@ import anyio.abc
 from aiocri import api
 from aiocri._lean import ITEMS, LISTS
 from aiocri._rpc import RPCS
+from aiocri._timeouts import check_positive_int
 from aiocri.client import CRIClient
 from aiocri.errors import (
     ClientClosed,
@@ -86,8 +87,9 @@ class Poller:
         self.period = _seconds("period", period)
         self.mode: Mode = _mode(mode)
         self.resync_period = _seconds("resync_period", resync_period, forever=True)
-        self.max_pending = _count("max_pending", max_pending)
-        self.status_concurrency = _count("status_concurrency", status_concurrency)
+        self.max_pending = check_positive_int("Poller max_pending", max_pending)
+        self.status_concurrency = check_positive_int("Poller status_concurrency",
+                                                     status_concurrency)
         if not isinstance(initial_statuses, bool):
             raise TypeError(f"Poller initial_statuses must be True or False, "
                             f"not {initial_statuses!r}")
@@ -539,14 +541,6 @@ def _seconds(name: str, value: object, *, forever: bool = False) -> float:
         raise ValueError(f"Poller {name} must be a positive {'' if forever else 'finite '}"
                          f"number of seconds, not {value!r}")
     return float(value)
-
-
-def _count(name: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"Poller {name} must be an int, not {value!r}")
-    if value < 1:
-        raise ValueError(f"Poller {name} must be at least 1, not {value!r}")
-    return value
 
 
 def _mode(mode: object) -> Mode:
