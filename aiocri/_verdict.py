@@ -31,6 +31,7 @@ class Verdict(enum.Enum):
     PROBE = "probe"  #: ask the connection (one shared probe), then decide again
     LOST_RESEND = "lost_resend"  #: declare the generation lost; send again on the next one
     LOST_RAISE = "lost_raise"  #: declare the generation lost; raise (it may have run)
+    RESEND = "resend"  #: declare nothing; send once more on the same connection
 
 
 _S = grpc.StatusCode
@@ -38,11 +39,19 @@ _S = grpc.StatusCode
 _SUSPECT = frozenset({_S.UNAVAILABLE, _S.CANCELLED, _S.UNIMPLEMENTED})
 
 
-def decide(code: grpc.StatusCode, link: Link, probe: ProbeOutcome, *, read_only: bool) -> Verdict:
+def decide(code: grpc.StatusCode, link: Link, probe: ProbeOutcome, *, read_only: bool,
+           resent: bool = False) -> Verdict:
     """The verdict for a call that failed with ``code``.
 
     ``read_only``: the RPC changes nothing, so sending it twice is harmless.
     UNIMPLEMENTED is always safe to send again: the runtime ran nothing.
+    ``resent``: this call was already sent again once.
+
+    A read-only call that got UNAVAILABLE while the probe found the runtime there
+    (or only slow) is sent once more: UNAVAILABLE is gRPC's code for "try again",
+    and a transport that broke under the call may already be back before anyone
+    saw it go (grpc reconnects on its own, the channel watch runs later). A
+    runtime that answers UNAVAILABLE itself gets the same answer twice: raised.
     """
     if code not in _SUSPECT:
         return Verdict.RAISE
@@ -54,5 +63,8 @@ def decide(code: grpc.StatusCode, link: Link, probe: ProbeOutcome, *, read_only:
         return Verdict.PROBE
     if probe.evidence_of_loss:
         return lost
+    if (code is _S.UNAVAILABLE and read_only and not resent
+            and probe in (ProbeOutcome.ANSWERED, ProbeOutcome.SLOW)):
+        return Verdict.RESEND
     # ANSWERED: the runtime said so itself. SLOW, UNDECIDED: no evidence, declare nothing.
     return Verdict.RAISE

@@ -218,6 +218,7 @@ class ChannelManager:
         self.stats.calls += 1
         request = rpc.request_type() if request is None else request
         deadline = _deadline(timeout)
+        resent = False
         while True:
             conn, fn, remaining = await self._callable(rpc, deadline, decode)
             conn.users += 1
@@ -240,11 +241,12 @@ class ChannelManager:
             finally:
                 conn.release()
             error = await self._failed(conn, rpc, failure, deadline,
-                                       read_only=rpc.name in _RETRY_SAFE)
+                                       read_only=rpc.name in _RETRY_SAFE, resent=resent)
             # A raised error's traceback keeps this frame: let it hold no channel.
             del conn, fn, call, failure
             if error is not None:
                 raise error
+            resent = True
 
     async def stream(
         self, rpc: RPC, request: Message | None, timeout: float | None,
@@ -291,7 +293,8 @@ class ChannelManager:
             code=grpc.StatusCode.UNAVAILABLE, method=rpc.name, endpoint=str(self.endpoint))
 
     async def _failed(self, conn: Connection, rpc: RPC, exc: grpc.aio.AioRpcError | None,
-                      deadline: float | None, *, read_only: bool) -> CRIError | None:
+                      deadline: float | None, *, read_only: bool,
+                      resent: bool = False) -> CRIError | None:
         """What a failed call raises, or None to send it again (see aiocri._verdict)."""
         failed_at = time.monotonic()
         if exc is None:
@@ -307,22 +310,21 @@ class ChannelManager:
             outcome = await conn.probe(deadline, code, failed_at)
             if self._life.error is not None:
                 return self._life.error
-            verdict = decide(code, Link.READY, outcome, read_only=read_only)
+            verdict = decide(code, Link.READY, outcome, read_only=read_only, resent=resent)
         endpoint = str(self.endpoint)
-        if verdict is Verdict.RAISE:
+        in_time = deadline is None or time.monotonic() < deadline
+        if verdict is Verdict.RESEND and in_time:
+            return None
+        if verdict in (Verdict.RAISE, Verdict.RESEND):
             assert exc is not None
             return from_rpc_error(exc, method=rpc.name, endpoint=endpoint)
         conn.declare_lost(f"{rpc.name} failed with {code.name}")
         if verdict is Verdict.LOST_RESEND:
-            if not self.fail_fast and (deadline is None or time.monotonic() < deadline):
+            if not self.fail_fast and in_time:
                 return None
             if exc is not None:
                 return from_rpc_error(exc, method=rpc.name, endpoint=endpoint)
-        return Unavailable(
-            "the connection to the runtime broke while the call was in flight; it may or "
-            "may not have reached the runtime", code=code, method=rpc.name, endpoint=endpoint,
-            details="" if exc is None else exc.details() or "",
-            hint="check the object's state before sending the call again")
+        return _broke_in_flight(rpc, code, endpoint, exc)
 
     async def _callable(self, rpc: RPC, deadline: float | None,
                         decode: Callable[[bytes], Any] | None,
@@ -490,6 +492,15 @@ def _deadline(timeout: float | None) -> float | None:
     raises here, before any round trip."""
     seconds = check_timeout("timeout", timeout)
     return None if seconds is None else time.monotonic() + seconds
+
+
+def _broke_in_flight(rpc: RPC, code: grpc.StatusCode, endpoint: str,
+                     exc: grpc.aio.AioRpcError | None) -> Unavailable:
+    return Unavailable(
+        "the connection to the runtime broke while the call was in flight; it may or may "
+        "not have reached the runtime", code=code, method=rpc.name, endpoint=endpoint,
+        details="" if exc is None else exc.details() or "",
+        hint="check the object's state before sending the call again")
 
 
 def _expired(rpc: RPC, endpoint: Endpoint, message: str) -> DeadlineExceeded:

@@ -290,14 +290,14 @@ async def test_startup_waits_for_a_runtime_that_is_not_ready(runtime: FakeRuntim
 
 
 async def test_runtime_answering_unavailable_is_believed(runtime: FakeRuntime) -> None:
-    """UNAVAILABLE from the runtime itself over a healthy connection: the call fails
-    with it at once; no redial, no resend loop."""
+    """UNAVAILABLE from the runtime itself over a healthy connection: a read-only call
+    is sent once more (gRPC's "try again"), then fails with it; no redial, no loop."""
     runtime.inject_errors("ListContainers", code=grpc.StatusCode.UNAVAILABLE)
     async with aiocri.connect(runtime.endpoint, redial=FAST) as client:
         for _ in range(3):
             with pytest.raises(aiocri.Unavailable, match="injected"):
                 await client.runtime.list_containers(timeout=2.0)
-        assert runtime.calls["ListContainers"] == 3
+        assert runtime.calls["ListContainers"] == 6  # each sent twice, never more
         assert client.stats.redials == 0
         assert client.state is ConnectionState.READY
         # many calls failing at once share one probe of the connection

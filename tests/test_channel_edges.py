@@ -91,7 +91,7 @@ async def test_item_2_a_slow_version_does_not_make_a_healthy_client_reconnect(
     async with runtime.connect(redial=policy) as client:
         generation = client.generation
         runtime.inject_latency("Version", 0.6)  # over the probe's deadline
-        runtime.inject_errors("ListContainers", S.UNAVAILABLE, count=1)
+        runtime.inject_errors("ListContainers", S.UNAVAILABLE, count=2)  # sent, then once more
         with pytest.raises(aiocri.Unavailable):  # the runtime's own answer, believed
             await client.runtime.list_containers(timeout=5)
         assert client.state is aiocri.ConnectionState.READY
@@ -337,3 +337,19 @@ async def test_unimplemented_failures_at_once_share_at_most_two_probes(
         assert len(failures) == 200
         assert all(isinstance(f, aiocri.UnsupportedByRuntime) for f in failures)
         assert runtime.calls["Version"] - before <= 2
+
+
+async def test_a_read_only_call_is_sent_once_more_after_unavailable(
+        runtime: FakeRuntime) -> None:
+    """UNAVAILABLE is gRPC's "try again": a read-only call gets one more try on the same
+    connection once the probe found the runtime there; a call that changes state not."""
+    async with runtime.connect(redial=FAST) as client:
+        generation = client.generation
+        runtime.inject_errors("ListContainers", S.UNAVAILABLE, count=1)
+        await client.runtime.list_containers(timeout=5)  # the second try answers
+        assert runtime.calls["ListContainers"] == 2
+        runtime.inject_errors("RemoveContainer", S.UNAVAILABLE, count=1)
+        with pytest.raises(aiocri.Unavailable):
+            await client.runtime.remove_container(container_id="x", timeout=5)
+        assert runtime.calls["RemoveContainer"] == 1
+        assert client.generation == generation and client.stats.redials == 0

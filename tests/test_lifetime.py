@@ -134,7 +134,8 @@ async def test_nothing_outlives_the_client(runtime: FakeRuntime) -> None:
         reader = asyncio.create_task(anext(stream))  # type: ignore[arg-type]
         await runtime.restart(down_for=0.05)
         await _wait_for_state(client, ConnectionState.READY)
-        runtime.inject_errors("ListContainers", grpc.StatusCode.UNAVAILABLE, count=1)
+        # twice: a read-only call is sent once more after the probe found the runtime
+        runtime.inject_errors("ListContainers", grpc.StatusCode.UNAVAILABLE, count=2)
         with pytest.raises(aiocri.Unavailable):
             await client.runtime.list_containers(timeout=2)  # went through the probe
         assert _our_tasks() - tasks  # the supervisor runs

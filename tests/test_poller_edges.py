@@ -170,7 +170,8 @@ async def test_item_3_a_failed_pod_status_keeps_the_pod_before_its_container(
         await poller.wait_synced()
         # the new pod's status fails in the relist that first lists its container,
         # whether or not the relist before it listed the pod alone
-        runtime.inject_errors("PodSandboxStatus", grpc.StatusCode.UNAVAILABLE, count=2)
+        # (each failed status call is sent once more before it counts: 4 answers, 2 errors)
+        runtime.inject_errors("PodSandboxStatus", grpc.StatusCode.UNAVAILABLE, count=4)
         pod = runtime.state.add_pod("new")
         cid = runtime.state.add_container(pod, "app")
         await wait_for(lambda: {e.id for e in got} >= {pod, cid}, timeout=10,

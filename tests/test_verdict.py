@@ -14,7 +14,8 @@ S = grpc.StatusCode
 SUSPECT = {S.UNAVAILABLE, S.CANCELLED, S.UNIMPLEMENTED}
 
 
-def expected(code: S, link: Link, probe: ProbeOutcome, read_only: bool) -> Verdict:
+def expected(code: S, link: Link, probe: ProbeOutcome, read_only: bool,
+             resent: bool = False) -> Verdict:
     """The rules of the issue, spelled out case by case (not the implementation's shape)."""
     if code not in SUSPECT:
         return Verdict.RAISE  # the runtime's answer, whatever the connection looks like
@@ -23,19 +24,25 @@ def expected(code: S, link: Link, probe: ProbeOutcome, read_only: bool) -> Verdi
         return Verdict.LOST_RESEND if safe else Verdict.LOST_RAISE
     if probe is ProbeOutcome.NONE:
         return Verdict.PROBE
+    if code is S.UNAVAILABLE and read_only and not resent and probe in (
+            ProbeOutcome.ANSWERED, ProbeOutcome.SLOW):
+        return Verdict.RESEND  # gRPC's "try again", once, for what changes nothing
     if probe in (ProbeOutcome.ANSWERED, ProbeOutcome.SLOW, ProbeOutcome.UNDECIDED):
         return Verdict.RAISE  # SLOW: the runtime may be busy; no evidence of a loss
     return Verdict.LOST_RESEND if safe else Verdict.LOST_RAISE
 
 
-CASES = list(itertools.product(S, Link, ProbeOutcome, (False, True)))
+CASES = list(itertools.product(S, Link, ProbeOutcome, (False, True), (False, True)))
 
 
-@pytest.mark.parametrize(("code", "link", "probe", "read_only"), CASES,
+@pytest.mark.parametrize(("code", "link", "probe", "read_only", "resent"), CASES,
                          ids=[f"{c.name}-{lk.value}-{p.value}-{'ro' if r else 'rw'}"
-                              for c, lk, p, r in CASES])
-def test_every_case(code: S, link: Link, probe: ProbeOutcome, read_only: bool) -> None:
-    assert decide(code, link, probe, read_only=read_only) is expected(code, link, probe, read_only)
+                              f"{'-resent' if again else ''}"
+                              for c, lk, p, r, again in CASES])
+def test_every_case(code: S, link: Link, probe: ProbeOutcome, read_only: bool,
+                    resent: bool) -> None:
+    assert decide(code, link, probe, read_only=read_only, resent=resent) is expected(
+        code, link, probe, read_only, resent)
 
 
 def test_a_runtime_answer_is_never_a_loss() -> None:
