@@ -1,10 +1,12 @@
-"""aiocri against a real CRI runtime: a private containerd 1.6 (see tests/containerd_fixture.py).
+"""aiocri against a real CRI runtime: a private containerd 1.6.20 and 1.7.24, every test
+on each (see tests/containerd_fixture.py).
 
 Everything goes through the public API (``aiocri.connect``, ``client.runtime``,
-``client.image``). containerd 1.6 serves both ``runtime.v1`` and ``runtime.v1alpha2``,
-so the lifecycle runs once per pinned version: the one-schema design (v1 messages on
-the v1alpha2 paths) against a real server. It lacks GetContainerEvents and the Stream*
-lists (they came in 1.7): real cases of "this runtime does not implement that RPC".
+``client.image``). Both serve ``runtime.v1`` and ``runtime.v1alpha2``, so the lifecycle
+runs once per pinned version: the one-schema design (v1 messages on the v1alpha2 paths)
+against a real server. 1.6 lacks GetContainerEvents and both lack the Stream* lists:
+real cases of "this runtime does not implement that RPC"; on 1.7 the poller follows
+the real GetContainerEvents.
 The restart tests kill containerd (SIGTERM, SIGKILL) under load; pods survive a
 restart, so the client must see the same containers again.
 
@@ -13,6 +15,7 @@ Needs root and containerd, runc, busybox-static: skipped without them, except in
 
 from __future__ import annotations
 
+import math
 import os
 import random
 import shutil
@@ -75,6 +78,7 @@ from aiocri.testing.containerd import (
     container_config,
     find_busybox,
 )
+from tests.containerd_fixture import series
 
 pytestmark = pytest.mark.anyio
 
@@ -174,7 +178,8 @@ async def test_negotiation_pins_v1(containerd: Containerd) -> None:
         info = client.runtime_version
         assert info.runtime_api_version == "v1"
         assert info.runtime_name == "containerd"
-        assert info.runtime_version.startswith("1.6."), info.runtime_version
+        assert info.runtime_version.startswith(series(containerd) + "."), info.runtime_version
+        assert info.runtime_version == containerd.version
         # The same answer through a plain call on the pinned version.
         again = await client.runtime.version()
         assert (again.runtime_name, again.runtime_api_version) == ("containerd", "v1")
@@ -397,28 +402,116 @@ async def test_images(containerd: Containerd, versions: list[str], tmp_path: Pat
 
 
 @pytest.mark.parametrize("versions", VERSIONS)
-async def test_get_container_events_unsupported(
+async def test_get_container_events_per_version(
     containerd: Containerd, versions: list[str]
 ) -> None:
     async with aiocri.connect(containerd.endpoint, versions=versions) as client:
-        with pytest.raises(aiocri.Unsupported) as caught:
-            async for _ in client.runtime.get_container_events(GetEventsRequest()):
-                pass
-        if client.version is aiocri.V1:
-            # containerd 1.6 answers UNIMPLEMENTED: the runtime lacks it.
-            assert type(caught.value) is aiocri.UnsupportedByRuntime
-            assert caught.value.code is not None and caught.value.code.name == "UNIMPLEMENTED"
-            assert "not implement" in str(caught.value)
-        else:
-            # v1alpha2 never had it: refused before any round trip.
-            assert type(caught.value) is aiocri.UnsupportedByVersion
+        if client.version is aiocri.V1 and series(containerd) == "1.7":
+            # containerd 1.7 serves it: the stream tells a new pod's sandbox.
+            seen: list[str] = []
+            async with anyio.create_task_group() as tg:
+
+                async def follow() -> None:
+                    async for event in client.runtime.get_container_events(GetEventsRequest()):
+                        seen.append(event.container_id)
+
+                tg.start_soon(follow)
+                await anyio.sleep(0.2)  # the stream is open before the pod is made
+                async with running_pod(client, containerd, "events") as (pod_id, _):
+                    await until(lambda: pod_id in seen, within=20)
+                tg.cancel_scope.cancel()
             assert client.stats.errors == Counter()
-        assert caught.value.method == "GetContainerEvents"
+        else:
+            with pytest.raises(aiocri.Unsupported) as caught:
+                async for _ in client.runtime.get_container_events(GetEventsRequest()):
+                    pass
+            if client.version is aiocri.V1:
+                # containerd 1.6 answers UNIMPLEMENTED: the runtime lacks it.
+                assert type(caught.value) is aiocri.UnsupportedByRuntime
+                assert caught.value.code is not None
+                assert caught.value.code.name == "UNIMPLEMENTED"
+                assert "not implement" in str(caught.value)
+            else:
+                # v1alpha2 never had it: refused before any round trip.
+                assert type(caught.value) is aiocri.UnsupportedByVersion
+                assert client.stats.errors == Counter()
+            assert caught.value.method == "GetContainerEvents"
         # Nothing else is affected: still READY, still pinned, calls still work.
         assert client.state is ConnectionState.READY
         assert client.version is exact_version(versions)
         assert (await client.runtime.version()).runtime_name == "containerd"
         assert client.stats.redials == 0
+
+
+async def test_poller_events_mode(containerd: Containerd) -> None:
+    """Poller(mode="events") follows the real GetContainerEvents on 1.7: each lifecycle
+    change of a pod and its container is seen once, in order, the pod before its
+    container, from the stream alone (no relist on the way). 1.6 lacks the RPC: the
+    strict mode fails with UnsupportedByRuntime."""
+    async with aiocri.connect(containerd.endpoint) as client:
+        if series(containerd) == "1.6":
+            with anyio.fail_after(30), pytest.raises(aiocri.UnsupportedByRuntime):
+                async with Poller(client, mode="events", period=0.05) as poller:
+                    async for _ in poller:
+                        pass
+            return
+        events: list[LifecycleEvent] = []
+        with anyio.fail_after(90):
+            async with Poller(client, mode="events", period=0.05,
+                              resync_period=math.inf) as poller, \
+                    anyio.create_task_group() as tg:
+
+                async def consume() -> None:
+                    async for event in poller:
+                        events.append(event)
+
+                tg.start_soon(consume)
+                await poller.wait_synced()
+                await anyio.sleep(0.3)  # the relist "a period after the stream opened"
+                assert poller.stats.mode == "events"
+                relists = poller.stats.relists
+
+                def seen(kind: EventKind, oid: str) -> Callable[[], bool]:
+                    return lambda: any(e.kind is kind and e.id == oid for e in events)
+
+                rt = client.runtime
+                config = containerd.pod_config(unique("poll-events"))
+                pod_id = (await rt.run_pod_sandbox(RunPodSandboxRequest(config=config),
+                                                   timeout=60)).pod_sandbox_id
+                try:
+                    await until(seen(EventKind.POD_READY, pod_id), within=20)
+                    cid = await create_container(client, pod_id, config, "app", start=False)
+                    await until(seen(EventKind.CONTAINER_CREATED, cid), within=20)
+                    await rt.start_container(StartContainerRequest(container_id=cid))
+                    await until(seen(EventKind.CONTAINER_STARTED, cid), within=20)
+                    await rt.stop_container(StopContainerRequest(container_id=cid, timeout=0))
+                    await until(seen(EventKind.CONTAINER_EXITED, cid), within=20)
+                    await rt.remove_container(RemoveContainerRequest(container_id=cid))
+                    await until(seen(EventKind.CONTAINER_REMOVED, cid), within=20)
+                    await rt.stop_pod_sandbox(StopPodSandboxRequest(pod_sandbox_id=pod_id))
+                    await until(seen(EventKind.POD_NOT_READY, pod_id), within=20)
+                    await rt.remove_pod_sandbox(RemovePodSandboxRequest(pod_sandbox_id=pod_id))
+                    await until(seen(EventKind.POD_REMOVED, pod_id), within=20)
+                finally:
+                    with anyio.CancelScope(shield=True):
+                        await remove_pod(client, containerd, pod_id)
+                await anyio.sleep(0.3)  # nothing more comes
+                assert poller.stats.mode == "events"
+                assert poller.stats.relists == relists  # all of it came from the stream
+                tg.cancel_scope.cancel()
+    ours = [(e.kind, e.id) for e in events if e.pod_id == pod_id]
+    assert ours == [
+        (EventKind.POD_READY, pod_id),
+        (EventKind.CONTAINER_CREATED, cid),
+        (EventKind.CONTAINER_STARTED, cid),
+        (EventKind.CONTAINER_EXITED, cid),
+        (EventKind.CONTAINER_REMOVED, cid),
+        (EventKind.POD_NOT_READY, pod_id),
+        (EventKind.POD_REMOVED, pod_id),
+    ], ours
+    exited = next(e for e in events if e.kind is EventKind.CONTAINER_EXITED)
+    assert exited.exit_code == 128 + signal.SIGKILL
+    assert poller.stats.errors == Counter()
 
 
 # -- closing a client --------------------------------------------------------------------
@@ -635,11 +728,13 @@ async def test_containerd_restart_under_load(containerd: Containerd, sig: signal
             assert tally.errors == Counter(), tally.errors
 
             # The poller: containerd 1.6 has neither GetContainerEvents nor the Stream*
-            # lists, so "auto" relists with the unary lists; its first relist reported
-            # our running containers as started (the kubelet's PLEG does the same:
-            # no invented "created"), and the restart added nothing.
-            assert (poller.stats.mode, poller.stats.container_list) == ("relist",
-                                                                        "ListContainers")
+            # lists, so "auto" relists with the unary lists; 1.7 has GetContainerEvents
+            # (no Stream* lists), so "auto" follows events, reopened after the restart.
+            # Its first relist reported our running containers as started (the
+            # kubelet's PLEG does the same: no invented "created"), and the restart
+            # added nothing.
+            mode = {"1.6": "relist", "1.7": "events"}[series(containerd)]
+            assert (poller.stats.mode, poller.stats.container_list) == (mode, "ListContainers")
             assert Counter((e.id, e.kind) for e in synced_events if e.id in cids) == Counter(
                 (cid, EventKind.CONTAINER_STARTED) for cid in cids
             )
@@ -653,9 +748,12 @@ async def test_containerd_restart_under_load(containerd: Containerd, sig: signal
                 ExecSyncRequest(container_id=cids[0], cmd=["echo", "hi"], timeout=10)
             )
             assert (hi.stdout, hi.exit_code) == (b"hi\n", 0)
-            # After a redial an UNIMPLEMENTED makes the client re-check the version; the
-            # version is still there, so this stays "the runtime lacks this RPC".
-            with pytest.raises(aiocri.UnsupportedByRuntime):
-                async for _ in client.runtime.get_container_events(GetEventsRequest()):
-                    pass
+            if series(containerd) == "1.6":
+                # After a redial an UNIMPLEMENTED makes the client re-check the version;
+                # the version is still there, so this stays "the runtime lacks this RPC".
+                with pytest.raises(aiocri.UnsupportedByRuntime):
+                    async for _ in client.runtime.get_container_events(GetEventsRequest()):
+                        pass
+            else:
+                assert poller.stats.stream_opens >= 2  # the stream was reopened
             assert client.state is ConnectionState.READY

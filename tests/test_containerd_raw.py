@@ -25,6 +25,7 @@ from aiocri.testing.containerd import (
     container_config,
     containerd_available,
 )
+from tests.containerd_fixture import series
 
 pytestmark = pytest.mark.anyio
 
@@ -229,25 +230,40 @@ async def test_running_container_survives_sigkill_restart(containerd: Containerd
             await remove_pod(channel, pod_id)
 
 
-async def test_get_container_events_is_unimplemented(containerd: Containerd) -> None:
+async def test_get_container_events_per_version(containerd: Containerd) -> None:
+    """1.6 answers UNIMPLEMENTED; 1.7 streams the events of a new pod's sandbox."""
     async with raw_channel(containerd) as channel:
         method = channel.unary_stream(
             RUNTIME + "GetContainerEvents",
             request_serializer=api_pb2.GetEventsRequest.SerializeToString,
             response_deserializer=api_pb2.ContainerEventResponse.FromString,
         )
-        stream = method(api_pb2.GetEventsRequest(), timeout=10)
-        with pytest.raises(grpc.aio.AioRpcError) as caught:
-            async for _ in stream:
-                pass
-    assert caught.value.code() == grpc.StatusCode.UNIMPLEMENTED
+        stream = method(api_pb2.GetEventsRequest(), timeout=30)
+        if series(containerd) == "1.6":
+            with pytest.raises(grpc.aio.AioRpcError) as caught:
+                async for _ in stream:
+                    pass
+            assert caught.value.code() == grpc.StatusCode.UNIMPLEMENTED
+            return
+        pod_id, _ = await run_pod(channel, containerd, unique("events"))
+        try:
+            kinds = []
+            async for event in stream:
+                if event.container_id == pod_id:
+                    kinds.append(api_pb2.ContainerEventType.Name(event.container_event_type))
+                    if "CONTAINER_STARTED_EVENT" in kinds:
+                        break
+            stream.cancel()
+        finally:
+            await remove_pod(channel, pod_id)
+    assert kinds == ["CONTAINER_CREATED_EVENT", "CONTAINER_STARTED_EVENT"], kinds
 
 
 async def test_stop_cleans_up_after_killed_containerd(containerd: Containerd) -> None:
     """A second containerd whose pods are left running and which cannot come back:
     stop() must kill its shim and container processes, unmount and remove its folder."""
     assert containerd_available() is None  # the fixture ran, so this must hold
-    ctd = Containerd.start()
+    ctd = Containerd.start(bin_dir=containerd.bin_dir)  # the same version
     try:
         async with raw_channel(ctd) as channel:
             pod_id, pod_config = await run_pod(channel, ctd, unique("orphan"))

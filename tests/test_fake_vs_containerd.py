@@ -22,6 +22,7 @@ from google.protobuf.message import Message
 from aiocri._proto.runtime.v1 import api_pb2 as pb
 from aiocri.testing import FakeRuntime
 from aiocri.testing.containerd import BUSYBOX_IMAGE, Containerd, container_config, pod_config
+from tests.containerd_fixture import series
 
 pytestmark = pytest.mark.anyio
 
@@ -117,6 +118,8 @@ async def _observe(endpoint: str, pod: pb.PodSandboxConfig) -> dict[str, Any]:
                  pb.ContainerStatsResponse),
                 ("StopPodSandbox", pb.StopPodSandboxRequest(pod_sandbox_id=unknown),
                  pb.StopPodSandboxResponse),
+                ("StopContainer", pb.StopContainerRequest(container_id=unknown),
+                 pb.StopContainerResponse),
                 ("RemovePodSandbox", pb.RemovePodSandboxRequest(pod_sandbox_id=unknown),
                  pb.RemovePodSandboxResponse),
             ]:
@@ -151,11 +154,17 @@ async def fake(sock_dir: Path) -> AsyncIterator[FakeRuntime]:
 
 async def test_fake_runtime_answers_like_containerd(containerd: Containerd, fake: FakeRuntime) -> None:
     name = f"cmp-{uuid.uuid4().hex[:6]}"
+    # Stop of an unknown id: NOT_FOUND on 1.6, OK on 1.7 (the CRI's idempotence rule);
+    # the fake answers either way (stop_missing).
+    version = series(containerd)
+    fake.state.stop_missing = {"1.6": "not-found", "1.7": "ok"}[version]
     real = await _observe(containerd.endpoint, containerd.pod_config(name))
     ours = await _observe(fake.endpoint, pod_config(name, uid=str(uuid.uuid4())))
     # Sanity: the script observed what it means to observe.
     assert real["filter state running"] == ["running"]
     assert real["unknown id ContainerStatus"] == "NOT_FOUND"
     assert real["version runtime.v1alpha2"][1] == "v1alpha2"
+    stop_unknown = {"1.6": "NOT_FOUND", "1.7": "OK"}[version]
+    assert real["unknown id StopPodSandbox"] == real["unknown id StopContainer"] == stop_unknown
     differences = {k: (real[k], ours.get(k)) for k in real if real[k] != ours.get(k)}
     assert not differences, differences

@@ -19,6 +19,18 @@ the busybox image.
 Needs Linux, root, ``containerd``, ``ctr``, ``containerd-shim-runc-v2``, ``runc`` and a
 static busybox (``apt-get install containerd runc busybox-static``):
 ``containerd_available()`` says why not when it cannot run.
+
+Another containerd than the one on ``PATH``: ``Containerd.start(bin_dir=FOLDER)``
+starts ``FOLDER/containerd`` with ``FOLDER`` first on its ``PATH``, so that it starts
+its own ``containerd-shim-runc-v2`` (``ctr()`` uses ``FOLDER/ctr`` too); ``runc`` still
+comes from ``PATH``. ``.ci/system-deps`` unpacks Debian trixie's containerd 1.7 package
+(never installed) into ``CONTAINERD_17_CACHE``; ``containerd_17()`` gives its binary
+folder, or None when it is not there:
+
+    bin_dir = containerd_17()
+    if bin_dir is not None:
+        with Containerd.start(bin_dir=bin_dir) as ctd:
+            ctd.version          # "1.7.24~ds1", from the CRI Version answer
 """
 
 from __future__ import annotations
@@ -54,12 +66,15 @@ from aiocri._proto.runtime.v1 import api_pb2
 __all__ = [
     "BUSYBOX_IMAGE",
     "BUSYBOX_TOOLS",
+    "CONTAINERD_17_CACHE",
     "CRI_NAMESPACE",
     "DEFAULT_LOG_ROOT",
     "Containerd",
     "ContainerdError",
+    "binary_version",
     "build_busybox_image",
     "container_config",
+    "containerd_17",
     "containerd_available",
     "find_busybox",
     "pod_config",
@@ -77,6 +92,15 @@ BUSYBOX_TOOLS: tuple[str, ...] = (
 )  # fmt: skip
 
 _BINARIES = ("containerd", "ctr", "containerd-shim-runc-v2", "runc")
+_CONTAINERD_BINARIES = ("containerd", "ctr", "containerd-shim-runc-v2")
+_BIN_DIR_FILE = "bin_dir"  # the bin_dir it was started with, for reap_stale()
+
+#: Where ``.ci/system-deps`` unpacks Debian trixie's containerd 1.7 package (``dpkg -x``:
+#: the binaries are under ``usr/bin``); ``$AIOCRI_CONTAINERD_17`` overrides it, for the
+#: script and here alike.
+CONTAINERD_17_CACHE = Path(
+    os.environ.get("AIOCRI_CONTAINERD_17", "/var/cache/aiocri/containerd-1.7")
+)
 _BUSYBOX_CANDIDATES = ("/bin/busybox", "/usr/bin/busybox", "/usr/local/bin/busybox")
 _SOCKET_NAME = "c.sock"
 _UNIX_PATH_MAX = 107
@@ -137,15 +161,52 @@ def find_busybox() -> Path | None:
     return None
 
 
-def containerd_available() -> str | None:
-    """None if a private containerd can run here, else the reason why not."""
+def binary_version(binary: str | os.PathLike[str]) -> str | None:
+    """The version a containerd binary reports (``containerd --version``'s third
+    field, e.g. ``"1.7.24~ds1"``), or None if it does not run."""
+    try:
+        done = subprocess.run(
+            [os.fspath(binary), "--version"], capture_output=True, text=True, timeout=10,
+            check=False,
+        )  # fmt: skip
+    except (OSError, subprocess.SubprocessError):
+        return None
+    fields = done.stdout.split()
+    return fields[2] if done.returncode == 0 and len(fields) >= 3 else None
+
+
+def containerd_17() -> Path | None:
+    """The folder of the containerd 1.7 binaries that ``.ci/system-deps`` unpacked into
+    ``CONTAINERD_17_CACHE`` (pass it as ``Containerd.start(bin_dir=...)``), or None if
+    they are not there or the binary does not answer as 1.7."""
+    bin_dir = CONTAINERD_17_CACHE / "usr" / "bin"
+    if any(not os.access(bin_dir / name, os.X_OK) for name in _CONTAINERD_BINARIES):
+        return None
+    version = binary_version(bin_dir / "containerd")
+    return bin_dir if version is not None and version.startswith("1.7.") else None
+
+
+def _which(name: str, bin_dir: Path | None) -> str | None:
+    if bin_dir is not None and name in _CONTAINERD_BINARIES:
+        path = bin_dir / name
+        return str(path) if path.is_file() and os.access(path, os.X_OK) else None
+    return shutil.which(name)
+
+
+def containerd_available(bin_dir: str | os.PathLike[str] | None = None) -> str | None:
+    """None if a private containerd can run here, else the reason why not.
+
+    ``bin_dir``: the folder holding ``containerd``, ``ctr`` and
+    ``containerd-shim-runc-v2`` (default: ``PATH``)."""
     if not sys.platform.startswith("linux"):
         return f"containerd needs Linux (this is {sys.platform})"
     if os.geteuid() != 0:
         return "containerd needs root (run the tests as root)"
-    missing = [b for b in _BINARIES if shutil.which(b) is None]
+    folder = Path(bin_dir) if bin_dir is not None else None
+    missing = [b for b in _BINARIES if _which(b, folder) is None]
     if missing:
-        return f"missing {', '.join(missing)} (apt-get install containerd runc)"
+        where = f" in {folder}" if folder is not None else ""
+        return f"missing {', '.join(missing)}{where} (apt-get install containerd runc)"
     if find_busybox() is None:
         return "no statically linked busybox (apt-get install busybox-static)"
     return None
@@ -422,9 +483,19 @@ def _toml(value: str) -> str:
 class Containerd:
     """One private containerd process and its folder. Use ``Containerd.start()``."""
 
-    def __init__(self, workdir: Path, *, image: str = BUSYBOX_IMAGE) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        *,
+        image: str = BUSYBOX_IMAGE,
+        bin_dir: str | os.PathLike[str] | None = None,
+    ) -> None:
         self.workdir = workdir
         self.image = image
+        #: The folder its ``containerd``, shim and ``ctr`` come from (None: ``PATH``).
+        self.bin_dir = Path(bin_dir).resolve() if bin_dir is not None else None
+        #: containerd's version from its last CRI Version answer (``"1.6.20~ds1"``).
+        self.version = ""
         self.root = workdir / "root"
         self.state = workdir / "state"
         self.socket = workdir / _SOCKET_NAME
@@ -452,15 +523,21 @@ class Containerd:
         ready_timeout: float = 15.0,
         log_level: str = "info",
         import_image: bool = True,
+        bin_dir: str | os.PathLike[str] | None = None,
     ) -> Self:
-        """Start a private containerd and import the busybox image (named ``image``)."""
-        reason = containerd_available()
+        """Start a private containerd and import the busybox image (named ``image``).
+
+        ``bin_dir``: start ``bin_dir/containerd`` (its shim and ``ctr`` from there too)
+        rather than the one on ``PATH``; see ``containerd_17()``."""
+        reason = containerd_available(bin_dir)
         if reason is not None:
             raise ContainerdError(f"containerd cannot run here: {reason}")
         cls.reap_stale()
         workdir = Path(tempfile.mkdtemp(prefix=_WORKDIR_PREFIX, dir=_WORKDIR_PARENT))
-        ctd = cls(workdir, image=image)
+        ctd = cls(workdir, image=image, bin_dir=bin_dir)
         try:
+            if ctd.bin_dir is not None:
+                (workdir / _BIN_DIR_FILE).write_text(f"{ctd.bin_dir}\n")
             me = os.getpid()
             (workdir / _OWNER_FILE).write_text(f"{me} {_start_time(me)}\n")
             ctd._write_config(log_level)
@@ -480,6 +557,7 @@ class Containerd:
         ready_timeout: float = 15.0,
         log_level: str = "info",
         import_image: bool = True,
+        bin_dir: str | os.PathLike[str] | None = None,
     ) -> Self:
         """``start()`` in a worker thread."""
         return await anyio.to_thread.run_sync(
@@ -488,6 +566,7 @@ class Containerd:
                 ready_timeout=ready_timeout,
                 log_level=log_level,
                 import_image=import_image,
+                bin_dir=bin_dir,
             )
         )
 
@@ -503,7 +582,8 @@ class Containerd:
                 continue  # being set up right now, or not ours
             if _start_time(int(owner[0])) == owner[1]:
                 continue  # its owner is alive
-            stale = cls(workdir)
+            recorded = _read(str(workdir / _BIN_DIR_FILE)).decode(errors="replace").strip()
+            stale = cls(workdir, bin_dir=recorded or None)
             for pid in stale.own_processes():
                 argv = _read(f"/proc/{pid}/cmdline").split(b"\0")
                 if os.path.basename(argv[0]) == b"containerd":
@@ -552,6 +632,18 @@ class Containerd:
     def address(self) -> str:
         """The socket path (what ``ctr -a`` takes)."""
         return str(self.socket)
+
+    def _binary(self, name: str) -> str:
+        """``name`` from ``bin_dir``, or as is (found on ``PATH``)."""
+        return str(self.bin_dir / name) if self.bin_dir is not None else name
+
+    def _env(self) -> dict[str, str] | None:
+        """The environment of containerd and ctr: ``bin_dir`` first on ``PATH`` (so
+        that containerd starts its own shim), else inherited as is."""
+        if self.bin_dir is None:
+            return None
+        path = os.environ.get("PATH", os.defpath)
+        return dict(os.environ, PATH=f"{self.bin_dir}{os.pathsep}{path}")
 
     @property
     def pid(self) -> int | None:
@@ -631,11 +723,12 @@ disabled_plugins = [
             log.flush()
             begin = time.monotonic()
             self.process = subprocess.Popen(
-                ["containerd", "--config", str(self.config_path)],
+                [self._binary("containerd"), "--config", str(self.config_path)],
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 cwd=self.workdir,
+                env=self._env(),
                 start_new_session=True,
             )
         self._wait_ready(begin + ready_timeout)
@@ -657,7 +750,7 @@ disabled_plugins = [
                 )
             if self.socket.exists():
                 try:
-                    self.cri_version(timeout=min(remaining, 2.0))
+                    self.version = self.cri_version(timeout=min(remaining, 2.0)).runtime_version
                     return
                 except grpc.RpcError as e:
                     last = e
@@ -899,8 +992,9 @@ disabled_plugins = [
     def ctr(self, *args: str, namespace: str = CRI_NAMESPACE,
             timeout: float = 60.0) -> subprocess.CompletedProcess[str]:  # fmt: skip
         """Run ``ctr -a SOCKET -n NAMESPACE ARGS...``; ContainerdError if it fails."""
-        cmd = ["ctr", "-a", str(self.socket), "-n", namespace, *args]
-        done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
+        cmd = [self._binary("ctr"), "-a", str(self.socket), "-n", namespace, *args]
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False,
+                              env=self._env())  # fmt: skip
         if done.returncode != 0:
             raise ContainerdError(
                 f"{' '.join(cmd)} failed ({done.returncode}): {done.stderr.strip()}"
@@ -949,4 +1043,5 @@ disabled_plugins = [
 
     def __repr__(self) -> str:
         state = "running" if self.running else "stopped"
-        return f"<Containerd {self.endpoint} pid={self.pid} {state}>"
+        version = f" {self.version}" if self.version else ""
+        return f"<Containerd{version} {self.endpoint} pid={self.pid} {state}>"
