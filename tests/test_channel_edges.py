@@ -127,7 +127,7 @@ async def test_item_4_a_deadline_beyond_grpc_is_no_deadline(runtime: FakeRuntime
             pass
 
 
-async def test_item_4_an_expired_deadline_is_deadline_exceeded(runtime: FakeRuntime) -> None:
+async def test_an_expired_deadline_is_deadline_exceeded_unsent(runtime: FakeRuntime) -> None:
     async with runtime.connect(redial=FAST) as client:
         with pytest.raises(aiocri.DeadlineExceeded):
             await client.runtime.list_containers(timeout=0)
