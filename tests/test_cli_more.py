@@ -66,11 +66,13 @@ async def test_changes(fake: tuple[FakeRuntime, str], tmp_path: Path) -> None:
     assert await aiocri(rt.endpoint, "update-runtime-config", "--pod-cidr",
                         "10.88.0.0/16") == (0, b"Runtime config updated\n", b"")
     assert rt.state.pod_cidr == "10.88.0.0/16"
-    # rmi: the unused images only, then all
+    # rmi: the unused images only (a pinned one stays, as crictl keeps it), then all
     used = {c.image.id for c in rt.state.containers.values()}
+    pinned = {i.id for i in rt.state.images.values() if i.pinned}
+    assert pinned and not pinned & used
     code, out, err = await aiocri(rt.endpoint, "rmi", "--prune")
     assert code == 0, err
-    assert {i.id for i in rt.state.images.values()} == used
+    assert {i.id for i in rt.state.images.values()} == used | pinned
     for c in list(rt.state.containers):
         rt.state.remove_container(c)
     assert (await aiocri(rt.endpoint, "rmi", "-a"))[0] == 0

@@ -35,8 +35,8 @@ def fake_runtime_cmd(
              "NOT_FOUND")] = "any",
     stop_missing: Annotated[str, typer.Option(
         "--stop-missing", metavar="not-found|ok",
-        help="StopContainer/StopPodSandbox of an unknown id: NOT_FOUND (containerd 1.6) or "
-             "OK (containerd 2.x)")] = "not-found",
+        help="StopContainer/StopPodSandbox of an unknown id: OK (containerd 1.7, 2.x) or "
+             "NOT_FOUND (containerd 1.6)")] = "ok",
 ) -> None:
     """Serve the embedded fake CRI runtime in the foreground until Ctrl-C (for tests, demos).
 

@@ -264,8 +264,10 @@ def rmi_cmd(
         if prune:
             containers = (await client.runtime.list_containers()).containers
             used = {c.image_ref for c in containers} | {c.image.image for c in containers}
+        # as crictl: prune never removes a pinned image (the sandbox image)
         return [i.id for i in listed
-                if not ({i.id, *i.repo_tags, *i.repo_digests} & used)]
+                if not ({i.id, *i.repo_tags, *i.repo_digests} & used)
+                and not (prune and i.pinned)]
 
     async def body(client: CRIClient) -> None:
         for ref in await targets(client):

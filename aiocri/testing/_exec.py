@@ -14,10 +14,13 @@ import secrets
 import shlex
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeAlias
+from typing import TYPE_CHECKING, Any, TypeAlias
 
-from aiocri.testing._state import Container, FakeState, StatusError
+from aiocri.testing._model import Container, StatusError
 from aiocri.testing._streaming import ServerIO, exit_status, internal_error, success_status
+
+if TYPE_CHECKING:
+    from aiocri.testing._state import FakeState
 
 __all__ = ["ExecHandler", "ExecResult", "default_exec_handler", "run_session"]
 

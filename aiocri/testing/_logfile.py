@@ -26,6 +26,14 @@ class CRILogFile:
             return None
         return cls(open(path, "ab", buffering=0))
 
+    @staticmethod
+    def create(path: str) -> None:
+        """Make the empty file and its folders, as the runtime does when a container
+        starts; writing opens it later (a container that never prints holds no fd)."""
+        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+        with open(path, "ab"):
+            pass
+
     def write(self, stream: str, data: bytes) -> None:
         stamp = format_time(time.time_ns()).encode()
         head = stamp + b" " + stream.encode()

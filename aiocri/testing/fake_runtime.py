@@ -430,7 +430,7 @@ async def serve(
     runtime_version: str = "1.0.0",
     seed: int | None = 0,
     pull_policy: str = "registry",
-    stop_missing: str = "not-found",
+    stop_missing: str = "ok",
     task_status: TaskStatus[FakeRuntime] = anyio.TASK_STATUS_IGNORED,
 ) -> None:
     """Populate and serve until cancelled; ``await tg.start(serve, ...)`` gives the runtime.
@@ -495,9 +495,9 @@ def _parser() -> argparse.ArgumentParser:
              "would have it (default), 'registry' answers NOT_FOUND",
     )
     parser.add_argument(
-        "--stop-missing", choices=("not-found", "ok"), default="not-found",
-        help="StopContainer/StopPodSandbox of an unknown id: NOT_FOUND as containerd 1.6 "
-             "(default) or OK as containerd 2.x and the CRI's idempotence rule",
+        "--stop-missing", choices=("not-found", "ok"), default="ok",
+        help="StopContainer/StopPodSandbox of an unknown id: OK as containerd 1.7 and 2.x "
+             "and the CRI's idempotence rule (default), or NOT_FOUND as containerd 1.6",
     )
     parser.add_argument("--seed", type=int, default=0, help="id seed; same seed, same ids")
     parser.add_argument("--uvloop", action="store_true", help="run on uvloop")

@@ -1,0 +1,407 @@
+"""The fake runtime's containers: their lifecycle, output and the RPCs that drive them."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import json
+import signal
+import time
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
+
+import grpc
+
+from aiocri._proto.runtime.v1 import api_pb2 as pb
+from aiocri.testing._exec import ExecResult
+from aiocri.testing._images import ImageOps
+from aiocri.testing._logfile import CRILogFile
+from aiocri.testing._model import (
+    Container,
+    StatusError,
+    copy_message,
+    invalid,
+    labels_match,
+    precondition,
+    reason_for,
+    resolve,
+)
+from aiocri.testing._shared import Response, ServicerBase, chunks, copy_request
+from aiocri.versions import CRIVersion
+
+__all__ = ["ContainerOps", "ContainerRPCs"]
+
+
+def stop_signal(container: Container) -> int:
+    """The signal StopContainer sends first: the config's, else SIGTERM."""
+    chosen = container.config.stop_signal
+    if chosen == pb.SIGNAL_RUNTIME_DEFAULT:
+        return int(signal.SIGTERM)
+    return int(signal.Signals[pb.Signal.Name(chosen).removeprefix("SIGNAL_")])
+
+
+def _container_state_filter(f: pb.ContainerFilter) -> pb.ContainerState.ValueType | None:
+    return f.state.state if f.HasField("state") else None
+
+
+class ContainerOps(ImageOps):
+    """Containers: create, start, stop, exit, print, remove."""
+
+    def filter_containers(
+        self,
+        *,
+        id: str = "",
+        state: pb.ContainerState.ValueType | None = None,
+        pod_sandbox_id: str = "",
+        label_selector: Mapping[str, str] | None = None,
+    ) -> list[Container]:
+        found: Iterable[Container]
+        if id:
+            hit = resolve(self.containers, id)
+            found = [hit] if hit is not None else []
+        else:
+            found = self.containers.values()
+        if pod_sandbox_id:
+            pod = resolve(self.pods, pod_sandbox_id)
+            if pod is None:
+                return []
+            found = pod.containers.values() if not id else [c for c in found if c.pod is pod]
+        return [
+            c
+            for c in found
+            if (state is None or c.state == state)
+            and (not label_selector or labels_match(c.config.labels, label_selector))
+        ]
+
+    def containers_bytes(self) -> bytes:
+        """The serialized ListContainersResponse for all containers, cached per generation."""
+        cached = self._containers_all
+        if cached is None or cached[0] != self.generation:
+            cached = self._containers_all = (
+                self.generation,
+                b"".join([c.list_item() for c in self.containers.values()]),
+            )
+        return cached[1]
+
+    def create_container(
+        self,
+        pod_sandbox_id: str,
+        config: pb.ContainerConfig,
+        sandbox_config: pb.PodSandboxConfig | None = None,
+    ) -> str:
+        # sandbox_config is accepted like the CRI's and ignored: the pod's own config rules
+        pod = self.get_pod(pod_sandbox_id)
+        if not config.HasField("metadata") or not config.metadata.name:
+            raise invalid("container config must include metadata with a name")
+        if not config.image.image:
+            raise invalid("container config must include an image")
+        if not pod.ready:
+            raise precondition(f'sandbox container "{pod.id}" is not running')
+        image = self.find_image(config.image.image)
+        if image is None:
+            raise StatusError(
+                grpc.StatusCode.NOT_FOUND,
+                f'failed to resolve image "{config.image.image}": not found',
+            )
+        pmeta = pod.config.metadata
+        name = (
+            f"{config.metadata.name}_{pmeta.name}_{pmeta.namespace}_{pmeta.uid}"
+            f"_{config.metadata.attempt}"
+        )
+        container_id = self.new_id()
+        self._reserve(name, container_id)
+        log_dir = pod.config.log_directory
+        log_path = f"{log_dir.rstrip('/')}/{config.log_path}" if log_dir and config.log_path else ""
+        container = Container(
+            id=container_id,
+            pod=pod,
+            config=copy_message(config),
+            image=image,
+            created_at=time.time_ns(),
+            log_path=log_path,
+        )
+        self.containers[container_id] = container
+        pod.containers[container_id] = container
+        self._changed()
+        self._emit(container_id, pod, pb.CONTAINER_CREATED_EVENT)
+        return container_id
+
+    def start_container(self, container_id: str) -> None:
+        container = self.get_container(container_id)
+        if container.state != pb.CONTAINER_CREATED:
+            state = pb.ContainerState.Name(container.state)
+            raise precondition(f'container "{container.id}" is in {state} state')
+        if not container.pod.ready:
+            raise precondition(f'sandbox container "{container.pod.id}" is not running')
+        if container.log_path:  # containerd makes the file (and its folder) at start
+            try:
+                CRILogFile.create(container.log_path)
+            except OSError as exc:
+                raise StatusError(
+                    grpc.StatusCode.UNKNOWN, f"failed to create container loggers: {exc}"
+                ) from None
+        container.state = pb.CONTAINER_RUNNING
+        container.started_at = time.time_ns()
+        container.pid = self._next_pid
+        self._next_pid += 1
+        self._changed(container)
+        self._emit(container.id, container.pod, pb.CONTAINER_STARTED_EVENT)
+
+    def stop_container(self, container_id: str, timeout: int = 0, *, kill: bool = False
+                       ) -> None:
+        """Stops a running container; a created or exited one is left as is (containerd).
+
+        It ends as killed by its stop signal (exit code 128+n, reason "Error"), or by
+        SIGKILL (137) with ``kill``; ``stop_exit_code``, when set, overrides both.
+        """
+        if self._missing_stop_is_fine("container", container_id):
+            return
+        container = self.get_container(container_id)
+        if container.running:
+            self._stop(container, kill=kill)
+
+    def _stop(self, container: Container, *, kill: bool = False) -> None:
+        code = self.stop_exit_code
+        if code is None:
+            code = 128 + (signal.SIGKILL if kill else stop_signal(container))
+        self._finish(container, code, reason_for(code), "")
+
+    def exit_container(
+        self,
+        container_id: str,
+        exit_code: int = 1,
+        reason: str | None = None,
+        message: str = "",
+    ) -> None:
+        """Make a running container's process end by itself (crash, completion, OOM...)."""
+        container = self.get_container(container_id)
+        if not container.running:
+            state = pb.ContainerState.Name(container.state)
+            raise precondition(f'container "{container.id}" is in {state} state')
+        self._finish(container, exit_code, reason or reason_for(exit_code), message)
+
+    def write_output(self, container_id: str, data: bytes | str, stream: str = "stdout") -> None:
+        """Make a running container print: the text goes to its log file (in the CRI
+        format, when its pod's log directory exists) and to attached sessions."""
+        container = self.get_container(container_id)
+        if not container.running:
+            raise precondition(f'container "{container.id}" is not running')
+        if stream not in ("stdout", "stderr"):
+            raise ValueError("stream must be stdout or stderr")
+        raw = data.encode() if isinstance(data, str) else bytes(data)
+        if container.log is None and container.log_path:
+            container.log = CRILogFile.open(container.log_path)
+        if container.log is not None:
+            container.log.write(stream, raw)
+        for listener in list(container.listeners):
+            listener(stream, raw)
+
+    def reopen_log(self, container_id: str) -> None:
+        """ReopenContainerLog: close the log file and open its path again."""
+        container = self.get_container(container_id)
+        if not container.running:  # containerd's check and words
+            raise StatusError(grpc.StatusCode.FAILED_PRECONDITION, "container is not running")
+        if container.log is not None:
+            container.log.close()
+        container.log = CRILogFile.open(container.log_path) if container.log_path else None
+
+    def _finish(self, container: Container, exit_code: int, reason: str, message: str) -> None:
+        if container.log is not None:
+            container.log.close()
+            container.log = None
+        ended, container.on_exit = container.on_exit, []
+        for callback in ended:
+            callback()
+        container.state = pb.CONTAINER_EXITED
+        container.finished_at = time.time_ns()
+        container.exit_code = exit_code
+        container.reason = reason
+        container.message = message
+        container.pid = 0
+        self._changed(container)
+        self._emit(container.id, container.pod, pb.CONTAINER_STOPPED_EVENT)
+
+    def remove_container(self, container_id: str) -> bool:
+        """Removes a container, stopping it first; an unknown id is fine (containerd)."""
+        if not container_id:
+            raise invalid("container id must not be empty")
+        container = resolve(self.containers, container_id)
+        if container is None:
+            return False
+        if container.running:
+            self._finish(container, 137, "Error", "")  # forced: SIGKILL
+        del self.containers[container.id]
+        del container.pod.containers[container.id]
+        self._release(container.id)
+        self._changed(container)
+        self._emit(container.id, container.pod, pb.CONTAINER_DELETED_EVENT)
+        return True
+
+    def update_container_resources(
+        self, container_id: str, linux: pb.LinuxContainerResources | None
+    ) -> None:
+        container = self.get_container(container_id)
+        if container.state not in (pb.CONTAINER_CREATED, pb.CONTAINER_RUNNING):
+            state = pb.ContainerState.Name(container.state)
+            raise precondition(f'container "{container.id}" is in {state} state')
+        if linux is not None:
+            container.resources = copy_message(linux)
+        self._changed(container)
+
+    def running_containers(self) -> Iterator[Container]:
+        return (c for c in self.containers.values() if c.running)
+
+    # -- verbose info ----------------------------------------------------------------
+
+    def container_info(self, container: Container) -> dict[str, str]:
+        info = {
+            "sandboxID": container.pod.id,
+            "pid": container.pid,
+            "removing": False,
+            "snapshotKey": container.id,
+            "snapshotter": "overlayfs",
+            "runtimeType": "io.containerd.runc.v2",
+            "config": {
+                "metadata": {"name": container.name, "attempt": container.config.metadata.attempt},
+                "image": {"image": container.config.image.image},
+                "command": list(container.config.command),
+                "args": list(container.config.args),
+                "labels": dict(container.config.labels),
+            },
+        }
+        return {"info": json.dumps(info)}
+
+
+class ContainerRPCs(ServicerBase):
+    """RuntimeService: containers, ExecSync and the streaming URLs."""
+
+    def _container_items(self, f: pb.ContainerFilter | None) -> list[bytes] | bytes:
+        if f is None or not (f.id or f.pod_sandbox_id or f.HasField("state") or f.label_selector):
+            return self.state.containers_bytes()
+        found = self.state.filter_containers(
+            id=f.id,
+            state=_container_state_filter(f),
+            pod_sandbox_id=f.pod_sandbox_id,
+            label_selector=f.label_selector,
+        )
+        return [c.list_item() for c in found]
+
+    def _all_container_items(self, f: pb.ContainerFilter | None) -> list[bytes]:
+        items = self._container_items(f)
+        if isinstance(items, bytes):  # the cached whole list; streams need the pieces
+            return [c.list_item() for c in self.state.containers.values()]
+        return items
+
+    def create_container(
+        self, request: pb.CreateContainerRequest, version: CRIVersion
+    ) -> pb.CreateContainerResponse:
+        sandbox = request.sandbox_config if request.HasField("sandbox_config") else None
+        container_id = self.state.create_container(request.pod_sandbox_id, request.config, sandbox)
+        return pb.CreateContainerResponse(container_id=container_id)
+
+    def start_container(
+        self, request: pb.StartContainerRequest, version: CRIVersion
+    ) -> pb.StartContainerResponse:
+        self.state.start_container(request.container_id)
+        return pb.StartContainerResponse()
+
+    def stop_container(
+        self, request: pb.StopContainerRequest, version: CRIVersion
+    ) -> pb.StopContainerResponse:
+        self.state.stop_container(request.container_id, request.timeout)
+        return pb.StopContainerResponse()
+
+    def remove_container(
+        self, request: pb.RemoveContainerRequest, version: CRIVersion
+    ) -> pb.RemoveContainerResponse:
+        self.state.remove_container(request.container_id)
+        return pb.RemoveContainerResponse()
+
+    def list_containers(self, request: pb.ListContainersRequest, version: CRIVersion) -> Response:
+        f = request.filter if request.HasField("filter") else None
+        return self._cached_list("containers", f, self.state.containers_bytes,
+                                 self._container_items)
+
+    async def stream_containers(
+        self, request: pb.StreamContainersRequest, version: CRIVersion
+    ) -> AsyncIterator[Response]:
+        items = self._all_container_items(request.filter if request.HasField("filter") else None)
+        for chunk in chunks(items, self.stream_chunk):
+            yield chunk
+
+    def container_status(
+        self, request: pb.ContainerStatusRequest, version: CRIVersion
+    ) -> pb.ContainerStatusResponse:
+        container = self.state.get_container(request.container_id)
+        response = pb.ContainerStatusResponse(status=container.to_status())
+        if request.verbose:
+            response.info.update(self.state.container_info(container))
+        return response
+
+    def update_container_resources(
+        self, request: pb.UpdateContainerResourcesRequest, version: CRIVersion
+    ) -> pb.UpdateContainerResourcesResponse:
+        linux = request.linux if request.HasField("linux") else None
+        self.state.update_container_resources(request.container_id, linux)
+        return pb.UpdateContainerResourcesResponse()
+
+    def reopen_container_log(
+        self, request: pb.ReopenContainerLogRequest, version: CRIVersion
+    ) -> pb.ReopenContainerLogResponse:
+        self.state.reopen_log(request.container_id)
+        return pb.ReopenContainerLogResponse()
+
+    async def exec_sync(
+        self, request: pb.ExecSyncRequest, version: CRIVersion
+    ) -> pb.ExecSyncResponse:
+        container = self._running(request.container_id)
+        if not request.cmd:
+            raise StatusError(grpc.StatusCode.INVALID_ARGUMENT, "cmd is empty")
+        handler = self.exec_handler
+
+        async def run() -> ExecResult:
+            result = handler(container, list(request.cmd))
+            if inspect.isawaitable(result):
+                return await result
+            return result
+
+        try:
+            if request.timeout > 0:
+                result = await asyncio.wait_for(run(), request.timeout)
+            else:
+                result = await run()
+        except TimeoutError:
+            raise StatusError(
+                grpc.StatusCode.DEADLINE_EXCEEDED,
+                f"timeout {request.timeout}s exceeded: context deadline exceeded",
+            ) from None
+        return pb.ExecSyncResponse(
+            stdout=result.stdout, stderr=result.stderr, exit_code=result.exit_code
+        )
+
+    def exec(self, request: pb.ExecRequest, version: CRIVersion) -> pb.ExecResponse:
+        # the kubelet streaming server's checks and words
+        if not request.cmd:
+            raise StatusError(grpc.StatusCode.INVALID_ARGUMENT, "cmd is empty")
+        if not (request.stdin or request.stdout or request.stderr):
+            raise StatusError(
+                grpc.StatusCode.INVALID_ARGUMENT, "one of stdin, stdout, or stderr must be set"
+            )
+        if request.tty and request.stderr:
+            raise StatusError(
+                grpc.StatusCode.INVALID_ARGUMENT, "tty and stderr cannot both be true"
+            )
+        self._running(request.container_id)
+        return pb.ExecResponse(url=self._url("exec", copy_request(request)))
+
+    def attach(self, request: pb.AttachRequest, version: CRIVersion) -> pb.AttachResponse:
+        if not (request.stdin or request.stdout or request.stderr):
+            raise StatusError(
+                grpc.StatusCode.INVALID_ARGUMENT, "one of stdin, stdout, or stderr must be set"
+            )
+        if request.tty and request.stderr:
+            raise StatusError(
+                grpc.StatusCode.INVALID_ARGUMENT, "tty and stderr cannot both be true"
+            )
+        self._running(request.container_id)
+        return pb.AttachResponse(url=self._url("attach", copy_request(request)))
+
