@@ -642,8 +642,12 @@ async def test_exec_sync(rt: FakeRuntime, raw: Raw) -> None:
     assert (await run("sh", "-c", "exit 3")).exit_code == 3
     script = await run("/bin/sh", "-c", "echo a; false; echo b")
     assert (script.stdout, script.exit_code) == (b"a\nb\n", 0)
-    missing = await run("frobnicate")
-    assert missing.exit_code == 127 and b"frobnicate" in missing.stderr
+    # no such program: containerd answers an error (runc's words), a shell exits 127
+    err = await raw.error("ExecSync", pb.ExecSyncRequest(container_id=cid, cmd=["frobnicate"]))
+    assert err.code() == grpc.StatusCode.UNKNOWN
+    assert 'exec: "frobnicate": executable file not found in $PATH' in (err.details() or "")
+    missing = await run("sh", "-c", "frobnicate")
+    assert (missing.exit_code, missing.stderr) == (127, b"sh: frobnicate: not found\n")
     assert (await run("hostname")).stdout == b"x\n"
 
     calls: list[list[str]] = []

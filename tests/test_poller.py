@@ -223,7 +223,7 @@ async def test_first_relist_reports_everything(
             created: K.CONTAINER_CREATED,
         }
         codes = {e.id: e.exit_code for e in events if e.kind is K.CONTAINER_EXITED}
-        assert codes == {exited: 5, made.container_ids[2]: 143}  # stopped by SIGTERM
+        assert codes == {exited: 5, made.container_ids[2]: 137}  # stopped, no grace: SIGKILL
         # pods first (a stopped pod too: it is told for the first time), then containers
         assert [e.kind.is_pod for e in events] == [True] * 2 + [False] * 5
         assert {e.pod_id for e in events if e.id in made.container_ids[:2]} == {made.pod_ids[0]}
@@ -276,7 +276,7 @@ async def test_created_started_exited_removed(runtime: FakeRuntime, mode: str) -
         runtime.state.stop_container(cid)
         seen = await events_until(poller, K.CONTAINER_EXITED, cid)
         assert [e.kind for e in seen] == [K.CONTAINER_EXITED]
-        assert seen[0].exit_code == 143  # SIGTERM
+        assert seen[0].exit_code == 137  # no grace period: SIGKILL, as containerd
         runtime.state.remove_container(cid)
         seen = await events_until(poller, K.CONTAINER_REMOVED, cid)
         assert [(e.kind, e.pod_id) for e in seen] == [(K.CONTAINER_REMOVED, pod)]
@@ -509,7 +509,7 @@ async def test_slow_consumer_gets_latest_event_per_object(runtime: FakeRuntime) 
         assert len(events) == len(latest) == 8
         assert cids[0] not in latest
         assert latest[cids[1]] == (K.CONTAINER_EXITED, 4)
-        assert latest[cids[4]] == latest[cids[5]] == (K.CONTAINER_EXITED, 143)
+        assert latest[cids[4]] == latest[cids[5]] == (K.CONTAINER_EXITED, 137)
         assert latest[pods[2]] == (K.POD_NOT_READY, None)
         assert latest[cids[2]] == (K.CONTAINER_STARTED, None)  # unchanged
         coalesced = poller.coalesced

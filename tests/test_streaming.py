@@ -401,8 +401,23 @@ async def test_attach_follows_output(runtime: FakeRuntime, client: aiocri.CRICli
         assert await asyncio.wait_for(session.wait(), 5) == 0
 
 
-async def test_attach_stdin_is_echoed(client: aiocri.CRIClient, cid: str) -> None:
-    async with client.attach_stream(cid, stdin=True, tty=True) as session:
+async def test_attach_stdin_reaches_the_containers_shell(client: aiocri.CRIClient,
+                                                         runtime: FakeRuntime) -> None:
+    """What attach writes, the container's own command reads: `sh` runs it (the CRI
+    conformance suite's check), `cat` prints it back; input to a container made
+    without stdin goes nowhere."""
+    pod = runtime.state.add_pod("attach")
+    shell = runtime.state.add_container(pod, "sh", command=["sh"], stdin=True)
+    async with client.attach_stream(shell, stdin=True) as session:
+        assert session.stdin is not None and session.stdout is not None
+        await session.stdin.write(b"echo -n hello\n")
+        assert await session.stdout.read() == b"hello"
+        await session.stdin.write(b"echo oops >&2; exit 4\n")
+        assert session.stderr is not None and await session.stderr.read() == b"oops\n"
+    await until(lambda: not runtime.state.containers[shell].running, "the shell to exit")
+    assert runtime.state.containers[shell].exit_code == 4
+    cat = runtime.state.add_container(pod, "cat", command=["cat"], stdin=True, tty=True)
+    async with client.attach_stream(cat, stdin=True, tty=True) as session:
         assert session.stdin is not None and session.stdout is not None
         await session.stdin.write(b"typed\n")
         assert await session.stdout.read() == b"typed\r\n"

@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
 import grpc
 
 from aiocri._proto.runtime.v1 import api_pb2 as pb
-from aiocri.testing._exec import ExecResult
+from aiocri.testing._exec import ExecResult, exec_failed, missing_binary
 from aiocri.testing._images import ImageOps
 from aiocri.testing._logfile import CRILogFile
 from aiocri.testing._model import (
@@ -26,6 +26,7 @@ from aiocri.testing._model import (
     resolve,
 )
 from aiocri.testing._shared import Response, ServicerBase, chunks, copy_request
+from aiocri.testing._workload import end, launch
 from aiocri.versions import CRIVersion
 
 __all__ = ["ContainerOps", "ContainerRPCs"]
@@ -145,19 +146,37 @@ class ContainerOps(ImageOps):
         self._next_pid += 1
         self._changed(container)
         self._emit(container.id, container.pod, pb.CONTAINER_STARTED_EVENT)
+        container.process = launch(self, container)  # may exit at once: after the event
 
-    def stop_container(self, container_id: str, timeout: int = 0, *, kill: bool = False
-                       ) -> None:
-        """Stops a running container; a created or exited one is left as is (containerd).
+    def stop_container(self, container_id: str, timeout: int = 0) -> None:
+        """StopContainer: a created or exited container is left as is (containerd).
 
-        It ends as killed by its stop signal (exit code 128+n, reason "Error"), or by
-        SIGKILL (137) with ``kill``; ``stop_exit_code``, when set, overrides both.
+        With ``timeout > 0`` the process gets its stop signal (SIGTERM unless the
+        config names another) and ends with 128+n, reason "Error"; a process that
+        ignores it is killed when the timeout runs out (137; the container runs
+        until then). With ``timeout <= 0`` it is killed at once (137), as containerd
+        does. ``stop_exit_code``, when set, is the exit code of every stop.
         """
         if self._missing_stop_is_fine("container", container_id):
             return
         container = self.get_container(container_id)
-        if container.running:
-            self._stop(container, kill=kill)
+        if not container.running:
+            return
+        process = container.process
+        if timeout <= 0 or process is None or not process.ignores_stop_signal:
+            self._stop(container, kill=timeout <= 0)
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # no loop to wait on: the timeout has passed at once
+            self._stop(container, kill=True)
+            return
+        if process.kill_timer is None:
+            process.kill_timer = loop.call_later(timeout, self._kill_if_running, container)
+
+    def _kill_if_running(self, container: Container) -> None:
+        if container.running and self.containers.get(container.id) is container:
+            self._stop(container, kill=True)
 
     def _stop(self, container: Container, *, kill: bool = False) -> None:
         code = self.stop_exit_code
@@ -205,6 +224,8 @@ class ContainerOps(ImageOps):
         container.log = CRILogFile.open(container.log_path) if container.log_path else None
 
     def _finish(self, container: Container, exit_code: int, reason: str, message: str) -> None:
+        if container.process is not None:
+            end(container.process)
         if container.log is not None:
             container.log.close()
             container.log = None
@@ -304,10 +325,17 @@ class ContainerRPCs(ServicerBase):
         self.state.start_container(request.container_id)
         return pb.StartContainerResponse()
 
-    def stop_container(
+    async def stop_container(
         self, request: pb.StopContainerRequest, version: CRIVersion
     ) -> pb.StopContainerResponse:
         self.state.stop_container(request.container_id, request.timeout)
+        container = self.state.containers.get(request.container_id) or (
+            None if not request.container_id else resolve(self.state.containers,
+                                                          request.container_id))
+        if container is not None and container.running:  # ignoring its stop signal
+            stopped = asyncio.Event()
+            container.on_exit.append(stopped.set)
+            await stopped.wait()  # the answer comes once it has died, as containerd's
         return pb.StopContainerResponse()
 
     def remove_container(
@@ -374,6 +402,8 @@ class ContainerRPCs(ServicerBase):
                 grpc.StatusCode.DEADLINE_EXCEEDED,
                 f"timeout {request.timeout}s exceeded: context deadline exceeded",
             ) from None
+        if missing_binary(result):  # containerd answers an error, not an exit code
+            raise StatusError(grpc.StatusCode.UNKNOWN, exec_failed(result))
         return pb.ExecSyncResponse(
             stdout=result.stdout, stderr=result.stderr, exit_code=result.exit_code
         )

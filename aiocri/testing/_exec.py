@@ -1,8 +1,9 @@
-"""ExecSync in the fake runtime: a tiny, pluggable command interpreter.
+"""Exec in the fake runtime: ExecSync and exec/attach sessions, run by the small shell.
 
-The default handler knows a handful of commands (echo, true, false, sleep,
-hostname, pwd, env, ``sh -c`` with ``;`` and ``exit N``), enough for probes
-and tests; anything else exits 127 like a missing binary.
+The default handler runs a command with :mod:`aiocri.testing._shell`, a stand-in for
+busybox's ``sh`` and applets, on the container's own in-memory files (what one exec
+writes the next one reads). A test may install its own handler instead
+(``FakeRuntime.set_exec_handler``).
 """
 
 from __future__ import annotations
@@ -11,18 +12,26 @@ import asyncio
 import contextlib
 import inspect
 import secrets
-import shlex
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeAlias
 
 from aiocri.testing._model import Container, StatusError
+from aiocri.testing._shell import FileSystem, run_argv, run_captured
 from aiocri.testing._streaming import ServerIO, exit_status, internal_error, success_status
+from aiocri.testing._workload import interactive, shell_context
 
 if TYPE_CHECKING:
     from aiocri.testing._state import FakeState
 
-__all__ = ["ExecHandler", "ExecResult", "default_exec_handler", "run_session"]
+__all__ = [
+    "ExecHandler",
+    "ExecResult",
+    "default_exec_handler",
+    "exec_failed",
+    "missing_binary",
+    "run_session",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,67 +50,31 @@ ExecHandler: TypeAlias = Callable[[Container, list[str]], ExecResult | Awaitable
 _SHELLS = frozenset({"sh", "bash", "ash", "dash"})
 
 
+def _files(container: Container) -> FileSystem:
+    if container.process is None:  # not started through the state: files of its own
+        from aiocri.testing._workload import Process
+
+        container.process = Process(files=FileSystem.busybox())
+    return container.process.files
+
+
 async def default_exec_handler(container: Container, cmd: list[str]) -> ExecResult:
-    return await _run(container, cmd, shell=False)
+    result = await run_captured(cmd, shell_context(container, _files(container)))
+    return ExecResult(result.stdout, result.stderr, result.exit_code)
 
 
-async def _run(container: Container, argv: Sequence[str], *, shell: bool) -> ExecResult:
-    prog, args = argv[0], list(argv[1:])
-    base = prog.rsplit("/", 1)[-1]
-    if base == "busybox" and args:  # busybox APPLET ...: the applet itself
-        return await _run(container, args, shell=shell)
-    if base == "echo":
-        newline = True
-        if args and args[0] == "-n":
-            newline, args = False, args[1:]
-        return ExecResult(stdout=(" ".join(args) + ("\n" if newline else "")).encode())
-    if base == "true":
-        return ExecResult()
-    if base == "false":
-        return ExecResult(exit_code=1)
-    if base == "sleep":
-        try:
-            seconds = float(args[0]) if args else 0.0
-        except ValueError:
-            return ExecResult(stderr=f"sleep: invalid number '{args[0]}'\n".encode(), exit_code=1)
-        await asyncio.sleep(seconds)
-        return ExecResult()
-    if base == "hostname":
-        pod = container.pod.config
-        return ExecResult(stdout=f"{pod.hostname or pod.metadata.name}\n".encode())
-    if base == "pwd":
-        return ExecResult(stdout=f"{container.config.working_dir or '/'}\n".encode())
-    if base == "env":
-        lines = ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"]
-        lines += [f"{kv.key}={kv.value.decode(errors='replace')}" for kv in container.config.envs]
-        return ExecResult(stdout=("\n".join(lines) + "\n").encode())
-    if base in _SHELLS and len(args) >= 2 and args[0] == "-c":
-        return await _script(container, args[1], base)
-    if shell:
-        return ExecResult(stderr=f"sh: {prog}: not found\n".encode(), exit_code=127)
-    # runc's words for a binary that is not there
-    return ExecResult(
-        stderr=f'exec: "{prog}": executable file not found in $PATH\n'.encode(), exit_code=127
+def missing_binary(result: ExecResult) -> bool:
+    """Whether ``result`` says the program does not exist (no shell around it)."""
+    return result.exit_code == 127 and b"executable file not found" in result.stderr
+
+
+def exec_failed(result: ExecResult) -> str:
+    """containerd's words for an exec whose program does not exist."""
+    return (
+        f'failed to exec in container: failed to start exec "{secrets.token_hex(32)}": '
+        f"OCI runtime exec failed: exec failed: unable to start container process: "
+        f"{result.stderr.decode().strip()}: unknown"
     )
-
-
-async def _script(container: Container, script: str, shell_name: str) -> ExecResult:
-    out, err, code = b"", b"", 0
-    for part in script.split(";"):
-        try:
-            words = shlex.split(part)
-        except ValueError as exc:
-            return ExecResult(out, err + f"{shell_name}: syntax error: {exc}\n".encode(), 2)
-        if not words:
-            continue
-        if words[0] == "exit":
-            try:
-                return ExecResult(out, err, int(words[1]) & 0xFF if len(words) > 1 else code)
-            except ValueError:
-                return ExecResult(out, err + b"sh: exit: Illegal number\n", 2)
-        result = await _run(container, words, shell=True)
-        out, err, code = out + result.stdout, err + result.stderr, result.exit_code
-    return ExecResult(out, err, code)
 
 
 # -- streaming sessions (exec and attach through the streaming server) -----------------
@@ -151,31 +124,49 @@ def _newlines(io: ServerIO, data: bytes) -> bytes:
 async def _exec(handler: ExecHandler, container: Container, cmd: list[str], io: ServerIO
                 ) -> bytes:
     base = cmd[0].rsplit("/", 1)[-1]
-    args = cmd[1:]
-    if base == "busybox" and args:
-        base, args = args[0], args[1:]
-    if base == "cat" and not args:
-        if io.stdin is not None:
-            async for chunk in io.stdin:
-                await io.write("stdout", chunk)
-        return exit_status(0, cmd)
-    if base == "stty" and args == ["size"]:
+    if base == "stty" and cmd[1:] == ["size"]:
         return await _stty_size(io, cmd)
-    if base in _SHELLS and not args and io.stdin is not None:
-        return await _interactive_shell(container, io, cmd)
-    result = handler(container, cmd)
-    if inspect.isawaitable(result):
-        result = await result
-    if result.exit_code == 127 and b"executable file not found" in result.stderr:
-        # containerd reports a binary that is not there as an error, not an exit code
-        return internal_error(
-            f'failed to exec in container: failed to start exec "{secrets.token_hex(32)}": '
-            f"OCI runtime exec failed: exec failed: unable to start container process: "
-            f"{result.stderr.decode().strip()}: unknown"
-        )
-    await io.write("stdout", _newlines(io, result.stdout))
-    await io.write("stderr" if not io.tty else "stdout", _newlines(io, result.stderr))
-    return exit_status(result.exit_code, cmd)
+    if handler is not default_exec_handler:
+        result = handler(container, cmd)
+        if inspect.isawaitable(result):
+            result = await result
+        if missing_binary(result):
+            return internal_error(exec_failed(result))
+        await io.write("stdout", _newlines(io, result.stdout))
+        await io.write("stderr" if not io.tty else "stdout", _newlines(io, result.stderr))
+        return exit_status(result.exit_code, cmd)
+
+    async def out(data: bytes) -> None:
+        await io.write("stdout", _newlines(io, data))
+
+    async def err(data: bytes) -> None:
+        await io.write("stderr" if not io.tty else "stdout", _newlines(io, data))
+
+    ctx = shell_context(container, _files(container))
+    stdin = io.stdin.__aiter__() if io.stdin is not None else None
+    if base in _SHELLS and len(cmd) == 1 and stdin is not None:
+
+        async def stty_size(line: str) -> bool:
+            if line.strip() != "stty size" or not io.tty:
+                return False
+            cols, rows = io.size or (80, 24)
+            await out(f"{rows} {cols}\n".encode())
+            return True
+
+        code = await interactive(ctx, base, stdin, out, err, special=stty_size)
+        return exit_status(code, cmd)
+    missing = bytearray()
+
+    async def err_or_missing(data: bytes) -> None:
+        if b"executable file not found" in data:
+            missing.extend(data)  # containerd answers this as an error, not output
+        else:
+            await err(data)
+
+    code = await run_argv(cmd, ctx, stdin=stdin, stdout=out, stderr=err_or_missing)
+    if code == 127 and missing:
+        return internal_error(exec_failed(ExecResult(stderr=bytes(missing), exit_code=127)))
+    return exit_status(code, cmd)
 
 
 async def _stty_size(io: ServerIO, cmd: list[str]) -> bytes:
@@ -190,50 +181,31 @@ async def _stty_size(io: ServerIO, cmd: list[str]) -> bytes:
     return exit_status(0, cmd)
 
 
-async def _interactive_shell(container: Container, io: ServerIO, cmd: list[str]) -> bytes:
-    assert io.stdin is not None
-    pending = b""
-    code = 0
-    async for chunk in io.stdin:
-        pending += chunk.replace(b"\r", b"\n") if io.tty else chunk  # a terminal's ICRNL
-        while b"\n" in pending:
-            line, pending = pending.split(b"\n", 1)
-            words = line.decode(errors="replace").strip()
-            if words.split()[:1] == ["exit"]:
-                parts = words.split()
-                return exit_status(int(parts[1]) & 0xFF if len(parts) > 1 else code, cmd)
-            if words == "stty size" and io.tty:
-                cols, rows = io.size or (80, 24)
-                await io.write("stdout", f"{rows} {cols}\r\n".encode())
-                code = 0
-            elif words:
-                result = await _script(container, words, "sh")
-                await io.write("stdout", _newlines(io, result.stdout))
-                await io.write("stderr" if not io.tty else "stdout", _newlines(io, result.stderr))
-                code = result.exit_code
-    return exit_status(code, cmd)
-
-
 async def _attach(state: FakeState, container: Container, io: ServerIO) -> bytes:
-    """Follow the container's output; what arrives on stdin the container echoes."""
+    """Follow the container's output; what arrives on stdin goes to its command's stdin
+    (a container made without ``stdin`` gets none: the input is dropped)."""
     queue: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue()
 
     def listener(stream: str, data: bytes) -> None:
         queue.put_nowait(("stdout" if io.tty else stream, data))
 
     container.listeners.append(listener)
+    pipe = container.process.stdin if container.process is not None else None
 
-    async def echo() -> None:
-        if io.stdin is not None:
-            async for chunk in io.stdin:
-                if container.running:
-                    state.write_output(container.id, chunk)
+    async def feed() -> None:
+        if io.stdin is None:
+            return
+        async for chunk in io.stdin:
+            if pipe is not None:
+                pipe.write(chunk)
+        if pipe is not None and container.config.stdin_once:
+            pipe.close()  # the first attach's end is the command's end of input
 
-    echoing = asyncio.ensure_future(echo())
+    feeding = asyncio.ensure_future(feed())
     try:
         while True:
             stream, data = await queue.get()
             await io.write(stream, _newlines(io, data))
     finally:
-        echoing.cancel()
+        feeding.cancel()
         container.listeners.remove(listener)

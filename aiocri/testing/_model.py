@@ -9,12 +9,15 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import NamedTuple, TypeVar
+from typing import TYPE_CHECKING, NamedTuple, TypeVar
 
 import grpc
 
 from aiocri._proto.runtime.v1 import api_pb2 as pb
 from aiocri.testing._logfile import CRILogFile
+
+if TYPE_CHECKING:
+    from aiocri.testing._workload import Process
 
 __all__ = [
     "DEFAULT_IMAGES",
@@ -303,6 +306,8 @@ class Container:
     #: called once when the container stops running (sessions end)
     on_exit: list[Callable[[], None]] = field(default_factory=list)
     log: CRILogFile | None = None
+    #: its command, files and stdin, from StartContainer on
+    process: Process | None = None
 
     @property
     def pod_sandbox_id(self) -> str:

@@ -88,7 +88,7 @@ class PodOps(ContainerOps):
         pod = self.get_pod(pod_id)
         for container in list(pod.containers.values()):
             if container.running:  # created ones stay created, as in containerd
-                self._stop(container)
+                self._stop(container, kill=True)  # containerd: SIGKILL, no grace
         if pod.state != pb.SANDBOX_NOTREADY:
             pod.state = pb.SANDBOX_NOTREADY
             self._changed(pod)

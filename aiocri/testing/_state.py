@@ -111,8 +111,15 @@ class FakeState(PodOps):
         annotations: Mapping[str, str] | None = None,
         command: Sequence[str] = ("sleep", "infinity"),
         start: bool = True,
+        stdin: bool = False,
+        stdin_once: bool = False,
+        tty: bool = False,
     ) -> str:
-        """CreateContainer, then StartContainer unless ``start=False``; kubelet-like config."""
+        """CreateContainer, then StartContainer unless ``start=False``; kubelet-like config.
+
+        The container runs ``command`` (see :mod:`aiocri.testing._workload`); with
+        ``stdin`` it reads what attach sessions write.
+        """
         pod = self.get_pod(pod_id)
         pmeta = pod.config.metadata
         config = pb.ContainerConfig(
@@ -131,6 +138,9 @@ class FakeState(PodOps):
                 **(annotations or {}),
             },
             log_path=f"{name}/{attempt}.log",
+            stdin=stdin,
+            stdin_once=stdin_once,
+            tty=tty,
         )
         container_id = self.create_container(pod.id, config)
         if start:

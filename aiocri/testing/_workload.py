@@ -1,0 +1,196 @@
+"""A container's main process in the fake runtime: its command, run by the small shell.
+
+StartContainer launches the container's command (``command`` + ``args``, else the
+image's default) as an asyncio task on the serving loop: what it prints goes to the
+log file and to attached sessions, what attach writes to its stdin it reads, and
+when the command ends the container exits with its code, as a real one does.
+``sleep infinity`` and the programs the fake does not have (an nginx or redis
+image's server) run until stopped and cost no task, so ``populate()`` of 10,000
+containers stays cheap. Without a running event loop (a state scripted from
+synchronous code) nothing is launched: the container runs until it is stopped.
+
+The shell has no ``trap``; a script that begins ``trap '' TERM`` (or ``""``, ``15``,
+``SIGTERM``) is taken to ignore the stop signal, so that StopContainer must wait out
+its timeout and kill it (exit 137), as with a real process that ignores SIGTERM.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+import re
+import socket
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from aiocri._proto.runtime.v1 import api_pb2 as pb
+from aiocri.testing._model import Container
+from aiocri.testing._shell import FileSystem, Shell, ShellContext, Writer, is_known, run_argv
+
+if TYPE_CHECKING:
+    from aiocri.testing._containers import ContainerOps
+
+__all__ = [
+    "Process",
+    "StdinPipe",
+    "end",
+    "image_command",
+    "interactive",
+    "launch",
+    "shell_context",
+]
+
+_SHELLS = frozenset({"sh", "ash", "bash", "dash"})
+_IGNORES_TERM = re.compile(r"""^\s*trap\s+(''|"")\s+(SIG)?(TERM|15)\s*(;|\n|$)""")
+
+
+class StdinPipe:
+    """A running container's stdin: attach sessions write, its command reads."""
+
+    def __init__(self) -> None:
+        self._chunks: asyncio.Queue[bytes | None] = asyncio.Queue()
+        self.closed = False
+
+    def write(self, data: bytes) -> None:
+        if not self.closed and data:
+            self._chunks.put_nowait(data)
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self._chunks.put_nowait(None)
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        while (chunk := await self._chunks.get()) is not None:
+            yield chunk
+        self._chunks.put_nowait(None)  # every later reader sees the end too
+
+
+@dataclass(eq=False)
+class Process:
+    """What a container runs: its files, its stdin, and the task running its command."""
+
+    files: FileSystem
+    stdin: StdinPipe | None = None
+    task: asyncio.Task[None] | None = None
+    ignores_stop_signal: bool = False
+    #: kills it when a StopContainer's timeout runs out
+    kill_timer: asyncio.TimerHandle | None = None
+
+
+def image_command(container: Container) -> list[str]:
+    """The command a container runs: its config's, else its image's default."""
+    argv = [*container.config.command, *container.config.args]
+    if argv:
+        return argv
+    # busybox's default is `sh`; other images (pause, nginx, ...) run a server
+    return ["sh"] if "busybox" in container.image.name else ["/pause"]
+
+
+def _runs_quietly_forever(argv: list[str]) -> bool:
+    base = argv[0].rsplit("/", 1)[-1]
+    if base == "sleep" and len(argv) == 2:
+        with contextlib.suppress(ValueError):
+            return argv[1] == "infinity" or float(argv[1]) >= 1e6 or math.isinf(float(argv[1]))
+    return not is_known(argv[0])
+
+
+def shell_context(container: Container, files: FileSystem) -> ShellContext:
+    """The environment a command sees in ``container``."""
+    config, pod = container.config, container.pod.config
+    security = config.linux.security_context
+    host_network = pod.linux.security_context.namespace_options.network == pb.NODE
+    hostname = pod.hostname or (socket.gethostname() if host_network else pod.metadata.name)
+    return ShellContext(
+        env={kv.key: kv.value.decode(errors="replace") for kv in config.envs},
+        hostname=hostname,
+        working_dir=config.working_dir or "/",
+        uid=security.run_as_user.value if security.HasField("run_as_user") else 0,
+        gid=security.run_as_group.value if security.HasField("run_as_group") else 0,
+        files=files,
+        supplemental_groups=tuple(security.supplemental_groups),
+    )
+
+
+def launch(state: ContainerOps, container: Container) -> Process:
+    """Start ``container``'s command; its process record (also when nothing runs)."""
+    process = Process(files=FileSystem.busybox(), stdin=StdinPipe() if container.config.stdin
+                      else None)
+    argv = image_command(container)
+    script = argv[2] if len(argv) >= 3 and argv[1] == "-c" else ""
+    if argv[0].rsplit("/", 1)[-1] in _SHELLS and _IGNORES_TERM.match(script):
+        process.ignores_stop_signal = True
+        argv = [*argv[:2], _IGNORES_TERM.sub("", script, count=1), *argv[3:]]
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        return process
+    if _runs_quietly_forever(argv) and process.stdin is None:
+        return process
+    process.task = loop.create_task(_run(state, container, process, argv))
+    return process
+
+
+def end(process: Process) -> None:
+    """The container has stopped: its command, stdin and kill timer go."""
+    if process.kill_timer is not None:
+        process.kill_timer.cancel()
+    if process.stdin is not None:
+        process.stdin.close()
+    task = process.task
+    if task is not None and not task.done():
+        try:
+            current = asyncio.current_task()
+        except RuntimeError:
+            current = None
+        if task is not current:
+            task.cancel()
+
+
+async def _run(state: ContainerOps, container: Container, process: Process,
+               argv: list[str]) -> None:
+    async def out(data: bytes) -> None:
+        if container.running and data:
+            state.write_output(container.id, data, "stdout")
+
+    async def err(data: bytes) -> None:
+        if container.running and data:
+            state.write_output(container.id, data, "stderr")
+
+    ctx = shell_context(container, process.files)
+    base = argv[0].rsplit("/", 1)[-1]
+    if base in _SHELLS and len(argv) == 1 and process.stdin is not None:
+        code = await interactive(ctx, base, process.stdin.__aiter__(), out, err)
+    elif _runs_quietly_forever(argv):
+        await asyncio.Event().wait()  # a server: until stopped
+        return
+    else:
+        code = await run_argv(argv, ctx, stdin=process.stdin.__aiter__() if process.stdin
+                              else None, stdout=out, stderr=err)
+    if container.running and container.process is process:
+        state.exit_container(container.id, code)
+
+
+async def interactive(ctx: ShellContext, name: str, stdin: AsyncIterator[bytes],
+                      out: Writer, err: Writer,
+                      special: Callable[[str], Awaitable[bool]] | None = None) -> int:
+    """``sh`` reading its commands from stdin, a line at a time as they arrive;
+    ``special(line)`` may take a line first (True: handled)."""
+    shell = Shell(ctx, name=name)
+    pending = b""
+    async for chunk in stdin:
+        pending += chunk.replace(b"\r", b"\n")  # a terminal sends CR for Enter
+        while b"\n" in pending:
+            line, pending = pending.split(b"\n", 1)
+            text = line.decode(errors="replace")
+            if special is not None and await special(text):
+                continue
+            await shell.run(text, stdin=None, stdout=out, stderr=err)
+            if shell.exited:
+                return shell.status
+    if pending.strip():
+        await shell.run(pending.decode(errors="replace"), stdin=None,
+                        stdout=out, stderr=err)
+    return shell.status
