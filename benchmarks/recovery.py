@@ -22,6 +22,13 @@ figure is its first successful call after that, minus that moment.
 Also the restart-required signal (fake runtime only): the runtime serves only
 v1alpha2, the client pins it, the runtime comes back serving only v1; the figure is
 from the new socket's return to ``await client.restart_required()`` returning.
+
+And an in-place upgrade, beside the restarts (where containerd 1.6 and 1.7 can run:
+root, ``sh .ci/system-deps``): a private containerd 1.6.20 with 20 pods x 5 (the one
+under test with ``--runtime containerd``) is stopped (SIGTERM), stays down 1 s and
+comes back as 1.7.24 on the same socket, root and state; the next round goes back to
+1.6, and so on. The same three clients, the same figures; the one that matters is
+what aiocri adds to the new runtime's own first answer.
 """
 
 from __future__ import annotations
@@ -39,6 +46,7 @@ import grpc.aio
 
 from benchmarks._common import (
     KUBELET_CHANNEL_OPTIONS,
+    ContainerdRuntime,
     FakeRuntime,
     SocketWatch,
     fmt_ms,
@@ -54,10 +62,15 @@ CLIENTS = ("aiocri", "kubelet", "plain")
 PACE = 0.01  # seconds between calls while healthy
 PLAIN_DEADLINE = 0.25
 TARGET = 0.100
-FULL_SERIES = [("SIGTERM", (1.0, 5.0, 20.0), 5), ("SIGKILL", (1.0, 5.0, 20.0), 5)]
-QUICK_SERIES = [("SIGKILL", (1.0,), 1), ("SIGTERM", (5.0,), 1)]
+Series = list[tuple[str, tuple[float, ...], int]]  # (signal, down times, repeats)
+FULL_SERIES: Series = [("SIGTERM", (1.0, 5.0, 20.0), 5), ("SIGKILL", (1.0, 5.0, 20.0), 5)]
+QUICK_SERIES: Series = [("SIGKILL", (1.0,), 1), ("SIGTERM", (5.0,), 1)]
 FULL_RESTART_REQUIRED = 5
 QUICK_RESTART_REQUIRED = 1
+UPGRADE_TARGET = 0.020  # what aiocri may add to the new runtime's first answer (p95)
+UPGRADE_DOWN = 1.0
+FULL_UPGRADES = 10  # rounds each way (1.6 -> 1.7, 1.7 -> 1.6)
+QUICK_UPGRADES = 1
 
 
 class Prober:
@@ -130,7 +143,8 @@ async def _wait_healthy(probers: list[Prober], timeout: float = 60.0) -> None:
 
 
 async def outages(runtime: Any, *, quick: bool, log: Any = print,
-                  series: list[tuple[str, tuple[float, ...], int]] | None = None) -> list[dict[str, Any]]:
+                  series: Series | None = None,
+                  label: str = "recovery") -> list[dict[str, Any]]:
     """Run the outage series against ``runtime`` with the three clients."""
     import aiocri
 
@@ -153,13 +167,18 @@ async def outages(runtime: Any, *, quick: bool, log: Any = print,
                         for r in range(repeats):
                             await _wait_healthy(list(probers.values()))
                             await anyio.sleep(0.3)  # settled: every client READY and calling
+                            before = client.runtime_version.runtime_version
                             res = await _one_outage(runtime, sig, down, probers)
+                            # aiocri's version check after the redial: the new runtime's
+                            after = client.runtime_version.runtime_version
                             res.update({"signal": sig_name, "down": down, "repeat": r,
                                         "aiocri_redials": client.stats.redials,
                                         "aiocri_redial_attempts": client.stats.redial_attempts,
+                                        "version_before": before, "version_after": after,
                                         "errors": {n: dict(p.errors) for n, p in probers.items()}})
                             results.append(res)
-                            log(f"  recovery: {sig_name} down {down:g} s #{r + 1}: "
+                            change = "" if after == before else f"{before} -> {after}, "
+                            log(f"  {label}: {change}{sig_name} down {down:g} s #{r + 1}: "
                                 + ", ".join(f"{c} {fmt_ms(res['clients'][c])}" for c in CLIENTS)
                                 + f" (outage {res['outage']:.2f} s, runtime answered "
                                 f"{fmt_ms(res['runtime_answers'])})")
@@ -258,6 +277,63 @@ async def restart_required(*, quick: bool, log: Any = print, down: float = 0.5) 
     return out
 
 
+class _Switching:
+    """A private containerd that comes back as the other release each time it is
+    started: 1.6 -> 1.7, then 1.7 -> 1.6, ... (an in-place upgrade, then a downgrade)."""
+
+    kind = "containerd"
+
+    def __init__(self, ctd: Any, bin_17: Any) -> None:
+        self.ctd = ctd
+        self.bin_17 = bin_17
+        self.endpoint = ctd.endpoint
+        self.socket_path = ctd.address
+
+    async def stop(self, sig: signal.Signals) -> None:
+        await self.ctd.akill(sig)
+
+    async def start(self) -> None:
+        target = self.bin_17 if self.ctd.bin_dir is None else None
+        await anyio.to_thread.run_sync(self.ctd.use_binaries, target)
+        await self.ctd.alaunch()
+
+
+def _series(version: str) -> str:
+    return ".".join(version.split(".")[:2])
+
+
+async def upgrades(runtime: Any, *, quick: bool, log: Any = print) -> dict[str, Any]:
+    """containerd 1.6 <-> 1.7 in place, alternately, with the three clients; skipped
+    (with the reason) where the two cannot run."""
+    from aiocri.testing.containerd import (
+        CONTAINERD_17_CACHE,
+        containerd_17,
+        containerd_available,
+    )
+
+    reason = containerd_available()
+    bin_17 = containerd_17() if reason is None else None
+    if reason is None and bin_17 is None:
+        reason = f"no containerd 1.7 in {CONTAINERD_17_CACHE} (run `sh .ci/system-deps` as root)"
+    if reason is not None:
+        log(f"  upgrade 1.6 <-> 1.7: skipped: {reason}")
+        return {"skipped": reason, "rounds": []}
+    rounds_each_way = QUICK_UPGRADES if quick else FULL_UPGRADES
+    series: Series = [("SIGTERM", (UPGRADE_DOWN,), 2 * rounds_each_way)]
+    if runtime.kind == "containerd" and runtime.ctd.bin_dir is None:
+        # the containerd under test (1.6); an even number of rounds leaves it on 1.6
+        rounds = await outages(_Switching(runtime.ctd, bin_17), quick=quick, log=log,
+                               series=series, label="upgrade")
+    else:
+        log("  upgrade: starting a private containerd 1.6 with 20 pods x 5 containers")
+        async with ContainerdRuntime(pods=20, containers_per_pod=5) as ctd:
+            rounds = await outages(_Switching(ctd.ctd, bin_17), quick=quick, log=log,
+                                   series=series, label="upgrade")
+    for o in rounds:
+        o["direction"] = f"{_series(o['version_before'])} -> {_series(o['version_after'])}"
+    return {"skipped": None, "rounds": rounds}
+
+
 async def run(runtime: Any, *, quick: bool, log: Any = print) -> dict[str, Any]:
     result: dict[str, Any] = {"runtime": runtime.kind}
     result["outages"] = await outages(runtime, quick=quick, log=log)
@@ -265,8 +341,42 @@ async def run(runtime: Any, *, quick: bool, log: Any = print) -> dict[str, Any]:
         result["restart_required"] = await restart_required(quick=quick, log=log)
     else:
         result["restart_required"] = None
+    result["upgrades"] = await upgrades(runtime, quick=quick, log=log)
     result["summary"] = summarize(result)
     return result
+
+
+def _row(items: list[dict[str, Any]]) -> dict[str, Any]:
+    """Median / p95 figures of a group of outages."""
+    row: dict[str, Any] = {"n": len(items), "outage": median([o["outage"] for o in items])}
+    ready = [o["runtime_answers"] for o in items if o.get("runtime_answers") is not None]
+    row["runtime_answers"] = {"median": median(ready), "p95": percentile(ready, 95)}
+    behind = [o["clients"]["aiocri"] - o["runtime_answers"] for o in items
+              if o.get("runtime_answers") is not None and o["clients"]["aiocri"] is not None]
+    row["aiocri_after_runtime"] = {"median": median(behind), "p95": percentile(behind, 95)}
+    for c in CLIENTS:
+        vals = [o["clients"][c] for o in items if o["clients"][c] is not None]
+        row[c] = {"median": median(vals), "p95": percentile(vals, 95),
+                  "max": max(vals) if vals else math.nan,
+                  "missing": sum(1 for o in items if o["clients"][c] is None)}
+    row["plain_over_aiocri"] = ratio(row["plain"]["median"], row["aiocri"]["median"])
+    row["kubelet_over_aiocri"] = ratio(row["kubelet"]["median"], row["aiocri"]["median"])
+    return row
+
+
+def _upgrade_summary(result: dict[str, Any]) -> dict[str, Any] | None:
+    up = result.get("upgrades")
+    if not up or up.get("skipped") or not up.get("rounds"):
+        return None
+    rounds = up["rounds"]
+    rows = [{"direction": d, **_row([o for o in rounds if o["direction"] == d])}
+            for d in sorted({o["direction"] for o in rounds})]
+    both = _row(rounds)
+    return {"rows": rows, "all": both,
+            # every round's client re-checked its version: the new runtime's answer
+            "rechecked": sum(1 for o in rounds if o["version_after"] != o["version_before"]),
+            "target": {"target": "<= 20 ms", "worst": both["aiocri_after_runtime"]["p95"],
+                       "met": both["aiocri_after_runtime"]["p95"] <= UPGRADE_TARGET}}
 
 
 def summarize(result: dict[str, Any]) -> dict[str, Any]:
@@ -277,20 +387,7 @@ def summarize(result: dict[str, Any]) -> dict[str, Any]:
     worst_behind = 0.0
     for sig, down in keys:
         items = [o for o in result["outages"] if o["signal"] == sig and o["down"] == down]
-        row: dict[str, Any] = {"signal": sig, "down": down, "n": len(items),
-                               "outage": median([o["outage"] for o in items])}
-        ready = [o["runtime_answers"] for o in items if o.get("runtime_answers") is not None]
-        row["runtime_answers"] = {"median": median(ready), "p95": percentile(ready, 95)}
-        behind = [o["clients"]["aiocri"] - o["runtime_answers"] for o in items
-                  if o.get("runtime_answers") is not None and o["clients"]["aiocri"] is not None]
-        row["aiocri_after_runtime"] = {"median": median(behind), "p95": percentile(behind, 95)}
-        for c in CLIENTS:
-            vals = [o["clients"][c] for o in items if o["clients"][c] is not None]
-            row[c] = {"median": median(vals), "p95": percentile(vals, 95),
-                      "max": max(vals) if vals else math.nan,
-                      "missing": sum(1 for o in items if o["clients"][c] is None)}
-        row["plain_over_aiocri"] = ratio(row["plain"]["median"], row["aiocri"]["median"])
-        row["kubelet_over_aiocri"] = ratio(row["kubelet"]["median"], row["aiocri"]["median"])
+        row: dict[str, Any] = {"signal": sig, "down": down, **_row(items)}
         worst_p95 = max(worst_p95, row["aiocri"]["p95"])
         if not math.isnan(row["aiocri_after_runtime"]["p95"]):
             worst_behind = max(worst_behind, row["aiocri_after_runtime"]["p95"])
@@ -301,9 +398,11 @@ def summarize(result: dict[str, Any]) -> dict[str, Any]:
         vals = [o["latency"] for o in rr if o["latency"] is not None]
         rr_summary = {"median": median(vals), "p95": percentile(vals, 95), "n": len(rr),
                       "missing": sum(1 for o in rr if o["latency"] is None)}
+    upgrade = _upgrade_summary(result)
     return {
         "rows": rows,
         "restart_required": rr_summary,
+        "upgrade": upgrade,
         "targets": {
             "aiocri_p95": {"target": "<= 100 ms", "worst": worst_p95,
                            "met": worst_p95 <= TARGET},
@@ -312,6 +411,7 @@ def summarize(result: dict[str, Any]) -> dict[str, Any]:
             "restart_required": None if rr_summary is None else {
                 "target": "<= 100 ms", "worst": rr_summary["p95"],
                 "met": rr_summary["p95"] <= TARGET and not rr_summary["missing"]},
+            "upgrade": None if upgrade is None else upgrade["target"],
         },
     }
 
@@ -353,6 +453,7 @@ def report(result: dict[str, Any]) -> str:
             "client can be faster. 'aiocri - runtime answers' = what aiocri adds to that.",
         ],
     )]
+    out.append(_upgrade_report(result))
     rr = s["restart_required"]
     if rr is not None:
         per = ", ".join(f"{o['signal']} {fmt_ms(o['latency'])}" for o in result["restart_required"])
@@ -378,12 +479,50 @@ def report(result: dict[str, Any]) -> str:
         v = t["aiocri_after_runtime_p95"]
         lines.append(f"aiocri p95 <= 100 ms after the runtime itself first answers: "
                      f"{'MET' if v['met'] else 'MISSED'} (worst p95 {fmt_ms(v['worst'])})")
+    if t.get("upgrade") is not None:
+        v = t["upgrade"]
+        lines.append(f"in-place upgrade/downgrade, aiocri p95 <= 20 ms after the new runtime "
+                     f"first answers: {'MET' if v['met'] else 'MISSED'} (p95 {fmt_ms(v['worst'])})")
     if t["restart_required"] is not None:
         lines.append(f"restart-required signal <= 100 ms: "
                      f"{'MET' if t['restart_required']['met'] else 'MISSED'} "
                      f"(p95 {fmt_ms(t['restart_required']['worst'])})")
     out.append("Recovery targets:\n" + "\n".join(f"- {line}" for line in lines) + "\n")
     return "\n".join(out)
+
+
+def _upgrade_report(result: dict[str, Any]) -> str:
+    title = "Recovery after an in-place upgrade: containerd 1.6.20 <-> 1.7.24"
+    up = result.get("upgrades")
+    summary = result["summary"].get("upgrade")
+    if summary is None:
+        why = (up or {}).get("skipped") or "not measured in this run"
+        return table(title, ["scenario", "result"], [["upgrade in place", f"skipped: {why}"]])
+
+    def cells(name: str, row: dict[str, Any]) -> list[Any]:
+        return [name, row["n"], f"{row['outage']:.2f} s",
+                *(f"{fmt_ms(row[k]['median'])} / {fmt_ms(row[k]['p95'])}"
+                  for k in ("runtime_answers", "aiocri", "kubelet", "plain",
+                            "aiocri_after_runtime"))]
+
+    body = [cells(row["direction"], row) for row in summary["rows"]]
+    body.append(cells("both ways", summary["all"]))
+    if result["runtime"] == "containerd" and result["outages"]:
+        body.append(cells("restart, same binary (table above)", _row(result["outages"])))
+    return table(
+        f"{title} (SIGTERM, down {UPGRADE_DOWN:g} s, 20 pods x 5): socket accepts -> first "
+        "successful call, median / p95",
+        ["scenario", "n", "outage", "runtime answers", "aiocri", "kubelet settings",
+         "plain grpc.aio", "aiocri - runtime answers"],
+        body,
+        notes=[
+            "The old containerd is stopped and the other release started on the same socket, "
+            "root and state; the pods keep running. Rounds alternate 1.6 -> 1.7 and 1.7 -> 1.6. "
+            "Same clients and columns as the restart table.",
+            f"aiocri's version check after the redial answered with the new release in "
+            f"{summary['rechecked']} of {summary['all']['n']} rounds.",
+        ],
+    )
 
 
 def plot(ax: Any, result: dict[str, Any]) -> None:

@@ -28,7 +28,7 @@ from aiocri.testing.containerd import (
     containerd_available,
 )
 
-__all__ = ["SERIES", "containerd", "series"]
+__all__ = ["SERIES", "containerd", "require_series", "series"]
 
 #: The containerd release series the suite runs on, oldest first.
 SERIES = ("1.6", "1.7")
@@ -51,6 +51,19 @@ def _bin_dir(want: str) -> tuple[Path | None, str | None]:
     return bin_dir, None
 
 
+def require_series(want: str) -> Path | None:
+    """The ``bin_dir`` that starts containerd ``want`` ("1.6": None, the one on
+    ``PATH``), for a test that starts a private one (say, to restart it or to change
+    its binary). Skips with the reason where it cannot run; fails under ``CI=true``."""
+    bin_dir, reason = _bin_dir(want)
+    if reason is not None:
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"CI must run the containerd {want} tests, but: {reason}",
+                        pytrace=False)
+        pytest.skip(f"containerd {want} cannot run here: {reason}")
+    return bin_dir
+
+
 @pytest.fixture(scope="session", params=SERIES, ids=[f"containerd-{s}" for s in SERIES])
 def containerd(request: pytest.FixtureRequest) -> Iterator[Containerd]:
     """A running private containerd (1.6 or 1.7) with the busybox image imported.
@@ -59,13 +72,7 @@ def containerd(request: pytest.FixtureRequest) -> Iterator[Containerd]:
     stopped and its folder removed; shims left behind, if any, are killed.
     """
     want: str = request.param
-    bin_dir, reason = _bin_dir(want)
-    if reason is not None:
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(f"CI must run the containerd {want} tests, but: {reason}",
-                        pytrace=False)
-        pytest.skip(f"containerd {want} cannot run here: {reason}")
-    ctd = Containerd.start(bin_dir=bin_dir)
+    ctd = Containerd.start(bin_dir=require_series(want))
     try:
         if series(ctd) != want:
             pytest.fail(f"asked for containerd {want}, started {ctd.version}", pytrace=False)

@@ -31,6 +31,12 @@ folder, or None when it is not there:
     if bin_dir is not None:
         with Containerd.start(bin_dir=bin_dir) as ctd:
             ctd.version          # "1.7.24~ds1", from the CRI Version answer
+
+A node upgrade in place: ``ctd.switch_to(bin_dir)`` stops containerd (SIGTERM by
+default), waits until no daemon runs on its config any more, and starts the binary of
+``bin_dir`` (None: the one on ``PATH``) on the same root, state and socket; the pods
+keep running. ``kill()``, ``use_binaries(bin_dir)`` and ``launch()`` do the same in
+steps, for a test that acts while containerd is down.
 """
 
 from __future__ import annotations
@@ -795,6 +801,72 @@ disabled_plugins = [
             lambda: self.restart(sig, down_for, ready_timeout=ready_timeout)
         )
 
+    def use_binaries(self, bin_dir: str | os.PathLike[str] | None) -> None:
+        """Take ``containerd``, its shim and ``ctr`` from ``bin_dir`` (None: ``PATH``)
+        from the next ``launch()`` on. Only while containerd is down; waits until no
+        daemon of the old binary runs on this config any more."""
+        if self.running:
+            raise ContainerdError("stop containerd before changing its binaries")
+        reason = containerd_available(bin_dir)
+        if reason is not None:
+            raise ContainerdError(f"containerd cannot run here: {reason}")
+        self._wait_no_other_daemon()
+        self.bin_dir = Path(bin_dir).resolve() if bin_dir is not None else None
+        record = self.workdir / _BIN_DIR_FILE
+        if self.bin_dir is None:
+            record.unlink(missing_ok=True)
+        else:
+            record.write_text(f"{self.bin_dir}\n")
+
+    def switch_to(
+        self,
+        bin_dir: str | os.PathLike[str] | None,
+        sig: int = signal.SIGTERM,
+        *,
+        down_for: float = 0.0,
+        ready_timeout: float = 15.0,
+    ) -> None:
+        """What a node upgrade (or downgrade) does: stop containerd with ``sig``, then
+        start the one in ``bin_dir`` (None: on ``PATH``) with the same config, root,
+        state and socket. Pods keep running in the shims the old binary started."""
+        reason = containerd_available(bin_dir)
+        if reason is not None:  # before stopping the running one
+            raise ContainerdError(f"containerd cannot run here: {reason}")
+        self.kill(sig)
+        self.use_binaries(bin_dir)
+        if down_for > 0:
+            time.sleep(down_for)
+        self.launch(ready_timeout=ready_timeout)
+
+    async def aswitch_to(
+        self,
+        bin_dir: str | os.PathLike[str] | None,
+        sig: int = signal.SIGTERM,
+        *,
+        down_for: float = 0.0,
+        ready_timeout: float = 15.0,
+    ) -> None:
+        """``switch_to()`` in a worker thread."""
+        await anyio.to_thread.run_sync(
+            lambda: self.switch_to(bin_dir, sig, down_for=down_for, ready_timeout=ready_timeout)
+        )
+
+    def _wait_no_other_daemon(self, timeout: float = 10.0) -> None:
+        """Wait until no containerd process runs on this config (two daemons on one
+        root would fight over its database)."""
+        config = os.fsencode(self.config_path)
+        deadline = time.monotonic() + timeout
+        while True:
+            daemons = [
+                pid for pid in _proc_pids()
+                if config in _read(f"/proc/{pid}/cmdline").split(b"\0") and _alive(pid)
+            ]  # fmt: skip
+            if not daemons:
+                return
+            if time.monotonic() > deadline:
+                raise ContainerdError(f"containerd {daemons} still running on {self.config_path}")
+            time.sleep(0.01)
+
     async def akill(self, sig: int = signal.SIGTERM) -> None:
         """``kill()`` in a worker thread."""
         await anyio.to_thread.run_sync(lambda: self.kill(sig))
@@ -860,6 +932,32 @@ disabled_plugins = [
                 if ns.is_dir():
                     ids.update(p.name for p in ns.iterdir())
         return ids
+
+    def task_dir(self, task_id: str, namespace: str = CRI_NAMESPACE) -> Path:
+        """The bundle folder of a task (a sandbox or a container): ``rootfs/`` is the
+        container's root file system as mounted, ``init.pid`` its first process."""
+        return self.state / "io.containerd.runtime.v2.task" / namespace / task_id
+
+    def task_pid(self, task_id: str, namespace: str = CRI_NAMESPACE) -> int | None:
+        """The host PID of a task's first process (from its shim's ``init.pid``), or
+        None if the task has no bundle (never started, or deleted)."""
+        text = _read(str(self.task_dir(task_id, namespace) / "init.pid")).strip()
+        return int(text) if text.isdigit() else None
+
+    def runc_kill(self, task_id: str, sig: int = signal.SIGKILL, *,
+                  namespace: str = CRI_NAMESPACE) -> None:
+        """Signal a task's first process through runc (its state is under our
+        folder), behind containerd's back: works while containerd is down."""
+        root = self.state / "runc" / namespace
+        done = subprocess.run(["runc", "--root", str(root), "kill", task_id, str(int(sig))],
+                              capture_output=True, text=True, timeout=30, check=False)
+        if done.returncode != 0:
+            raise ContainerdError(f"runc kill {task_id} failed: {done.stderr.strip()}")
+
+    @staticmethod
+    def process_alive(pid: int) -> bool:
+        """True while ``pid`` runs (a zombie counts as gone)."""
+        return _alive(pid)
 
     def own_processes(self) -> list[int]:
         """PIDs of the processes that belong to this containerd apart from itself:
