@@ -40,9 +40,9 @@ def fake_runtime_cmd(
 ) -> None:
     """Serve the embedded fake CRI runtime in the foreground until Ctrl-C (for tests, demos).
 
-    The containers run echo, true, false, sleep, hostname, pwd, env, sh -c '...; exit N',
-    and through exec streams also cat, stty size and an interactive sh; anything else
-    exits 127 (see python -m aiocri.testing --help).
+    The containers run their commands with a stand-in for busybox sh and its applets
+    (sh -c with ; && || | and redirections, echo, printf, cat, ls, head, wc, env, id,
+    hostname, sleep, ...); see python -m aiocri.testing --help for the whole list.
     """
     from aiocri.testing import main as serve_main
 

@@ -458,14 +458,19 @@ async def serve(
 
 
 EXEC_HELP = """\
-commands the containers run (ExecSync, and exec through the streaming server):
-  echo [-n] ARGS, true, false, sleep N, hostname, pwd, env,
-  sh -c 'CMD; CMD; exit N' (sh, bash, ash, dash), busybox APPLET ...
-  streaming only: cat (stdin to stdout), stty size (with -t: the sent size),
-  sh with stdin (a line at a time; `exit N` ends it)
-  anything else: exit code 127 (exec: "NAME": executable file not found in $PATH)
-attach: containers print what the test makes them print (FakeRuntime.write_output)
-  and echo what is written to their stdin."""
+what the containers run (their command at start, ExecSync, exec and attach):
+  a stand-in for busybox sh and its applets, on each container's own files:
+  sh -c '...' with ; && || | ! and redirections (> >> < 2> 2>&1), $VAR, quotes,
+  cd, exit N, export; echo, printf, cat, ls, head, tail, wc, tr, grep, test/[,
+  env, id, whoami, hostname, pwd, sleep, true, false, mkdir, touch, rm, rmdir
+  (no loops, if, functions or subshells: those exit 2, "not supported")
+  exec through the streaming server also: stty size (with -t), sh with stdin
+  a program it lacks: ExecSync fails UNKNOWN (runc's "executable file not
+  found", as containerd); `sh -c prog` exits 127 ("sh: prog: not found")
+containers: sleep infinity and programs the fake lacks (an nginx image's
+  server) run until stopped; a script ends with its exit code; stop with no
+  grace period is SIGKILL (137), with one SIGTERM (143); attach writes to the
+  command's stdin (create the container with stdin: `sh` then runs what comes)."""
 
 
 def _parser() -> argparse.ArgumentParser:

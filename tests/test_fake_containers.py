@@ -1,0 +1,127 @@
+"""The fake runtime's containers run their command, as a real runtime's do.
+
+What the command prints reaches the CRI log file (made at start, in a folder that
+exists); when it ends the container exits with its code; StopContainer ends it
+as containerd does (SIGKILL without a grace period, the stop signal with one, a
+process that ignores it killed when the timeout runs out).
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from aiocri import api
+from aiocri.logs import parse_line
+from aiocri.testing import FakeRuntime, FakeState, wait_for
+
+pytestmark = pytest.mark.anyio
+
+
+async def exited(rt: FakeRuntime, cid: str) -> api.ContainerStatus:
+    await wait_for(lambda: not rt.state.containers[cid].running, timeout=30)
+    return rt.state.containers[cid].to_status()
+
+
+def log_lines(path: str) -> list[tuple[str, str, str]]:
+    out = []
+    for raw in Path(path).read_bytes().splitlines():
+        line = parse_line(raw)
+        out.append((line.stream, "F" if line.full else "P", line.text.decode()))
+    return out
+
+
+async def test_a_script_prints_to_its_log_and_exits_with_its_code(tmp_path: Path) -> None:
+    async with FakeRuntime(tmp_path / "rt.sock") as rt:
+        pod = rt.state.add_pod("web")
+        cid = rt.state.add_container(
+            pod, "job", command=["sh", "-c", "echo start; printf part; echo oops >&2; exit 3"])
+        status = await exited(rt, cid)
+        assert (status.exit_code, status.reason) == (3, "Error")
+        assert status.finished_at >= status.started_at > 0
+        assert log_lines(status.log_path) == [
+            ("stdout", "F", "start"), ("stdout", "P", "part"), ("stderr", "F", "oops")]
+        done = rt.state.add_container(pod, "done", command=["true"])
+        status = await exited(rt, done)
+        assert (status.exit_code, status.reason) == (0, "Completed")
+        assert os.path.getsize(status.log_path) == 0  # made at start, nothing printed
+
+
+async def test_populated_containers_have_log_files_in_folders_that_exist(tmp_path: Path
+                                                                         ) -> None:
+    async with FakeRuntime(tmp_path / "rt.sock") as rt:
+        made = rt.populate(pods=3, containers_per_pod=2)
+        for cid in made.container_ids:
+            path = rt.state.containers[cid].log_path
+            assert path.startswith(rt.state.log_root) and os.path.isfile(path)
+            assert rt.state.containers[cid].running  # sleep infinity: no task, still running
+        root = rt.state.log_root
+    state = rt.state
+    del rt, state
+    gc.collect()
+    assert not os.path.exists(root)  # the state's own folder goes with it
+
+
+@pytest.mark.parametrize(("timeout", "code"), [(0, 137), (10, 143)])
+async def test_stop_kills_or_signals(tmp_path: Path, timeout: int, code: int) -> None:
+    async with FakeRuntime(tmp_path / "rt.sock") as rt, rt.connect() as client:
+        cid = rt.state.add_container(rt.state.add_pod("p"), "c", command=["sleep", "1000"])
+        await client.runtime.stop_container(
+            api.StopContainerRequest(container_id=cid, timeout=timeout))
+        status = rt.state.containers[cid].to_status()
+        assert (status.state, status.exit_code, status.reason) == (
+            api.CONTAINER_EXITED, code, "Error")
+
+
+async def test_a_process_ignoring_sigterm_is_killed_at_the_timeout(tmp_path: Path) -> None:
+    async with FakeRuntime(tmp_path / "rt.sock") as rt, rt.connect() as client:
+        pod = rt.state.add_pod("p")
+        cid = rt.state.add_container(
+            pod, "stubborn", command=["sh", "-c", "trap '' TERM; echo up; sleep 1000"])
+        began = time.monotonic()
+        await client.runtime.stop_container(api.StopContainerRequest(container_id=cid, timeout=1))
+        assert time.monotonic() - began >= 0.9  # the answer came after the timeout
+        status = rt.state.containers[cid].to_status()
+        assert (status.exit_code, status.reason) == (137, "Error")
+        assert log_lines(status.log_path) == [("stdout", "F", "up")]
+
+
+async def test_stop_pod_kills_its_containers(tmp_path: Path) -> None:
+    async with FakeRuntime(tmp_path / "rt.sock") as rt, rt.connect() as client:
+        pod = rt.state.add_pod("p")
+        cid = rt.state.add_container(pod, "c", command=["sleep", "1000"])
+        idle = rt.state.add_container(pod, "idle", start=False)
+        await client.runtime.stop_pod_sandbox(pod_sandbox_id=pod)
+        assert rt.state.containers[cid].to_status().exit_code == 137
+        assert rt.state.containers[idle].state == api.CONTAINER_CREATED
+
+
+async def test_files_persist_between_execs_and_the_main_process(tmp_path: Path) -> None:
+    async with FakeRuntime(tmp_path / "rt.sock") as rt, rt.connect() as client:
+        cid = rt.state.add_container(
+            rt.state.add_pod("p"), "c",
+            command=["sh", "-c", "echo from-main > /tmp/m; sleep 1000"])
+        def written() -> bool:
+            process = rt.state.containers[cid].process
+            return process is not None and process.files.exists("/tmp/m")
+
+        await wait_for(written, timeout=30)
+        first = await client.runtime.exec_sync(api.ExecSyncRequest(
+            container_id=cid, cmd=["sh", "-c", "echo hi > /tmp/f && cat /tmp/m"], timeout=5))
+        assert (first.stdout, first.exit_code) == (b"from-main\n", 0)
+        second = await client.runtime.exec_sync(api.ExecSyncRequest(
+            container_id=cid, cmd=["sh", "-c", "cat /tmp/f | wc -c; ls /"], timeout=5))
+        assert second.stdout.splitlines()[0].strip() == b"3"
+        assert {b"bin", b"etc", b"tmp"} <= set(second.stdout.splitlines()[1:])
+
+
+def test_synchronous_scripting_launches_nothing() -> None:
+    state = FakeState(seed=3)
+    cid = state.add_container(state.add_pod("p"), "c", command=["sh", "-c", "exit 3"])
+    assert state.containers[cid].running  # no loop to run the command on: runs until stopped
+    state.stop_container(cid, timeout=5)
+    assert state.containers[cid].exit_code == 143
