@@ -54,7 +54,7 @@ def _files(container: Container) -> FileSystem:
     if container.process is None:  # not started through the state: files of its own
         from aiocri.testing._workload import Process
 
-        container.process = Process(files=FileSystem.busybox())
+        container.process = Process()
     return container.process.files
 
 

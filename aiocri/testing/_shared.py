@@ -9,6 +9,7 @@ in its own class, and :class:`~aiocri.testing.FakeState` stacks them. Likewise
 from __future__ import annotations
 
 import asyncio
+import os
 import random
 import secrets
 import shutil
@@ -98,7 +99,9 @@ class SharedState:
         ``populate`` put pods' log folders: by default one of this state's own, made
         at first use and removed with the state. Assign a path to use another."""
         if self._log_root is None:
-            self._log_root = tempfile.mkdtemp(prefix="aiocri-fake-logs-")
+            # in memory where there is /dev/shm: populate() makes a file per container
+            shm = "/dev/shm" if os.access("/dev/shm", os.W_OK) else None
+            self._log_root = tempfile.mkdtemp(prefix="aiocri-fake-logs-", dir=shm)
             weakref.finalize(self, shutil.rmtree, self._log_root, True)
         return self._log_root
 

@@ -72,12 +72,19 @@ class StdinPipe:
 class Process:
     """What a container runs: its files, its stdin, and the task running its command."""
 
-    files: FileSystem
     stdin: StdinPipe | None = None
     task: asyncio.Task[None] | None = None
     ignores_stop_signal: bool = False
     #: kills it when a StopContainer's timeout runs out
     kill_timer: asyncio.TimerHandle | None = None
+    _files: FileSystem | None = None
+
+    @property
+    def files(self) -> FileSystem:
+        """The container's files, made at first use (10,000 idle containers make none)."""
+        if self._files is None:
+            self._files = FileSystem.busybox()
+        return self._files
 
 
 def image_command(container: Container) -> list[str]:
@@ -116,8 +123,7 @@ def shell_context(container: Container, files: FileSystem) -> ShellContext:
 
 def launch(state: ContainerOps, container: Container) -> Process:
     """Start ``container``'s command; its process record (also when nothing runs)."""
-    process = Process(files=FileSystem.busybox(), stdin=StdinPipe() if container.config.stdin
-                      else None)
+    process = Process(stdin=StdinPipe() if container.config.stdin else None)
     argv = image_command(container)
     script = argv[2] if len(argv) >= 3 and argv[1] == "-c" else ""
     if argv[0].rsplit("/", 1)[-1] in _SHELLS and _IGNORES_TERM.match(script):
