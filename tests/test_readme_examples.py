@@ -11,6 +11,7 @@ from __future__ import annotations
 import ast
 import contextlib
 import inspect
+import io
 import os
 import re
 import signal
@@ -271,3 +272,47 @@ def test_readme_testing_example_passes_under_pytest(tmp_path: Path) -> None:
         cwd=tmp_path, env=child_env(), capture_output=True, text=True, timeout=120, check=False)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "1 passed" in result.stdout, result.stdout
+
+
+# -- the streaming examples, run against the fake runtime ------------------------------------
+
+
+def exec_statements(source: str) -> list[ast.AsyncWith]:
+    """The block's top-level ``async with client.exec_stream(...)`` statements that are
+    complete (no ``...`` standing for the reader's own code)."""
+    tree = compile(source, "README", "exec",
+                   flags=ast.PyCF_ONLY_AST | ast.PyCF_ALLOW_TOP_LEVEL_AWAIT)
+    found = []
+    for node in tree.body:
+        if not isinstance(node, ast.AsyncWith):
+            continue
+        call = node.items[0].context_expr
+        named = isinstance(call, ast.Call) and isinstance(call.func, ast.Attribute) \
+            and call.func.attr == "exec_stream"
+        elided = any(isinstance(n, ast.Constant) and n.value is Ellipsis for n in ast.walk(node))
+        if named and not elided:
+            found.append(node)
+    return found
+
+
+@pytest.mark.anyio
+async def test_readme_exec_examples_run_on_the_fake_runtime(runtime: FakeRuntime) -> None:
+    """The README's exec examples, as written, on a fake busybox container: `cat; exit 3`
+    echoes what was written and exits 3, `ls /` lists the image's top folders."""
+    statements = exec_statements(block("Streaming: exec, attach, port-forward").source)
+    assert len(statements) == 2
+    module = ast.Module(body=[ast.AsyncFunctionDef(
+        name="examples", args=ast.arguments(
+            posonlyargs=[], args=[ast.arg("client"), ast.arg("cid")], kwonlyargs=[],
+            kw_defaults=[], defaults=[]),
+        body=[*statements, ast.Return(ast.Name("out", ast.Load()))],
+        decorator_list=[], returns=None)], type_ignores=[])
+    namespace: dict[str, object] = {}
+    exec(compile(ast.fix_missing_locations(module), "README", "exec"), namespace)
+    cid = runtime.state.add_container(runtime.state.add_pod("readme"), "shell")
+    printed = io.StringIO()
+    async with runtime.connect() as client:
+        with contextlib.redirect_stdout(printed):
+            out = await namespace["examples"](client, cid)  # type: ignore[operator]
+    assert printed.getvalue().splitlines() == ["b'hello'", "3"]
+    assert out.exit_code == 0 and {b"bin", b"etc", b"tmp"} <= set(out.stdout.split())
