@@ -354,10 +354,11 @@ async def test_images(containerd: Containerd, versions: list[str], tmp_path: Pat
         by_tag = {tag: image for image in listed.images for tag in image.repo_tags}
         assert BUSYBOX_IMAGE in by_tag
         busybox = by_tag[BUSYBOX_IMAGE]
+        # containerd 1.6/1.7 ignore the filter: every image comes back (the fake does too)
         filtered = await img.list_images(
             ListImagesRequest(filter=ImageFilter(image=ImageSpec(image=BUSYBOX_IMAGE)))
         )
-        assert [i.id for i in filtered.images] == [busybox.id]
+        assert [i.id for i in filtered.images] == [i.id for i in listed.images]
 
         found = await img.image_status(ImageStatusRequest(image=ImageSpec(image=BUSYBOX_IMAGE)))
         assert found.HasField("image")

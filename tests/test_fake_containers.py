@@ -43,8 +43,9 @@ async def test_a_script_prints_to_its_log_and_exits_with_its_code(tmp_path: Path
         status = await exited(rt, cid)
         assert (status.exit_code, status.reason) == (3, "Error")
         assert status.finished_at >= status.started_at > 0
+        # "part" has no newline: it waits for one, and goes out as P when the stream ends
         assert log_lines(status.log_path) == [
-            ("stdout", "F", "start"), ("stdout", "P", "part"), ("stderr", "F", "oops")]
+            ("stdout", "F", "start"), ("stderr", "F", "oops"), ("stdout", "P", "part")]
         done = rt.state.add_container(pod, "done", command=["true"])
         status = await exited(rt, done)
         assert (status.exit_code, status.reason) == (0, "Completed")

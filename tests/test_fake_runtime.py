@@ -318,7 +318,7 @@ async def test_pod_and_container_lifecycle(rt: FakeRuntime, raw: Raw) -> None:
         pod_sandbox_id=pod_id, config=container_config("app", tier="front")))).container_id
     st = (await raw.call("ContainerStatus", pb.ContainerStatusRequest(container_id=cid))).status
     assert st.state == pb.CONTAINER_CREATED and st.created_at >= before and st.started_at == 0
-    assert st.image_id.startswith("sha256:") and st.log_path == f"{LOG_ROOT}/web/app.log"
+    assert "@sha256:" in st.image_ref and st.log_path == f"{LOG_ROOT}/web/app.log"
     assert st.labels["tier"] == "front" and st.annotations["note"] == "app"
 
     await raw.call("StartContainer", pb.StartContainerRequest(container_id=cid))
@@ -332,7 +332,7 @@ async def test_pod_and_container_lifecycle(rt: FakeRuntime, raw: Raw) -> None:
     # stopping again is fine; starting an exited container is not
     await raw.call("StopContainer", pb.StopContainerRequest(container_id=cid))
     err = await raw.error("StartContainer", pb.StartContainerRequest(container_id=cid))
-    assert err.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert err.code() == grpc.StatusCode.UNKNOWN  # containerd's code, "failed to set starting"
 
     await raw.call("RemoveContainer", pb.RemoveContainerRequest(container_id=cid))
     err = await raw.error("ContainerStatus", pb.ContainerStatusRequest(container_id=cid))
@@ -351,7 +351,7 @@ async def test_pod_and_container_lifecycle(rt: FakeRuntime, raw: Raw) -> None:
     assert rt.state.containers[cid2].state == pb.CONTAINER_EXITED
     err = await raw.error("CreateContainer", pb.CreateContainerRequest(
         pod_sandbox_id=pod_id, config=container_config("late")))
-    assert err.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert err.code() == grpc.StatusCode.NOT_FOUND  # "failed to get sandbox container task"
 
     await raw.call("RemovePodSandbox", pb.RemovePodSandboxRequest(pod_sandbox_id=pod_id))
     assert pod_id not in rt.state.pods and cid2 not in rt.state.containers
@@ -381,27 +381,28 @@ async def test_scripted_exits_and_removal_of_running(rt: FakeRuntime, raw: Raw) 
 async def test_error_codes(rt: FakeRuntime, raw: Raw) -> None:
     pod = rt.state.add_pod("p")
     cases: list[tuple[str, Message, grpc.StatusCode]] = [
-        ("ContainerStatus", pb.ContainerStatusRequest(), grpc.StatusCode.INVALID_ARGUMENT),
+        # containerd's codes: an empty id is UNKNOWN ("prefix can't be empty")
+        ("ContainerStatus", pb.ContainerStatusRequest(), grpc.StatusCode.UNKNOWN),
         ("StartContainer", pb.StartContainerRequest(container_id="nope"),
          grpc.StatusCode.NOT_FOUND),
         ("StopPodSandbox", pb.StopPodSandboxRequest(pod_sandbox_id="nope"),
          grpc.StatusCode.OK),  # the CRI's idempotence rule (containerd 1.7, 2.x)
-        ("PodSandboxStatus", pb.PodSandboxStatusRequest(), grpc.StatusCode.INVALID_ARGUMENT),
+        ("PodSandboxStatus", pb.PodSandboxStatusRequest(), grpc.StatusCode.UNKNOWN),
         ("CreateContainer", pb.CreateContainerRequest(
             pod_sandbox_id="nope", config=container_config("x")), grpc.StatusCode.NOT_FOUND),
         ("CreateContainer", pb.CreateContainerRequest(
             pod_sandbox_id=pod, config=container_config("x", image="ghost:1")),
          grpc.StatusCode.NOT_FOUND),
         ("CreateContainer", pb.CreateContainerRequest(pod_sandbox_id=pod),
-         grpc.StatusCode.INVALID_ARGUMENT),
-        ("RunPodSandbox", pb.RunPodSandboxRequest(), grpc.StatusCode.INVALID_ARGUMENT),
+         grpc.StatusCode.UNKNOWN),
+        ("RunPodSandbox", pb.RunPodSandboxRequest(), grpc.StatusCode.UNKNOWN),
         ("RunPodSandbox", pb.RunPodSandboxRequest(config=pod_config("p")),
          grpc.StatusCode.OK),
         ("RunPodSandbox", pb.RunPodSandboxRequest(config=pod_config("p")),
-         grpc.StatusCode.ALREADY_EXISTS),
+         grpc.StatusCode.UNKNOWN),  # "failed to reserve sandbox name"
         ("PullImage", pb.PullImageRequest(image=pb.ImageSpec(image="ghost:1")),
          grpc.StatusCode.NOT_FOUND),
-        ("PullImage", pb.PullImageRequest(), grpc.StatusCode.INVALID_ARGUMENT),
+        ("PullImage", pb.PullImageRequest(), grpc.StatusCode.UNKNOWN),  # as containerd
         ("ExecSync", pb.ExecSyncRequest(container_id="nope", cmd=["true"]),
          grpc.StatusCode.NOT_FOUND),
         ("Exec", pb.ExecRequest(container_id="x", cmd=["sh"]), grpc.StatusCode.INVALID_ARGUMENT),
@@ -412,15 +413,22 @@ async def test_error_codes(rt: FakeRuntime, raw: Raw) -> None:
     for name, request, code in cases:
         assert await raw.code(name, request) == code, (name, request)
     err = await raw.error("PodSandboxStatus", pb.PodSandboxStatusRequest(pod_sandbox_id="gone"))
-    assert err.details() == 'an error occurred when try to find sandbox "gone": not found'
-    # created-but-not-running containers refuse exec and log reopening
+    assert err.details() == "an error occurred when try to find sandbox: not found"
+    err = await raw.error("ExecSync", pb.ExecSyncRequest(container_id="gone", cmd=["true"]))
+    assert err.details() == ('failed to exec in container: failed to find container "gone" in '
+                             "store: not found")
+    # created-but-not-running containers refuse exec and log reopening, as UNKNOWN
     created = rt.state.add_container(pod, "idle", start=False)
-    for name, request in [
-        ("ExecSync", pb.ExecSyncRequest(container_id=created, cmd=["true"])),
-        ("ReopenContainerLog", pb.ReopenContainerLogRequest(container_id=created)),
-        ("Attach", pb.AttachRequest(container_id=created, stdout=True)),
+    for name, request, words in [
+        ("ExecSync", pb.ExecSyncRequest(container_id=created, cmd=["true"]),
+         "failed to exec in container: container is in CONTAINER_CREATED state"),
+        ("ReopenContainerLog", pb.ReopenContainerLogRequest(container_id=created),
+         "container is not running"),
+        ("Attach", pb.AttachRequest(container_id=created, stdout=True),
+         "container is in CONTAINER_CREATED state"),
     ]:
-        assert await raw.code(name, request) == grpc.StatusCode.FAILED_PRECONDITION, name
+        err = await raw.error(name, request)
+        assert (err.code(), err.details()) == (grpc.StatusCode.UNKNOWN, words), name
 
 
 # -- filters ------------------------------------------------------------------------------
@@ -483,7 +491,7 @@ async def test_pod_filters_and_stats(rt: FakeRuntime, raw: Raw) -> None:
     notready = pb.PodSandboxFilter(state=pb.PodSandboxStateValue(state=pb.SANDBOX_NOTREADY))
     assert await listed(notready) == [made.pod_ids[4]]
     assert await listed(pb.PodSandboxFilter(label_selector={"app": "app-3"})) == [made.pod_ids[3]]
-    # stats cover ready pods, each with its running containers
+    # stats cover ready pods (1.7 leaves the stopped one out), each with all its containers
     stats = (await raw.call("ListPodSandboxStats")).stats
     assert [s.attributes.id for s in stats] == made.pod_ids[:4]
     assert all(len(s.linux.containers) == 2 and s.linux.cpu.timestamp > 0 for s in stats)
@@ -542,9 +550,10 @@ async def test_images(rt: FakeRuntime, raw: Raw) -> None:
     for ref in (busy.image.id, busy.image.repo_digests[0], busy.image.id[7:19]):
         found = await raw.call("ImageStatus", pb.ImageStatusRequest(image=pb.ImageSpec(image=ref)))
         assert found.image.id == busy.image.id, ref
+    # containerd ignores ListImages' filter: every image comes back
     filtered = await raw.call("ListImages", pb.ListImagesRequest(
         filter=pb.ImageFilter(image=pb.ImageSpec(image="busybox:1.36"))))
-    assert [i.id for i in filtered.images] == [busy.image.id]
+    assert [i.id for i in filtered.images] == [i.id for i in images] and len(images) > 1
 
     await raw.call("RemoveImage", pb.RemoveImageRequest(image=pb.ImageSpec(image=BUSYBOX)))
     gone = await raw.call("ImageStatus", pb.ImageStatusRequest(image=pb.ImageSpec(image=BUSYBOX)))
@@ -937,3 +946,26 @@ async def test_busybox_applets_in_exec_sync(sock_dir: Path) -> None:
         cid = rt.populate(1, 1).container_ids[0]
         done = await client.runtime.exec_sync(container_id=cid, cmd=["busybox", "echo", "hi"])
         assert done.stdout == b"hi\n" and done.exit_code == 0
+
+
+@pytest.mark.anyio
+async def test_compat_16_answers_as_containerd_16(sock_dir: Path) -> None:
+    """Where containerd 1.6 and 1.7 differ the fake answers as 1.7, or as 1.6 when asked."""
+    with pytest.raises(ValueError, match="compat must be one of 1.7, 1.6"):
+        FakeRuntime(str(sock_dir / "x.sock"), compat="2.0")
+    async with FakeRuntime(str(sock_dir / "rt.sock"), compat="1.6") as rt, \
+            rt.connect() as client:
+        assert rt.state.compat == "1.6" and rt.state.stop_missing == "not-found"
+        with pytest.raises(aiocri.NotFound):
+            await client.runtime.stop_container(container_id="0" * 64)
+        with pytest.raises(aiocri.CRIError, match="unknown method GetContainerEvents"):
+            async for _ in client.runtime.get_container_events():
+                break
+        config = pb.PodSandboxConfig(metadata=pb.PodSandboxMetadata(name="p", uid="u"))
+        config.linux.security_context.run_as_group.value = 1000
+        with pytest.raises(aiocri.CRIError, match="failed to generate sanbdox container spec"):
+            await client.runtime.run_pod_sandbox(api.RunPodSandboxRequest(config=config))
+        rt.state.compat = "1.7"
+        await client.runtime.stop_container(container_id="0" * 64)
+        with pytest.raises(aiocri.CRIError, match="failed to generate sandbox container spec"):
+            await client.runtime.run_pod_sandbox(api.RunPodSandboxRequest(config=config))

@@ -112,11 +112,61 @@ CASES = [
     ("echo a\necho \"b", "a\n", "sh: syntax error: unterminated quoted string\n", 2),
     ("echo ${X", "", "sh: syntax error: missing '}'\n", 2),
     ("fi", "", 'sh: syntax error: unexpected "fi"\n', 2),
-    ("for i in 1; do echo; done", "", f"sh: for loops {NOT_SUPPORTED}", 2),
-    ("echo $(id)", "", f"sh: command substitution $(...) {NOT_SUPPORTED}", 2),
-    ("(echo a)", "", f"sh: subshells ( ... ) {NOT_SUPPORTED}", 2),
+    ("case a in a) echo;; esac", "", f"sh: case statements {NOT_SUPPORTED}", 2),
+    ("f() { echo; }", "", f"sh: functions {NOT_SUPPORTED}", 2),
     ("echo a &", "", f"sh: background jobs (&) {NOT_SUPPORTED}", 2),
-    ("trap '' INT; echo after", "", f"sh: trap {NOT_SUPPORTED}", 2),
+    ("eval echo", "", f"sh: eval {NOT_SUPPORTED}", 2),
+    ("read -t 1 x", "", f"sh: read -t {NOT_SUPPORTED}", 2),
+    ("cat <<EOF", "", f"sh: the redirection << {NOT_SUPPORTED}", 2),
+    # compound commands
+    ("if", "", 'sh: syntax error: unexpected end of file (expecting "then")\n', 2),
+    ("if true; then echo a; elif true; then echo b; else echo c; fi", "a\n", "", 0),
+    ("if false; then echo a; elif false; then echo b; else echo c; fi", "c\n", "", 0),
+    ("if false; then :; fi; echo $?", "0\n", "", 0),
+    ("while true; done", "", 'sh: syntax error: unexpected "done" (expecting "do")\n', 2),
+    ("for 1 in a; do :; done", "", "sh: syntax error: bad for loop variable\n", 2),
+    ("for i in a b", "", "sh: syntax error: unexpected end of file\n", 2),
+    ("{ }", "", 'sh: syntax error: unexpected "}"\n', 2),
+    ("{ echo; } x", "", "sh: syntax error: unexpected word\n", 2),
+    ("( echo", "", 'sh: syntax error: unexpected end of file (expecting ")")\n', 2),
+    ("i=0; while [ $i -lt 3 ]; do i=$((i+1)); echo tick $i; done",
+     "tick 1\ntick 2\ntick 3\n", "", 0),
+    ("i=0; until [ $i = 2 ]; do i=$((i+1)); done; echo $i", "2\n", "", 0),
+    ("for i in a 'b c'; do echo \"[$i]\"; done", "[a]\n[b c]\n", "", 0),
+    ("set -- x y; for a; do echo $a; done", "x\ny\n", "", 0),
+    ("for i in 1 2 3; do for j in a b; do [ $j = b ] && continue 2; echo $i$j; done; done",
+     "1a\n2a\n3a\n", "", 0),
+    ("for i in 1 2; do for j in a b; do break 2; done; done; echo $i$j", "1a\n", "", 0),
+    ("break; continue; echo outside", "outside\n", "", 0),
+    ("break 0", "", "sh: break: line 0: Illegal number: 0\n", 2),
+    ("x=1; (x=2; cd /tmp; exit 3); echo $? $x $PWD", "3 1 /\n", "", 0),
+    ("{ echo a; echo b; } | wc -l; { x=2; }; echo $x", "2\n2\n", "", 0),
+    ("for i in a b; do echo $i; done > f; cat f", "a\nb\n", "", 0),
+    ("while read l; do echo \"got $l\"; done < /etc/hostname", "got web-0\n", "", 0),
+    ("set -e; if false; then :; fi; while false; do :; done; echo ok; false; echo no",
+     "ok\n", "", 1),
+    # arithmetic and command substitution
+    ("echo $((1/0)); echo after", "", "sh: divide by zero\n", 2),
+    ("echo $((1+))", "", "sh: arithmetic syntax error\n", 2),
+    ("echo $((", "", "sh: syntax error: missing '))'\n", 2),
+    ("echo $((-7/2)) $((-7%2)) $((7%-2)) $((2**10)) $((010)) $((0x10))",
+     "-3 -1 1 1024 8 16\n", "", 0),
+    ("x=3; echo $((x+1)) $(($x*2)) $((y)) $((x++)) $x $((x+=2))", "4 6 0 3 4 6\n", "", 0),
+    ("echo $((9223372036854775807+1))", "-9223372036854775808\n", "", 0),
+    ("echo $(echo a; echo; echo)x \"$(echo 'q  r')\" `echo b`", "ax q  r b\n", "", 0),
+    ("x=$(false); echo $?; echo $(exit 3); echo $?", "1\n\n0\n", "", 0),
+    ("echo $(echo", "", 'sh: syntax error: unexpected end of file (expecting ")")\n', 2),
+    ("echo `echo", "", "sh: syntax error: EOF in backquote substitution\n", 2),
+    # read, trap, shift, wait
+    ("printf 'a b  c\\n' | { read x y; echo \"[$x][$y]\"; }", "[a][b  c]\n", "", 0),
+    ("printf 'abc' | { read x; echo $? $x; read y; echo $?; }", "1 abc\n1\n", "", 0),
+    ("printf 'a:b\\n' | { IFS=: read -r x y; echo $y $x; }", "b a\n", "", 0),
+    ("read 1x", "", "sh: read: '1x': bad variable name\n", 1),
+    ("trap '' TERM; trap", "trap -- '' TERM\n", "", 0),
+    ("trap '' FOO", "", "sh: trap: line 0: FOO: invalid signal specification\n", 1),
+    ("trap 'echo bye' EXIT; echo hi", "hi\nbye\n", "", 0),
+    ("set -- a b c; shift; echo $@; shift 5; echo $? $#", "b c\n1 2\n", "", 0),
+    ("wait; echo $?", "0\n", "", 0),
     # applets
     ("cat /nope; echo $?", "1\n", "cat: can't open '/nope': No such file or directory\n", 0),
     ("echo hi | cat - /etc/hostname", "hi\nweb-0\n", "", 0),
@@ -157,6 +207,12 @@ CASES = [
     ("/etc/passwd", "", "sh: /etc/passwd: Permission denied\n", 126),
     ("echo hello | tr a-z A-Z; echo hello | tr -d l; echo aab | tr -s a; echo ab | tr ab x",
      "HELLO\nheo\nab\nxx\n", "", 0),
+    ("yes | head -n 2; yes a b | head -n 1", "y\ny\na b\n", "", 0),
+    ("seq 3; seq 4 -2 1; seq -s, 2 3; seq -w 9 10", "1\n2\n3\n4\n2\n2,3\n09\n10\n", "", 0),
+    ("basename /a/b.txt .txt; basename /; dirname /a/b; dirname a", "b\n/\n/a\n.\n", "", 0),
+    ("uname; uname -n", "Linux\nweb-0\n", "", 0),
+    ("echo a:b:c | cut -d: -f1,3; echo abcdef | cut -c2-4", "a:c\nbcd\n", "", 0),
+    ("cut", "", "cut: expected a list of bytes, characters, or fields\n", 1),
 ]
 
 
@@ -273,6 +329,165 @@ DIFFERENTIAL = [
     "echo 'a b' | tr ' ' '\\n'; echo abc | tr '[:lower:]' '[:upper:]'; echo abc | tr -d a-b",
 ]
 
+DIFFERENTIAL += [  # compound commands, arithmetic, substitution, read, trap, applets
+    'for i in 1 2; do x=$(break; echo in); echo $i $x; done',
+    'for i in 1 2; do echo a | break; echo $i; done',
+    'if',
+    'if true',
+    'if true;',
+    'if true; then',
+    'if true; then echo',
+    'if true; then fi',
+    'while',
+    'while true; do',
+    'while true; do done',
+    'until',
+    'for',
+    'for i',
+    'for i in',
+    'for i in a b',
+    'for i in a b;',
+    'for i in a b; do',
+    'for 1 in a; do echo; done',
+    '{',
+    '{ }',
+    '(',
+    '()',
+    'if true; fi',
+    'for i in a; echo',
+    'while true; done',
+    '{ echo; } foo',
+    'if true; then echo; fi; fi',
+    'echo $((1/0)); echo after',
+    'echo $((1%0))',
+    'echo $((1+))',
+    'echo $((a b))',
+    'echo $(( 2 * (3 + 4) )) $((-(3)))',
+    'x=abc; echo $((x+1))',
+    'x=3; echo $((x+1)) $(($x*2))',
+    'echo $((-7/2)) $((-7%2)) $((7%-2)) $(( 4 % -3 )) $((-4 % 3)) $((-4/3))',
+    'echo $((010)) $((0x10)) $((1<2)) $((2==2)) $((3!=3))',
+    'i=0; i=$((i+1)); echo $i',
+    'echo $((i=5)); echo $i',
+    'x="1+2"; echo $((x*2)); x=a; a=5; echo $((x)); x=" 3 "; echo $((x+1))',
+    'x=3z; echo $((x+1))',
+    'echo $((x++)) $x $((++x)) $((x+=2))',
+    'echo $((1?2:3)) $((1&&0)) $((5&3)) $((1<<3)) $((~0)) $((!5))',
+    'echo $((9223372036854775807+1)) $(( (-9223372036854775807-1)/-1 ))',
+    'echo $(( )) $((2**3)); echo $((()))',
+    'echo $((09))',
+    'echo $((08)); echo $((0x))',
+    'x=5; echo $(("x"+1))',
+    'echo $((1 2))',
+    'echo $((',
+    'echo $(echo',
+    'echo `echo',
+    'break; echo x; continue; echo y',
+    'break 0; echo after',
+    'break x',
+    'shift x; echo after',
+    'set -- a; shift 2; echo $? $#; set -- a b c; shift; echo $@; shift 2; echo $#',
+    'trap FOO TERM; echo $?; trap "" FOO; echo $?; trap "" 99; echo $?',
+    'trap "" TERM; trap; trap - TERM; trap; echo $?',
+    'trap "" 15 SIGINT; trap; trap "" 0 sigterm kill; trap',
+    'echo $(echo a; echo; echo)x; x=$(false); echo $?; echo `echo a`',
+    'read; echo $?',
+    'echo a | read x; echo $?',
+    'wait; echo $?',
+    'printf "a b  c\\n" | { read x y; echo "[$x][$y]"; }',
+    'printf "a\\\\\\\\b\\n" | { read x; echo "[$x]"; }; printf "a\\\\\\\\b\\n" | { read -r x; echo "[$x]"; }',
+    'printf "  a b  \\n" | { read x; echo "[$x]"; }; printf "  a b  \\n" | { read; echo "[$REPLY]"; }',
+    'printf "abc" | { read x; echo "$? [$x]"; }',
+    'printf "a b c\\n" | { read x y; echo "[$x][$y]"; read z; echo $?; }',
+    'read 1x',
+    'printf \'a:b:c\\nd:e:f\\n\' | while IFS=: read -r x y; do echo "$y|$x"; done',
+    'printf \'a\\\\\\nb c\\n\' | { read x y; echo "[$x][$y]"; }',
+    'for i in 1 2 3; do for j in a b; do [ $j = b ] && continue 2; echo $i$j; done; done',
+    'for i in 1 2 3; do for j in a b; do break 2; done; done; echo $i$j',
+    'for i in 1; do break 5; done; echo ok',
+    'set -- x y; for a; do echo $a; done',
+    'for i in; do echo x; done; echo $?; false; for i in; do :; done; echo $?',
+    'false; while false; do :; done; echo $?; if false; then :; fi; echo $?',
+    '{ echo a; echo b; } | wc -l',
+    'if false; then echo a; elif true; then echo b; else echo c; fi',
+    'if false; then echo a; elif false; then echo b; else echo c; fi; if false; then echo d; fi',
+    'i=0; until [ $i -ge 3 ]; do echo $i; i=$((i+1)); done',
+    'echo a; (echo b; exit 4) ; echo $?',
+    'for i in a b; do echo $i; done > f; cat f',
+    'for i in 1 2; do (break; echo in); echo $i; done',
+    'for i in a b; do echo $i; done | cat',
+    'x=$(echo a b); echo "$x"; echo "$(echo "q  r")"',
+    'echo "$((1+2))" a$((3))b',
+    'echo `echo \\`echo in\\``',
+    'i=0; while true; do i=$((i+1)); echo tick $i; [ $i -ge 3 ] && break; done',
+    'set -e; if false; then echo a; fi; while false; do :; done; echo ok; false; echo no',
+    'set -e; (false); echo no',
+    'if true\nthen\n  echo multi\nfi\nfor i in 1 2\ndo\n  echo $i\ndone',
+    'echo $(echo $(echo nested))',
+    'x=$(echo \'a\nb\'); echo "$x"',
+    'echo $(nope)',
+    'echo $(exit 3); echo $?',
+    '! if false; then :; else false; fi; echo $?',
+    '{ echo a; false; }; echo $?; { true; } > /nope/x; echo $?',
+    'if true; then echo a; fi > out; cat out; while false; do :; done < /nope; echo $?',
+    'yes | head -n 3; yes a b | head -n 2',
+    'seq 3; seq 2 4; seq 1 2 6; seq 3 1; seq 5 -2 1',
+    'seq 1.5 3; seq -s, 3; seq -w 8 10; seq 1 0; seq 0.1 0.1 0.3; seq -s: 1 3',
+    'seq 1 2000 | wc -l; seq 1 2000 | tail -n 1; seq -s, 1 1500 | wc -c',
+    'basename /a/b/c.txt .txt; basename /a/b/; basename /; dirname /a/b/c; dirname a; dirname /a/; dirname /; basename a.txt a.txt; dirname a//b//',
+    'uname; uname -s -r -m; uname -p -i -o; uname -m -s',
+    'echo a:b:c | cut -d: -f2; echo abcdef | cut -c2-4; echo a:b:c | cut -d: -f1,3; echo a:b:c | cut -d: -f2-',
+    "printf 'a\\tb\\n' | cut -f2; printf 'abc\\n' | cut -d: -f2; printf 'abc\\n' | cut -s -d: -f2; echo a:b:c | cut -d: -f3,1; echo abcdef | cut -b -3",
+    'cut; echo $?; cut -d: -f1 /nope; echo $?',
+    'yes | while read y; do echo $y; break; done',
+    'i=0; yes | while read y; do i=$((i+1)); [ $i -gt 100 ] && break; done; echo $i',
+    'seq 3 | while read n; do echo "n=$n"; done',
+    'for f in $(seq 3); do echo $f; done',
+    'true\nif true; then\n  nope\nfi\nwhile true; do\n  echo $((1/0))\ndone',
+    'echo $(( $(echo 3) + 1 )) "$(( 2*3 ))"; x=4; echo $(( x * x ))',
+    'i=0; while [ $i -lt 3000 ]; do i=$((i+1)); done; echo $i',
+    'echo "a `echo b` c" \'$(no)\' "\\$(no)"',
+    'for i in 1 2 3\ndo echo $i; done | while read x; do echo "<$x>"; done',
+    'if true; then for i in a; do if false; then :; else echo deep $i; fi; done; fi',
+    'x=1; { x=2; }; echo $x; (exit 5) || echo failed $?',
+    'echo a && { echo b; false; } || echo c',
+    'for i in 1 2; do echo $i; done; echo status $?',
+    'while false; do :; done; echo $?; until true; do :; done; echo $?',
+    'set -- a b c; for x in "$@"; do echo "[$x]"; done; for x in "$*"; do echo "[$x]"; done',
+    'for i in *; do echo $i; done',
+    'touch a b; for i in *; do echo $i; done',
+    'echo $((3>2)) $((3>=4)) $((3<<1)) $((-8>>1)) $((6^3)) $((6|1)) $((1||0)) $((0&&1/0))',
+    'a=1; b=0; echo $((b?1/b:a)) $((a,b)) $((a+=b+=2)) $a $b',
+    'echo $((1 ? 2 : 1/0)); echo $((x-=1)) $((x*=3)) $((x/=2)) $((x%=2))',
+    'echo $((-2**2)) $((2**62*2)) $((-(1<<63)))',
+    "trap 'echo bye' EXIT INT; trap",
+    'echo $(echo a',
+    'echo `echo a',
+    '(echo a; (echo b; exit 2); echo $?)',
+    'echo $(echo hi | tr a-z A-Z)x',
+    'x=$(echo a; exit 3); echo $? $x',
+    'if (exit 0); then echo yes; fi',
+    '{ echo a\necho b\n}',
+    'for',
+    'if then',
+    'while do',
+    '{ ; }',
+    'if true; then ; fi',
+    'echo $((1+$(echo 2)))',
+    'b=2; echo $((0&&1/b)) $((1||b/0))',
+    "trap 'exit 7' EXIT; true",
+    "trap 'echo bye $?' EXIT; exit 3",
+    "trap 'echo bye' EXIT; (echo sub); echo main",
+    "trap 'echo t' EXIT; trap - EXIT; echo x",
+    'false || echo $?; false && echo x || echo $?',
+    'trap "echo in" EXIT; echo $(echo sub)',
+    'x=5; echo $((x++ + ++x)) $x',
+    'echo $((1 < 2 == 1)) $((2 - 3 - 4)) $((2 * 3 % 4)) $((100 / 7 / 2))',
+    'set -e; for i in 1 2; do false; echo no; done',
+    'set -e; x=$(false); echo no',
+    'set -e; false || true; if ! false; then echo ok; fi; until false; do break; done; echo end',
+]
+
 
 @functools.cache
 def applets() -> str:
@@ -298,7 +513,10 @@ def test_same_as_busybox(script: str, tmp_path: Path) -> None:
 
 
 def test_same_as_busybox_with_a_script_name(tmp_path: Path) -> None:
-    for script in ("nope; [ 1 -eq a ]", "cd /x", "true\n\necho |", "echo > /nope/x; exit abc"):
+    for script in ("nope; [ 1 -eq a ]", "cd /x", "true\n\necho |", "echo > /nope/x; exit abc",
+                   "true\nif true; then\n nope\nfi", "echo $((1/0))", "\nwhile true",
+                   "for i in 1; do\n break x\ndone", "trap '' NOPE; echo $(nope)",
+                   "echo $((1+))", "for 1 in a; do :; done", "x=$(\nnope\n)"):
         fake = argv("sh", "-c", script, "nm", "a")
         assert fake == busybox_sh(script, tmp_path, "nm", "a"), script
 
@@ -416,3 +634,114 @@ async def test_head_ends_a_pipeline_on_endless_input() -> None:
     code = await asyncio.wait_for(run_script("cat | head -n 2", context(), stdin=endless(),
                                              stdout=write, stderr=write), 10)
     assert (code, bytes(out)) == (0, b"line\nline\n")
+
+
+# -- the new constructs: arithmetic, cancellation, traps -----------------------------------
+
+INT64 = 1 << 64
+
+
+def c_arith(op: str, a: int, b: int) -> int | None:
+    """busybox's (C's) 64-bit result of ``a op b``; None for a division by zero."""
+    if op in "/%" and b == 0:
+        return None
+    if op in "/%":
+        quotient = abs(a) // abs(b) * (1 if (a < 0) == (b < 0) else -1)
+        value = quotient if op == "/" else a - b * quotient
+    else:
+        value = {"+": a + b, "-": a - b, "*": a * b, "<": int(a < b), "==": int(a == b)}[op]
+    value %= INT64
+    return value - INT64 if value >= INT64 // 2 else value
+
+
+LEAF = st.integers(-1000, 1000).map(lambda n: (f"({n})" if n < 0 else str(n), n))
+
+
+def combine(children: st.SearchStrategy[tuple[str, int | None]]
+            ) -> st.SearchStrategy[tuple[str, int | None]]:
+    def build(a: tuple[str, int | None], op: str, b: tuple[str, int | None]
+              ) -> tuple[str, int | None]:
+        value = None if a[1] is None or b[1] is None else c_arith(op, a[1], b[1])
+        return f"({a[0]} {op} {b[0]})", value
+
+    return st.builds(build, children, st.sampled_from(["+", "-", "*", "/", "%", "<", "=="]),
+                     children)
+
+
+EXPRESSION = st.recursive(LEAF, combine, max_leaves=8)
+
+
+@settings(max_examples=200, deadline=None)
+@given(EXPRESSION)
+def test_arithmetic_follows_c_integer_semantics(expr: tuple[str, int | None]) -> None:
+    text, value = expr
+    expected = (ShellResult(f"{value}\n".encode(), b"", 0) if value is not None
+                else ShellResult(b"", b"sh: divide by zero\n", 2))
+    assert sh(f"echo $(({text}))") == expected
+
+
+@settings(max_examples=30, deadline=None)
+@given(EXPRESSION, st.integers(-50, 50))
+def test_arithmetic_matches_busybox(expr: tuple[str, int | None], x: int) -> None:
+    real_busybox()
+    script = f"x={x}; echo $(({expr[0]} + x)) $((x * 2 - $x)) $((x += 3)) $x"
+    with tempfile.TemporaryDirectory() as cwd:
+        assert sh(script) == busybox_sh(script, Path(cwd))
+
+
+def test_python_and_c_agree_for_non_negative_operands() -> None:
+    for a in range(0, 40, 7):
+        for b in range(1, 9):
+            assert c_arith("/", a, b) == a // b and c_arith("%", a, b) == a % b
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("script", ["while true; do :; done", "until false; do echo x; done",
+                                    "for i in 1 2; do while :; do continue; done; done",
+                                    "yes", "yes | cat", "seq 1 100000000"])
+async def test_endless_scripts_share_the_loop_and_are_cancellable(script: str) -> None:
+    ticks = 0
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while True:
+            ticks += 1
+            await asyncio.sleep(0)
+
+    async def write(data: bytes) -> None:
+        del data
+
+    other = asyncio.create_task(ticker())
+    task = asyncio.create_task(run_script(script, context(), stdin=None, stdout=write,
+                                          stderr=write))
+    await asyncio.sleep(0.1)
+    assert not task.done() and ticks > 10  # the loop gave the event loop turns
+    started = asyncio.get_running_loop().time()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(task, 1)
+    assert asyncio.get_running_loop().time() - started < 1
+    other.cancel()
+
+
+def test_trap_marks_ignored_signals() -> None:
+    async def scenario(script: str) -> Shell:
+        shell = Shell(context())
+
+        async def write(data: bytes) -> None:
+            del data
+
+        await shell.run(script, stdin=None, stdout=write, stderr=write)
+        return shell
+
+    assert asyncio.run(scenario("trap '' TERM")).ignored_signals == {15}
+    assert asyncio.run(scenario('trap "" 15 SIGINT; trap - INT')).ignored_signals == {15}
+    shell = asyncio.run(scenario("trap '' sigterm; trap 'echo x' TERM HUP"))
+    assert shell.ignored_signals == set() and shell.traps == {15: "echo x", 1: "echo x"}
+    assert asyncio.run(scenario("(trap '' TERM); trap '' QUIT | true")).ignored_signals == set()
+
+
+def test_read_takes_stdin_a_line_at_a_time() -> None:
+    script = "read a; read -r b; echo \"$b|$a\"; cat"
+    assert argv("sh", "-c", script, stdin=b"1 \\\n2\n3\\4\nrest\n").stdout == b"3\\4|1 2\nrest\n"
+    assert argv("sh", "-c", "yes | while read y; do echo $y; break; done").stdout == b"y\n"

@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 import aiocri
 from aiocri.logs import LogEntry, format_time, parse_line, parse_time, read_log
 from aiocri.testing import FakeRuntime
+from aiocri.testing._logfile import MAX_LINE, CRILogFile
 
 pytestmark = pytest.mark.anyio
 
@@ -336,3 +337,68 @@ async def test_container_logs_edge_cases(sock_dir: Path, tmp_path: Path) -> None
         with pytest.raises(aiocri.ClientClosed):
             await asyncio.wait_for(task, 10)
         assert got == [b"x\n"]
+
+
+def _pieces(path: Path) -> list[tuple[str, str, int | bytes]]:
+    """(stream, P|F, text) per line; texts over 40 bytes as their length."""
+    out: list[tuple[str, str, int | bytes]] = []
+    for raw in path.read_bytes().splitlines():
+        piece = parse_line(raw)
+        text = piece.text if len(piece.text) <= 40 else len(piece.text)
+        out.append((piece.stream, "F" if piece.full else "P", text))
+    return out
+
+
+def test_the_fake_log_waits_for_a_newline_per_stream(tmp_path: Path) -> None:
+    path = tmp_path / "c.log"
+    log = CRILogFile.open(str(path))
+    assert log is not None
+    log.write("stdout", b"out1\npart")
+    log.write("stderr", b"err")
+    assert _pieces(path) == [("stdout", "F", b"out1")]  # the rest waits for its newline
+    log.write("stderr", b"1\n")
+    log.write("stdout", b"ial\n\n")
+    log.write("stdout", b"no-newline-at-exit")
+    log.write("stderr", b"last")
+    log.close()  # the streams end: what is left goes out as P
+    assert _pieces(path) == [
+        ("stdout", "F", b"out1"), ("stderr", "F", b"err1"), ("stdout", "F", b"partial"),
+        ("stdout", "F", b""), ("stdout", "P", b"no-newline-at-exit"), ("stderr", "P", b"last")]
+
+
+def test_the_fake_log_cuts_lines_longer_than_16_kib(tmp_path: Path) -> None:
+    path = tmp_path / "c.log"
+    log = CRILogFile.open(str(path))
+    assert log is not None
+    log.write("stdout", b"x" * 20_000 + b"\n" + b"y" * MAX_LINE + b"\n")
+    log.write("stdout", b"z" * 2 * MAX_LINE + b"\n")
+    assert _pieces(path) == [("stdout", "P", MAX_LINE), ("stdout", "F", 20_000 - MAX_LINE),
+                             ("stdout", "F", MAX_LINE),  # exactly 16 KiB: not cut
+                             ("stdout", "P", MAX_LINE), ("stdout", "F", MAX_LINE)]
+    path.write_bytes(b"")
+    # a long line arriving in pieces: full 16 KiB pieces go out as soon as they are
+    # there, as containerd's logger reads at most that much at a time
+    for _ in range(5):
+        log.write("stderr", b"w" * 8000)
+    assert _pieces(path) == [("stderr", "P", MAX_LINE), ("stderr", "P", MAX_LINE)]
+    log.write("stderr", b"w" * (MAX_LINE - 7232) + b"\n")
+    log.write("stderr", b"v" * MAX_LINE)
+    log.close()
+    assert _pieces(path)[2:] == [("stderr", "F", MAX_LINE), ("stderr", "P", MAX_LINE)]
+
+
+async def test_the_fake_flushes_a_pending_piece_at_exit_and_reopen(sock_dir: Path,
+                                                                   tmp_path: Path) -> None:
+    async with FakeRuntime(str(sock_dir / "rt.sock")) as rt, aiocri.connect(rt.endpoint) as c:
+        pod = rt.state.add_pod("web", log_directory=str(tmp_path))
+        cid = rt.state.add_container(pod, "app")
+        path = Path(rt.state.containers[cid].log_path)
+        rt.write_output(cid, "before rotation, no newline")
+        assert path.read_bytes() == b""  # it waits for its newline
+        os.rename(path, str(path) + ".1")
+        await c.runtime.reopen_container_log(
+            aiocri.api.ReopenContainerLogRequest(container_id=cid))
+        assert _pieces(Path(str(path) + ".1")) == [("stdout", "P", b"before rotation, no newline")]
+        rt.write_output(cid, "then a line\nand a piece")
+        rt.state.exit_container(cid, exit_code=0)
+        assert _pieces(path) == [("stdout", "F", b"then a line"), ("stdout", "P", b"and a piece")]

@@ -373,7 +373,9 @@ def _repo_tags(image: api.Image) -> list[tuple[str, str]]:
 def images_cmd(
     ctx: typer.Context,
     repository: Annotated[str | None, typer.Argument(
-        metavar="[REPOSITORY[:TAG]]", help="Only images matching this reference")] = None,
+        metavar="[REPOSITORY[:TAG]]",
+        help="Sent as the ListImages filter (containerd 1.6/1.7 ignore it: every image)")
+    ] = None,
     quiet: QuietOpt = False,
     output: OutputOpt = OutputFormat.table,
     no_trunc: NoTruncOpt = False,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import json
+import secrets
 import signal
 import time
 from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
@@ -12,21 +13,23 @@ from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
 import grpc
 
 from aiocri._proto.runtime.v1 import api_pb2 as pb
-from aiocri.testing._exec import ExecResult, exec_failed, missing_binary
+from aiocri.testing._exec import ExecResult, cannot_start, exec_failed
 from aiocri.testing._images import ImageOps
 from aiocri.testing._logfile import CRILogFile
 from aiocri.testing._model import (
     Container,
+    Image,
     StatusError,
     copy_message,
-    invalid,
     labels_match,
     precondition,
     reason_for,
     resolve,
+    unknown,
+    user_refusal,
 )
 from aiocri.testing._shared import Response, ServicerBase, chunks, copy_request
-from aiocri.testing._workload import end, launch
+from aiocri.testing._workload import end, image_users, launch
 from aiocri.versions import CRIVersion
 
 __all__ = ["ContainerOps", "ContainerRPCs"]
@@ -89,27 +92,31 @@ class ContainerOps(ImageOps):
         config: pb.ContainerConfig,
         sandbox_config: pb.PodSandboxConfig | None = None,
     ) -> str:
-        # sandbox_config is accepted like the CRI's and ignored: the pod's own config rules
-        pod = self.get_pod(pod_sandbox_id)
-        if not config.HasField("metadata") or not config.metadata.name:
-            raise invalid("container config must include metadata with a name")
-        if not config.image.image:
-            raise invalid("container config must include an image")
+        # sandbox_config is accepted like the CRI's and ignored: the pod's own config rules.
+        # The checks come in containerd's order, with its codes and words.
+        pod = self.get_pod(pod_sandbox_id, 'failed to find sandbox id "{}"')
+        if not config.HasField("metadata"):
+            raise unknown("container config must include metadata")
         if not pod.ready:
-            raise precondition(f'sandbox container "{pod.id}" is not running')
-        image = self.find_image(config.image.image)
-        if image is None:
             raise StatusError(
-                grpc.StatusCode.NOT_FOUND,
-                f'failed to resolve image "{config.image.image}": not found',
-            )
+                grpc.StatusCode.NOT_FOUND, f"failed to get sandbox container task: no running "
+                f"task found: task {pod.id} not found: not found")
+        image = self._image_for(config.image.image)
+        refused = user_refusal(config.linux.security_context, "failed to get container spec opts")
+        if refused:
+            raise unknown(refused)
+        username = config.linux.security_context.run_as_username
+        if username and username not in image_users():
+            raise unknown(f"failed to create containerd container: mount callback failed on "
+                          f"/var/lib/containerd/tmpmounts/containerd-mount{self._next_pid}: "
+                          f"no users found")
         pmeta = pod.config.metadata
         name = (
             f"{config.metadata.name}_{pmeta.name}_{pmeta.namespace}_{pmeta.uid}"
             f"_{config.metadata.attempt}"
         )
         container_id = self.new_id()
-        self._reserve(name, container_id)
+        self._reserve(name, container_id, "container")
         log_dir = pod.config.log_directory
         log_path = f"{log_dir.rstrip('/')}/{config.log_path}" if log_dir and config.log_path else ""
         container = Container(
@@ -126,13 +133,25 @@ class ContainerOps(ImageOps):
         self._emit(container_id, pod, pb.CONTAINER_CREATED_EVENT)
         return container_id
 
+    def _image_for(self, ref: str) -> Image:
+        if not ref:  # an empty reference is an id prefix: the only image, or ambiguous
+            if len(self.images) == 1:
+                return next(iter(self.images.values()))
+            raise unknown('failed to resolve image "": ambiguous digest string')
+        image = self.find_image(ref)
+        if image is None:
+            raise StatusError(grpc.StatusCode.NOT_FOUND, f'failed to resolve image "{ref}": '
+                              f"not found")
+        return image
+
     def start_container(self, container_id: str) -> None:
         container = self.get_container(container_id)
         if container.state != pb.CONTAINER_CREATED:
             state = pb.ContainerState.Name(container.state)
-            raise precondition(f'container "{container.id}" is in {state} state')
+            raise unknown(f'failed to set starting state for container "{container.id}": '
+                          f"container is in {state} state")
         if not container.pod.ready:
-            raise precondition(f'sandbox container "{container.pod.id}" is not running')
+            raise unknown(f'sandbox container "{container.pod.id}" is not running')
         if container.log_path:  # containerd makes the file (and its folder) at start
             try:
                 CRILogFile.create(container.log_path)
@@ -218,7 +237,7 @@ class ContainerOps(ImageOps):
         """ReopenContainerLog: close the log file and open its path again."""
         container = self.get_container(container_id)
         if not container.running:  # containerd's check and words
-            raise StatusError(grpc.StatusCode.FAILED_PRECONDITION, "container is not running")
+            raise unknown("container is not running")
         if container.log is not None:
             container.log.close()
         container.log = CRILogFile.open(container.log_path) if container.log_path else None
@@ -244,7 +263,7 @@ class ContainerOps(ImageOps):
     def remove_container(self, container_id: str) -> bool:
         """Removes a container, stopping it first; an unknown id is fine (containerd)."""
         if not container_id:
-            raise invalid("container id must not be empty")
+            raise self._lookup_failed('an error occurred when try to find container "{}"', "")
         container = resolve(self.containers, container_id)
         if container is None:
             return False
@@ -260,10 +279,8 @@ class ContainerOps(ImageOps):
     def update_container_resources(
         self, container_id: str, linux: pb.LinuxContainerResources | None
     ) -> None:
-        container = self.get_container(container_id)
-        if container.state not in (pb.CONTAINER_CREATED, pb.CONTAINER_RUNNING):
-            state = pb.ContainerState.Name(container.state)
-            raise precondition(f'container "{container.id}" is in {state} state')
+        # containerd updates an exited container's spec too (no state check)
+        container = self.get_container(container_id, "failed to find container")
         if linux is not None:
             container.resources = copy_message(linux)
         self._changed(container)
@@ -361,6 +378,9 @@ class ContainerRPCs(ServicerBase):
     ) -> pb.ContainerStatusResponse:
         container = self.state.get_container(request.container_id)
         response = pb.ContainerStatusResponse(status=container.to_status())
+        if self.state.compat == "1.6":  # its CRI has no recursive read-only mounts
+            for mount in response.status.mounts:
+                mount.ClearField("recursive_read_only")
         if request.verbose:
             response.info.update(self.state.container_info(container))
         return response
@@ -381,9 +401,12 @@ class ContainerRPCs(ServicerBase):
     async def exec_sync(
         self, request: pb.ExecSyncRequest, version: CRIVersion
     ) -> pb.ExecSyncResponse:
-        container = self._running(request.container_id)
+        failed = "failed to exec in container: "
+        container = self._running(request.container_id,
+                                  failed + 'failed to find container "{}" in store', failed)
         if not request.cmd:
-            raise StatusError(grpc.StatusCode.INVALID_ARGUMENT, "cmd is empty")
+            raise unknown(f'{failed}failed to start exec "{secrets.token_hex(32)}": OCI runtime '
+                          f"exec failed: exec failed: args must not be empty: unknown")
         handler = self.exec_handler
 
         async def run() -> ExecResult:
@@ -400,18 +423,16 @@ class ContainerRPCs(ServicerBase):
         except TimeoutError:
             raise StatusError(
                 grpc.StatusCode.DEADLINE_EXCEEDED,
-                f"timeout {request.timeout}s exceeded: context deadline exceeded",
+                f"{failed}timeout {request.timeout}s exceeded: context deadline exceeded",
             ) from None
-        if missing_binary(result):  # containerd answers an error, not an exit code
-            raise StatusError(grpc.StatusCode.UNKNOWN, exec_failed(result))
+        if cannot_start(result):  # containerd answers an error, not an exit code
+            raise unknown(exec_failed(result))
         return pb.ExecSyncResponse(
             stdout=result.stdout, stderr=result.stderr, exit_code=result.exit_code
         )
 
     def exec(self, request: pb.ExecRequest, version: CRIVersion) -> pb.ExecResponse:
-        # the kubelet streaming server's checks and words
-        if not request.cmd:
-            raise StatusError(grpc.StatusCode.INVALID_ARGUMENT, "cmd is empty")
+        # the kubelet streaming server's checks and words; an empty cmd passes here
         if not (request.stdin or request.stdout or request.stderr):
             raise StatusError(
                 grpc.StatusCode.INVALID_ARGUMENT, "one of stdin, stdout, or stderr must be set"
@@ -420,18 +441,17 @@ class ContainerRPCs(ServicerBase):
             raise StatusError(
                 grpc.StatusCode.INVALID_ARGUMENT, "tty and stderr cannot both be true"
             )
-        self._running(request.container_id)
+        self._running(request.container_id, 'failed to find container "{}" in store')
         return pb.ExecResponse(url=self._url("exec", copy_request(request)))
 
     def attach(self, request: pb.AttachRequest, version: CRIVersion) -> pb.AttachResponse:
         if not (request.stdin or request.stdout or request.stderr):
             raise StatusError(
-                grpc.StatusCode.INVALID_ARGUMENT, "one of stdin, stdout, or stderr must be set"
+                grpc.StatusCode.INVALID_ARGUMENT, "one of stdin, stdout, and stderr must be set"
             )
         if request.tty and request.stderr:
             raise StatusError(
                 grpc.StatusCode.INVALID_ARGUMENT, "tty and stderr cannot both be true"
             )
-        self._running(request.container_id)
+        self._running(request.container_id, "failed to find container in store")
         return pb.AttachResponse(url=self._url("attach", copy_request(request)))
-

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import inspect
+import re
 import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -27,9 +28,9 @@ if TYPE_CHECKING:
 __all__ = [
     "ExecHandler",
     "ExecResult",
+    "cannot_start",
     "default_exec_handler",
     "exec_failed",
-    "missing_binary",
     "run_session",
 ]
 
@@ -63,18 +64,29 @@ async def default_exec_handler(container: Container, cmd: list[str]) -> ExecResu
     return ExecResult(result.stdout, result.stderr, result.exit_code)
 
 
-def missing_binary(result: ExecResult) -> bool:
-    """Whether ``result`` says the program does not exist (no shell around it)."""
-    return result.exit_code == 127 and b"executable file not found" in result.stderr
+def cannot_start(result: ExecResult) -> bool:
+    """Whether ``result`` is runc's refusal to start the program (not there, or not
+    executable): containerd answers those as errors, not as exit codes."""
+    return result.exit_code in (126, 127) and _RUNC_REFUSAL.match(result.stderr) is not None
 
 
 def exec_failed(result: ExecResult) -> str:
-    """containerd's words for an exec whose program does not exist."""
+    """containerd's words for an exec whose program cannot start."""
+    reason = result.stderr.decode(errors="replace").strip()
+    found = _RUNC_REFUSAL.match(result.stderr)
+    missing = found is not None and found.group(2) != b"permission denied"
+    if found is not None and missing and found.group(1).startswith(b"/"):
+        path = found.group(1).decode(errors="replace")  # runc stats a path instead
+        reason = f'exec: "{path}": stat {path}: no such file or directory'
     return (
         f'failed to exec in container: failed to start exec "{secrets.token_hex(32)}": '
         f"OCI runtime exec failed: exec failed: unable to start container process: "
-        f"{result.stderr.decode().strip()}: unknown"
+        f"{reason}: unknown"
     )
+
+
+# the shell's words for a program that cannot start, as runc says them
+_RUNC_REFUSAL = re.compile(rb'exec: "([^"]*)": (executable file not found|permission denied)')
 
 
 # -- streaming sessions (exec and attach through the streaming server) -----------------
@@ -130,7 +142,7 @@ async def _exec(handler: ExecHandler, container: Container, cmd: list[str], io: 
         result = handler(container, cmd)
         if inspect.isawaitable(result):
             result = await result
-        if missing_binary(result):
+        if cannot_start(result):
             return internal_error(exec_failed(result))
         await io.write("stdout", _newlines(io, result.stdout))
         await io.write("stderr" if not io.tty else "stdout", _newlines(io, result.stderr))
@@ -155,17 +167,18 @@ async def _exec(handler: ExecHandler, container: Container, cmd: list[str], io: 
 
         code = await interactive(ctx, base, stdin, out, err, special=stty_size)
         return exit_status(code, cmd)
-    missing = bytearray()
+    refusal = bytearray()
 
-    async def err_or_missing(data: bytes) -> None:
-        if b"executable file not found" in data:
-            missing.extend(data)  # containerd answers this as an error, not output
+    async def err_or_refusal(data: bytes) -> None:
+        if _RUNC_REFUSAL.match(data):
+            refusal.extend(data)  # containerd answers this as an error, not output
         else:
             await err(data)
 
-    code = await run_argv(cmd, ctx, stdin=stdin, stdout=out, stderr=err_or_missing)
-    if code == 127 and missing:
-        return internal_error(exec_failed(ExecResult(stderr=bytes(missing), exit_code=127)))
+    code = await run_argv(cmd, ctx, stdin=stdin, stdout=out, stderr=err_or_refusal)
+    failed = ExecResult(stderr=bytes(refusal), exit_code=code)
+    if refusal and cannot_start(failed):
+        return internal_error(exec_failed(failed))
     return exit_status(code, cmd)
 
 

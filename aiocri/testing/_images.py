@@ -1,4 +1,10 @@
-"""The fake runtime's images: the local store, the registry it pulls from, the RPCs."""
+"""The fake runtime's images: the local store, the registry it pulls from, the RPCs.
+
+Answers follow containerd 1.7's CRI image service (and 1.6's where ``compat`` says
+so): ListImages ignores its filter, an Image carries no ``spec``, an empty or short
+reference is an id prefix (ambiguous when several images share it), only 1.7 reports
+the sandbox image as pinned, ImageFsInfo has no container filesystems.
+"""
 
 from __future__ import annotations
 
@@ -16,7 +22,6 @@ from aiocri.testing._model import (
     Image,
     StatusError,
     frame,
-    invalid,
     normalize_ref,
     not_found,
 )
@@ -51,6 +56,36 @@ class ImageOps(SharedState):
                 return hits[0]
         return None
 
+    def resolve_image(self, ref: str) -> Image | None:
+        """A local image as containerd's ImageStatus and RemoveImage find it: by name,
+        else by id or any id prefix (the empty reference included: the only image when
+        there is one). A prefix shared by several images raises UNKNOWN, containerd's
+        "ambiguous digest string"; None when nothing matches."""
+        if ref:
+            found = self.find_image(ref)
+            if found is not None:
+                return found
+        hexpart = ref.removeprefix("sha256:")
+        if not all(ch in "0123456789abcdef" for ch in hexpart):
+            return None
+        hits = [i for i in self.images.values() if i.id[7:].startswith(hexpart)]
+        if len(hits) > 1:
+            raise StatusError(
+                grpc.StatusCode.UNKNOWN,
+                f'can not resolve "{ref}" locally: ambiguous digest string',
+            )
+        return hits[0] if hits else None
+
+    def import_image(self, image: Image | str) -> Image:
+        """Add a local image as ``ctr images import`` does: with its names, and no
+        repo digest unless ``image`` has one (a pulled image has one, an imported one
+        not); the registry does not learn of it. Content already local gains the
+        names. Returns the local image."""
+        if isinstance(image, str):
+            image = Image.from_ref(image)
+            image.repo_digests = []
+        return self._keep(image)
+
     def _add_to_registry(self, item: str | Image) -> Image:
         image = item if isinstance(item, Image) else Image.from_ref(item)
         for ref in (*image.repo_tags, *image.repo_digests):
@@ -70,8 +105,11 @@ class ImageOps(SharedState):
         return local
 
     def pull_image(self, ref: str) -> Image:
-        if not ref:
-            raise invalid("image reference must not be empty")
+        if not ref:  # containerd's words and code
+            raise StatusError(
+                grpc.StatusCode.UNKNOWN,
+                'failed to parse image reference "": invalid reference format',
+            )
         full = normalize_ref(ref)
         content = self.registry.get(full)
         if content is None:
@@ -96,10 +134,10 @@ class ImageOps(SharedState):
         return self._keep(image.named(ref))
 
     def remove_image(self, ref: str) -> bool:
-        """Removes a local image; absent is fine (containerd answers OK)."""
-        if not ref:
-            raise invalid("image reference must not be empty")
-        image = self.find_image(ref)
+        """Removes a local image, pinned or not; absent is fine (containerd answers OK).
+        The reference resolves as in :meth:`resolve_image`: an empty one removes the
+        only image there is, as containerd does."""
+        image = self.resolve_image(ref)
         if image is None:
             return False
         del self.images[image.id]
@@ -110,31 +148,38 @@ class ImageOps(SharedState):
 class ImageRPCs(ServicerBase):
     """ImageService."""
 
-    def _image_items(self, f: pb.ImageFilter | None) -> list[bytes]:
-        if f is not None and f.image.image:
-            image = self.state.find_image(f.image.image)
-            images = [image] if image is not None else []
-        else:
-            images = list(self.state.images.values())
-        return [frame(i.to_proto().SerializeToString()) for i in images]
+    def _image_proto(self, image: Image) -> pb.Image:
+        """``image`` as containerd answers it: no ``spec``; pinned on 1.7 only (1.6
+        has no pinned images)."""
+        proto = image.to_proto()
+        proto.ClearField("spec")
+        if self.state.compat == "1.6":
+            proto.pinned = False
+        return proto
+
+    def _image_items(self) -> list[bytes]:
+        # The filter is ignored on purpose: containerd 1.6 and 1.7 list every image
+        # whatever ListImagesRequest.filter says (measured; crictl's `images NAME`
+        # sends it and shows what comes back, so it lists everything there too).
+        images = self.state.images.values()
+        return [frame(self._image_proto(i).SerializeToString()) for i in images]
 
     def list_images(self, request: pb.ListImagesRequest, version: CRIVersion) -> Response:
-        return b"".join(self._image_items(request.filter if request.HasField("filter") else None))
+        return b"".join(self._image_items())
 
     async def stream_images(
         self, request: pb.StreamImagesRequest, version: CRIVersion
     ) -> AsyncIterator[Response]:
-        items = self._image_items(request.filter if request.HasField("filter") else None)
-        for chunk in chunks(items, self.stream_chunk):
+        for chunk in chunks(self._image_items(), self.stream_chunk):
             yield chunk
 
     def image_status(
         self, request: pb.ImageStatusRequest, version: CRIVersion
     ) -> pb.ImageStatusResponse:
-        image = self.state.find_image(request.image.image)
+        image = self.state.resolve_image(request.image.image)
         if image is None:  # absent is an empty answer, not an error
             return pb.ImageStatusResponse()
-        response = pb.ImageStatusResponse(image=image.to_proto())
+        response = pb.ImageStatusResponse(image=self._image_proto(image))
         if request.verbose:
             info = {
                 "imageSpec": {"architecture": "amd64", "os": "linux"},
@@ -171,12 +216,5 @@ class ImageRPCs(ServicerBase):
             used_bytes=_u64(used),
             inodes_used=_u64(len(self.state.images) * 1200),
         )
-        containers = pb.FilesystemUsage(
-            timestamp=now,
-            fs_id=pb.FilesystemIdentifier(mountpoint=IMAGE_FS),
-            used_bytes=_u64(len(self.state.containers) * 64 * 1024),
-            inodes_used=_u64(len(self.state.containers) * 16),
-        )
-        return pb.ImageFsInfoResponse(
-            image_filesystems=[images], container_filesystems=[containers]
-        )
+        # containerd 1.6/1.7 report the image filesystem only: no container_filesystems
+        return pb.ImageFsInfoResponse(image_filesystems=[images])

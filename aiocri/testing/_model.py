@@ -39,6 +39,8 @@ __all__ = [
     "reason_for",
     "resolve",
     "split_ref",
+    "unknown",
+    "user_refusal",
     "uuid_of",
 ]
 
@@ -73,6 +75,21 @@ def not_found(kind: str, ident: str) -> StatusError:
 
 def invalid(details: str) -> StatusError:
     return StatusError(grpc.StatusCode.INVALID_ARGUMENT, details)
+
+
+def unknown(details: str) -> StatusError:
+    """UNKNOWN: how containerd answers most refusals (its errors carry no gRPC code)."""
+    return StatusError(grpc.StatusCode.UNKNOWN, details)
+
+
+def user_refusal(security: pb.LinuxContainerSecurityContext | pb.LinuxSandboxSecurityContext,
+                 what: str) -> str:
+    """containerd's words when a group is given without a user; "" when fine."""
+    named = isinstance(security, pb.LinuxContainerSecurityContext) and security.run_as_username
+    if not security.HasField("run_as_group") or security.HasField("run_as_user") or named:
+        return ""
+    return (f"{what}: failed to generate user string: user group "
+            f'"{security.run_as_group.value}" is specified without user')
 
 
 def precondition(details: str) -> StatusError:
@@ -202,7 +219,6 @@ class Image:
             repo_tags=self.repo_tags,
             repo_digests=self.repo_digests,
             size=self.size,
-            spec=pb.ImageSpec(image=self.id),
             pinned=self.pinned,
         )
         # containerd's rule: a numeric user is a uid, anything else a name
@@ -331,17 +347,13 @@ class Container:
             id=self.id,
             pod_sandbox_id=self.pod.id,
             metadata=self.config.metadata,
-            image=pb.ImageSpec(
-                image=given.image,
-                user_specified_image=given.user_specified_image or given.image,
-                annotations=given.annotations,
-            ),
+            # containerd 1.7 fills neither image.user_specified_image nor image_id
+            image=pb.ImageSpec(image=given.image, annotations=given.annotations),
             image_ref=self.image.id,
             state=self.state,
             created_at=self.created_at,
             labels=self.config.labels,
             annotations=self.config.annotations,
-            image_id=self.image.id,
         )
 
     def list_item(self) -> bytes:
@@ -359,11 +371,7 @@ class Container:
             started_at=self.started_at,
             finished_at=self.finished_at,
             exit_code=self.exit_code,
-            image=pb.ImageSpec(
-                image=self.image.name,
-                user_specified_image=self.config.image.user_specified_image
-                or self.config.image.image,
-            ),
+            image=pb.ImageSpec(image=self.image.name),
             image_ref=self.image.repo_digests[0] if self.image.repo_digests else self.image.id,
             reason=self.reason,
             message=self.message,
@@ -371,15 +379,13 @@ class Container:
             annotations=self.config.annotations,
             mounts=self.config.mounts,
             log_path=self.log_path,
-            image_id=self.image.id,
-            user=pb.ContainerUser(linux=pb.LinuxContainerUser(uid=0, gid=0)),
             stop_signal=self.config.stop_signal,
         )
         resources = self.resources or (
             self.config.linux.resources if self.config.linux.HasField("resources") else None
         )
-        if resources is not None:
-            status.resources.linux.CopyFrom(resources)
+        # containerd always answers a resources field, empty when nothing was set
+        status.resources.linux.CopyFrom(resources or pb.LinuxContainerResources())
         return status
 
 

@@ -12,14 +12,18 @@ from aiocri.testing._model import (
     PAUSE_IMAGE,
     Pod,
     copy_message,
-    invalid,
     labels_match,
     resolve,
+    unknown,
+    user_refusal,
 )
 from aiocri.testing._shared import Response, ServicerBase, chunks, copy_request
 from aiocri.versions import CRIVersion
 
-__all__ = ["PodOps", "PodRPCs"]
+__all__ = ["RUNTIME_HANDLERS", "PodOps", "PodRPCs"]
+
+#: The runtime handlers the fake has (containerd's default config: runc, also as "").
+RUNTIME_HANDLERS = frozenset({"", "runc"})
 
 
 class PodOps(ContainerOps):
@@ -57,12 +61,26 @@ class PodOps(ContainerOps):
     # -- pods ----------------------------------------------------------------------
 
     def run_pod_sandbox(self, config: pb.PodSandboxConfig, runtime_handler: str = "") -> str:
+        # containerd's checks, in its order, with its codes and words
         meta = config.metadata
-        if not config.HasField("metadata") or not meta.name:
-            raise invalid("sandbox config must include metadata with a name")
+        if not config.HasField("metadata"):
+            raise unknown("sandbox config must include metadata")
+        if runtime_handler not in RUNTIME_HANDLERS:
+            raise unknown(f'failed to get sandbox runtime: no runtime for "{runtime_handler}" '
+                          f"is configured")
+        spec = "sanbdox" if self.compat == "1.6" else "sandbox"  # 1.6's typo, kept
+        refused = user_refusal(config.linux.security_context,
+                               f"failed to generate {spec} container spec options")
+        if refused:
+            raise unknown(refused)
+        host_network = config.linux.security_context.namespace_options.network == pb.NODE
+        if host_network and config.hostname:
+            raise unknown("failed to create containerd task: failed to create shim task: OCI "
+                          "runtime create failed: runc create failed: unable to set hostname "
+                          "without a private UTS namespace: unknown")
         name = f"{meta.name}_{meta.namespace}_{meta.uid}_{meta.attempt}"
         pod_id = self.new_id()
-        self._reserve(name, pod_id)
+        self._reserve(name, pod_id, "sandbox")
         ip = ""
         if config.linux.security_context.namespace_options.network != pb.NODE:
             n = self._next_ip
@@ -101,7 +119,7 @@ class PodOps(ContainerOps):
         anything was removed.
         """
         if not pod_id:
-            raise invalid("pod sandbox id must not be empty")
+            raise self._lookup_failed('an error occurred when try to find sandbox "{}"', "")
         pod = resolve(self.pods, pod_id)
         if pod is None:
             return False
@@ -178,11 +196,12 @@ class PodRPCs(ServicerBase):
     def pod_sandbox_status(
         self, request: pb.PodSandboxStatusRequest, version: CRIVersion
     ) -> pb.PodSandboxStatusResponse:
-        pod = self.state.get_pod(request.pod_sandbox_id)
+        # containerd names no id here, and leaves the response's timestamp 0
+        pod = self.state.get_pod(request.pod_sandbox_id, "an error occurred when try to find "
+                                 "sandbox")
         response = pb.PodSandboxStatusResponse(
             status=pod.to_status(),
             containers_statuses=[c.to_status() for c in pod.containers.values()],
-            timestamp=time.time_ns(),
         )
         if request.verbose:
             response.info.update(self.state.pod_info(pod))
@@ -191,7 +210,6 @@ class PodRPCs(ServicerBase):
     def list_pod_sandbox(self, request: pb.ListPodSandboxRequest, version: CRIVersion) -> Response:
         f = request.filter if request.HasField("filter") else None
         return self._cached_list("pods", f, self.state.pods_bytes, self._pod_items)
-
 
     async def stream_pod_sandboxes(
         self, request: pb.StreamPodSandboxesRequest, version: CRIVersion

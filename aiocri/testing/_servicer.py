@@ -56,15 +56,8 @@ class FakeServicer(PodRPCs, ContainerRPCs, StatsRPCs, ImageRPCs, ServicerBase):
         if not state.runtime_ready:
             conditions[0].reason = "RuntimeNotReady"
             conditions[0].message = "runtime is not ready"
-        features = pb.RuntimeHandlerFeatures(recursive_read_only_mounts=True, user_namespaces=True)
-        response = pb.StatusResponse(
-            status=pb.RuntimeStatus(conditions=conditions),
-            runtime_handlers=[
-                pb.RuntimeHandler(name="", features=features),
-                pb.RuntimeHandler(name="runc", features=features),
-            ],
-            features=pb.RuntimeFeatures(supplemental_groups_policy=True, mount_options=True),
-        )
+        # containerd 1.6/1.7 answer no runtime handlers and no features (those came in 2.x)
+        response = pb.StatusResponse(status=pb.RuntimeStatus(conditions=conditions))
         if request.verbose:
             config = {
                 "runtimeName": self.runtime_name,
@@ -146,6 +139,10 @@ class FakeServicer(PodRPCs, ContainerRPCs, StatsRPCs, ImageRPCs, ServicerBase):
     async def get_container_events(
         self, request: pb.GetEventsRequest, version: CRIVersion
     ) -> AsyncIterator[Response]:
+        if self.state.compat == "1.6":  # it came in 1.7; grpc-go's words for a missing method
+            raise StatusError(grpc.StatusCode.UNIMPLEMENTED,
+                              f"unknown method GetContainerEvents for service "
+                              f"{version.package}.RuntimeService")
         queue = self.state.subscribe()
         try:
             while True:

@@ -29,8 +29,6 @@ from aiocri.testing._model import (
     Image,
     Pod,
     StatusError,
-    invalid,
-    not_found,
     resolve,
 )
 
@@ -38,13 +36,22 @@ if TYPE_CHECKING:
     from aiocri.testing._state import FakeState
     from aiocri.testing._streaming import StreamingServer
 
-__all__ = ["STREAMING_ADDRESS", "Response", "ServicerBase", "SharedState", "chunks",
-           "copy_request"]
+__all__ = [
+    "COMPAT_CHOICES",
+    "STREAMING_ADDRESS",
+    "Response",
+    "ServicerBase",
+    "SharedState",
+    "chunks",
+    "copy_request",
+]
 
 #: A message, or bytes that already are the serialized response.
 Response = Message | bytes
 _R = TypeVar("_R", bound=Message)
 
+#: The containerd releases the fake can answer as (``FakeState.compat``).
+COMPAT_CHOICES = ("1.7", "1.6")
 _EVENT_QUEUE_SIZE = 10_000  # containerd buffers 1000 and drops the rest; be roomier
 STREAMING_ADDRESS = "127.0.0.1:10010"  # nothing listens there: the URLs are only handed out
 
@@ -78,6 +85,7 @@ class SharedState:
         #: CRI's idempotence rule; containerd 1.7 and 2.x), "not-found" answers NOT_FOUND
         #: (containerd 1.6).
         self.stop_missing: str = "ok"
+        self._compat = "1.7"
         #: CheckpointContainer / CheckpointPod results, by location.
         self.container_checkpoints: dict[str, pb.ContainerStatus] = {}
         self.pod_checkpoints: dict[str, tuple[pb.PodSandboxConfig, list[pb.ContainerConfig]]] = {}
@@ -92,6 +100,20 @@ class SharedState:
         self._next_ip = 2
         self._next_pid = 1000
         self._populate_seq = 0
+
+    @property
+    def compat(self) -> str:
+        """Which containerd the fake answers as where releases differ: ``"1.7"`` (the
+        default) or ``"1.6"`` (NOT_FOUND for stops of unknown ids, no
+        GetContainerEvents, nothing pinned, ...: the Testing page lists each)."""
+        return self._compat
+
+    @compat.setter
+    def compat(self, value: str) -> None:
+        if value not in COMPAT_CHOICES:
+            raise ValueError(f"compat must be one of {', '.join(COMPAT_CHOICES)}, not {value!r}")
+        self._compat = value
+        self.stop_missing = "not-found" if value == "1.6" else "ok"
 
     @property
     def log_root(self) -> str:
@@ -165,31 +187,40 @@ class SharedState:
             return resolve(self.pods, ident) is None
         return resolve(self.containers, ident) is None
 
-    def get_pod(self, pod_id: str) -> Pod:
-        if not pod_id:
-            raise invalid("pod sandbox id must not be empty")
+    def get_pod(self, pod_id: str, words: str = 'an error occurred when try to find sandbox "{}"'
+                ) -> Pod:
+        """The pod ``pod_id`` names (a unique prefix will do). ``words`` are what the
+        RPC at hand says, as containerd's answers differ from one RPC to the next."""
         pod = resolve(self.pods, pod_id)
         if pod is None:
-            raise not_found("sandbox", pod_id)
+            raise self._lookup_failed(words, pod_id)
         return pod
 
-    def get_container(self, container_id: str) -> Container:
-        if not container_id:
-            raise invalid("container id must not be empty")
+    def get_container(self, container_id: str,
+                      words: str = 'an error occurred when try to find container "{}"'
+                      ) -> Container:
+        """The container ``container_id`` names (a unique prefix will do); see get_pod."""
         container = resolve(self.containers, container_id)
         if container is None:
-            raise not_found("container", container_id)
+            raise self._lookup_failed(words, container_id)
         return container
 
+    def _lookup_failed(self, words: str, ident: str) -> StatusError:
+        text = words.format(ident)
+        if not ident:  # containerd's id index refuses an empty prefix, as UNKNOWN
+            prefix = "Prefix" if self._compat == "1.6" else "prefix"
+            return StatusError(grpc.StatusCode.UNKNOWN, f"{text}: {prefix} can't be empty")
+        return StatusError(grpc.StatusCode.NOT_FOUND, f"{text}: not found")
 
     # -- names ----------------------------------------------------------------------
 
-    def _reserve(self, name: str, owner: str) -> None:
+    def _reserve(self, name: str, owner: str, kind: str) -> None:
         holder = self._names.get(name)
         if holder is not None:
-            raise StatusError(
-                grpc.StatusCode.ALREADY_EXISTS,
-                f'failed to reserve name "{name}": name "{name}" is reserved for "{holder}"',
+            raise StatusError(  # UNKNOWN, as containerd answers it
+                grpc.StatusCode.UNKNOWN,
+                f'failed to reserve {kind} name "{name}": name "{name}" is reserved for '
+                f'"{holder}"',
             )
         self._names[name] = owner
         self._name_of[owner] = name
@@ -230,22 +261,21 @@ class ServicerBase:
         self._filtered[key] = (self.state.generation, data)
         return data
 
-    def _running(self, container_id: str) -> Container:
-        container = self.state.get_container(container_id)
+    def _running(self, container_id: str,
+                 words: str = 'an error occurred when try to find container "{}"',
+                 prefix: str = "") -> Container:
+        """A running container, else containerd's UNKNOWN "container is in ... state"."""
+        container = self.state.get_container(container_id, words)
         if not container.running:
             state = pb.ContainerState.Name(container.state)
-            raise StatusError(
-                grpc.StatusCode.FAILED_PRECONDITION,
-                f'container "{container.id}" is in {state} state',
-            )
+            raise StatusError(grpc.StatusCode.UNKNOWN,
+                              f"{prefix}container is in {state} state")
         return container
 
-    def _ready_pod(self, pod_id: str) -> Pod:
-        pod = self.state.get_pod(pod_id)
+    def _ready_pod(self, pod_id: str, words: str = 'failed to find sandbox "{}"') -> Pod:
+        pod = self.state.get_pod(pod_id, words)
         if not pod.ready:
-            raise StatusError(
-                grpc.StatusCode.FAILED_PRECONDITION, f'sandbox "{pod.id}" is not running'
-            )
+            raise StatusError(grpc.StatusCode.UNKNOWN, "sandbox container is not running")
         return pod
 
     def _url(self, kind: str, request: object) -> str:

@@ -1,4 +1,10 @@
-"""The fake runtime's stats and metrics: plausible numbers, stable per object."""
+"""The fake runtime's stats and metrics: plausible numbers, stable per object.
+
+As containerd 1.6/1.7: the stats lists cover containers in every state (a created or
+exited one has its attributes and writable layer only, no cpu or memory), while
+ContainerStats of one that is not running fails; a pod that is not ready has no
+stats (PodSandboxStats fails, ListPodSandboxStats skips it on 1.7 and fails on 1.6).
+"""
 
 from __future__ import annotations
 
@@ -6,8 +12,10 @@ import time
 import zlib
 from collections.abc import AsyncIterator
 
+import grpc
+
 from aiocri._proto.runtime.v1 import api_pb2 as pb
-from aiocri.testing._model import IMAGE_FS, Container, Pod, frame
+from aiocri.testing._model import IMAGE_FS, Container, Pod, StatusError, frame
 from aiocri.testing._shared import Response, ServicerBase, chunks
 from aiocri.versions import CRIVersion
 
@@ -35,6 +43,13 @@ _METRICS = (
 
 def _u64(value: int) -> pb.UInt64Value:
     return pb.UInt64Value(value=value)
+
+
+def _not_ready(pod: Pod) -> str:
+    return (
+        f'failed to get pod sandbox stats since sandbox container "{pod.id}" is not in '
+        "ready state"
+    )
 
 
 class StatsRPCs(ServicerBase):
@@ -83,7 +98,8 @@ class StatsRPCs(ServicerBase):
         return stats
 
     def _pod_stats(self, pod: Pod, now: int) -> pb.PodSandboxStats:
-        containers = [self._container_stats(c, now) for c in pod.containers.values() if c.running]
+        containers = [self._container_stats(c, now) for c in pod.containers.values()]
+        running = sum(c.running for c in pod.containers.values())
         cpu = sum(s.cpu.usage_core_nano_seconds.value for s in containers)
         nano = sum(s.cpu.usage_nano_cores.value for s in containers)
         mem = sum(s.memory.working_set_bytes.value for s in containers) + _MiB  # + pause
@@ -115,7 +131,7 @@ class StatsRPCs(ServicerBase):
                         tx_errors=_u64(0),
                     ),
                 ),
-                process=pb.ProcessUsage(timestamp=now, process_count=_u64(1 + len(containers))),
+                process=pb.ProcessUsage(timestamp=now, process_count=_u64(1 + running)),
                 containers=containers,
             ),
         )
@@ -127,8 +143,7 @@ class StatsRPCs(ServicerBase):
             id=f.id if f else "",
             pod_sandbox_id=f.pod_sandbox_id if f else "",
             label_selector=f.label_selector if f else None,
-            state=pb.CONTAINER_RUNNING,  # containerd reports running tasks only
-        )
+        )  # every state: containerd lists created and exited containers too
         out = []
         for c in found:
             cached = c.stats_cache
@@ -142,12 +157,18 @@ class StatsRPCs(ServicerBase):
         now = time.time_ns()
         oldest = now - STATS_PERIOD_NS
         found = self.state.filter_pods(
-            id=f.id if f else "",
-            state=pb.SANDBOX_READY,
-            label_selector=f.label_selector if f else None,
+            id=f.id if f else "", label_selector=f.label_selector if f else None
         )
         out = []
         for p in found:
+            if not p.ready:
+                if self.state.compat == "1.6":  # one pod not ready fails the whole list
+                    raise StatusError(
+                        grpc.StatusCode.UNKNOWN,
+                        f'failed to decode sandbox container metrics for sandbox "{p.id}": '
+                        + _not_ready(p),
+                    )
+                continue  # 1.7 leaves it out
             cached = p.stats_cache
             if cached is None or cached[0] < oldest:
                 cached = p.stats_cache = (now, frame(self._pod_stats(p, now).SerializeToString()))
@@ -198,6 +219,8 @@ class StatsRPCs(ServicerBase):
         self, request: pb.ContainerStatsRequest, version: CRIVersion
     ) -> pb.ContainerStatsResponse:
         container = self.state.get_container(request.container_id)
+        if not container.running:  # no task, so no metrics: containerd's words
+            raise StatusError(grpc.StatusCode.UNKNOWN, "unexpected metrics response: []")
         return pb.ContainerStatsResponse(stats=self._container_stats(container, time.time_ns()))
 
     def list_container_stats(
@@ -218,6 +241,11 @@ class StatsRPCs(ServicerBase):
         self, request: pb.PodSandboxStatsRequest, version: CRIVersion
     ) -> pb.PodSandboxStatsResponse:
         pod = self.state.get_pod(request.pod_sandbox_id)
+        if not pod.ready:
+            words = f"failed to decode pod sandbox metrics {pod.id}: {_not_ready(pod)}"
+            if self.state.compat == "1.6":
+                raise StatusError(grpc.StatusCode.UNKNOWN, words)
+            raise StatusError(grpc.StatusCode.UNAVAILABLE, words + ": unavailable")
         return pb.PodSandboxStatsResponse(stats=self._pod_stats(pod, time.time_ns()))
 
     def list_pod_sandbox_stats(

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import math
 import re
 import socket
@@ -37,6 +38,7 @@ __all__ = [
     "StdinPipe",
     "end",
     "image_command",
+    "image_users",
     "interactive",
     "launch",
     "shell_context",
@@ -87,6 +89,13 @@ class Process:
         return self._files
 
 
+@functools.cache
+def image_users() -> frozenset[str]:
+    """The user names the fake's images know (busybox's /etc/passwd)."""
+    text = FileSystem.busybox().read("/etc/passwd").decode()
+    return frozenset(line.split(":", 1)[0] for line in text.splitlines() if line)
+
+
 def image_command(container: Container) -> list[str]:
     """The command a container runs: its config's, else its image's default."""
     argv = [*container.config.command, *container.config.args]
@@ -105,20 +114,34 @@ def _runs_quietly_forever(argv: list[str]) -> bool:
 
 
 def shell_context(container: Container, files: FileSystem) -> ShellContext:
-    """The environment a command sees in ``container``."""
+    """The environment a command sees in ``container``: containerd's HOSTNAME, then the
+    config's variables; the user by id, or by name from the image's /etc/passwd."""
     config, pod = container.config, container.pod.config
     security = config.linux.security_context
     host_network = pod.linux.security_context.namespace_options.network == pb.NODE
     hostname = pod.hostname or (socket.gethostname() if host_network else pod.metadata.name)
+    env = {"HOSTNAME": hostname}
+    env.update((kv.key, kv.value.decode(errors="replace")) for kv in config.envs)
+    uid, gid = _user_ids(files, security.run_as_username)
     return ShellContext(
-        env={kv.key: kv.value.decode(errors="replace") for kv in config.envs},
+        env=env,
         hostname=hostname,
         working_dir=config.working_dir or "/",
-        uid=security.run_as_user.value if security.HasField("run_as_user") else 0,
-        gid=security.run_as_group.value if security.HasField("run_as_group") else 0,
+        uid=security.run_as_user.value if security.HasField("run_as_user") else uid,
+        gid=security.run_as_group.value if security.HasField("run_as_group") else gid,
         files=files,
         supplemental_groups=tuple(security.supplemental_groups),
     )
+
+
+def _user_ids(files: FileSystem, name: str) -> tuple[int, int]:
+    if not name:
+        return 0, 0
+    for line in files.read("/etc/passwd").decode(errors="replace").splitlines():
+        fields = line.split(":")
+        if len(fields) > 3 and fields[0] == name and fields[2].isdigit() and fields[3].isdigit():
+            return int(fields[2]), int(fields[3])
+    return 0, 0
 
 
 def launch(state: ContainerOps, container: Container) -> Process:

@@ -45,6 +45,7 @@ from aiocri.testing._server import (
     socket_is_live,
 )
 from aiocri.testing._servicer import FakeServicer
+from aiocri.testing._shared import COMPAT_CHOICES
 from aiocri.testing._state import FakeState, Image, Populated
 from aiocri.testing._streaming import StreamingServer
 from aiocri.versions import CRIVersion, resolve_versions
@@ -83,8 +84,11 @@ class FakeRuntime:
         seed: int | None = None,
         stream_chunk: int = 1000,
         max_receive_message_length: int = 16 * _MiB,
+        compat: str | None = None,
     ) -> None:
         resolved = resolve_versions(versions)
+        if compat is not None and compat not in COMPAT_CHOICES:
+            raise ValueError(f"compat must be one of {', '.join(COMPAT_CHOICES)}, not {compat!r}")
         images = None if images is None else _image_list("images", images)
         registry = _image_list("registry", registry)
         check_positive_int("stream_chunk", stream_chunk)
@@ -92,6 +96,8 @@ class FakeRuntime:
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
             raise TypeError(f"seed must be an int or None, not {seed!r}")
         self.state = state if state is not None else FakeState(images, registry=registry, seed=seed)
+        if compat is not None:
+            self.state.compat = compat
         self._servicer = FakeServicer(
             self.state,
             runtime_name=runtime_name,
@@ -431,6 +437,7 @@ async def serve(
     seed: int | None = 0,
     pull_policy: str = "registry",
     stop_missing: str = "ok",
+    compat: str = "1.7",
     task_status: TaskStatus[FakeRuntime] = anyio.TASK_STATUS_IGNORED,
 ) -> None:
     """Populate and serve until cancelled; ``await tg.start(serve, ...)`` gives the runtime.
@@ -446,9 +453,11 @@ async def serve(
         runtime_name=runtime_name,
         runtime_version=runtime_version,
         seed=seed,
+        compat=compat,
     )
     runtime.state.pull_policy = pull_policy
-    runtime.state.stop_missing = stop_missing
+    if compat == "1.7":  # 1.6 brings its own answer
+        runtime.state.stop_missing = stop_missing
     runtime.populate(pods, containers_per_pod)  # before serving: the first answer is complete
     async with runtime, anyio.create_task_group() as tg:
         if churn_per_second > 0:
@@ -504,6 +513,11 @@ def _parser() -> argparse.ArgumentParser:
         help="StopContainer/StopPodSandbox of an unknown id: OK as containerd 1.7 and 2.x "
              "and the CRI's idempotence rule (default), or NOT_FOUND as containerd 1.6",
     )
+    parser.add_argument(
+        "--compat", choices=COMPAT_CHOICES, default="1.7",
+        help="answer as containerd 1.7 (default) or 1.6 where they differ (1.6: stops of "
+             "unknown ids NOT_FOUND, no GetContainerEvents, nothing pinned, ...)",
+    )
     parser.add_argument("--seed", type=int, default=0, help="id seed; same seed, same ids")
     parser.add_argument("--uvloop", action="store_true", help="run on uvloop")
     parser.add_argument(
@@ -537,6 +551,7 @@ async def _run(args: argparse.Namespace, versions: tuple[CRIVersion, ...]) -> No
                     seed=args.seed,
                     pull_policy=args.pull,
                     stop_missing=args.stop_missing,
+                    compat=args.compat,
                 )
             )
             served = ",".join(v.name for v in runtime.versions)

@@ -39,7 +39,8 @@ async def _sh(c: Call) -> int:
         script, dollar0, params = (await c.stdin.read_all()).decode(errors="replace"), None, []
     shell = Shell(ctx, name=c.argv[0], dollar0=dollar0, params=params)
     shell.errexit = errexit
-    return await shell.run(script, stdin=c.stdin, stdout=c.stdout, stderr=c.stderr)
+    await shell.run(script, stdin=c.stdin, stdout=c.stdout, stderr=c.stderr)
+    return await shell.finish()
 
 
 @register("busybox")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import string
 
-from aiocri.testing._shell._call import Call, Usage, count, getopt, read_named
+from aiocri.testing._shell._call import Call, Usage, count, each_operand, getopt, read_named
 from aiocri.testing._shell._registry import register
 from aiocri.testing._shell._streams import Input
 
@@ -247,19 +247,16 @@ async def _tail(c: Call) -> int:
     raw = (opts.get("n") or opts.get("c") or ["10"])[-1]
     start = raw.startswith("+")
     n = count(raw.lstrip("+"), "+" if start else "")
-    status = 0
-    for name in names or ["-"]:
-        data = await read_named(c, name)
-        if data is None:
-            status = 1
-            continue
+
+    async def use(data: bytes) -> None:
         if "c" in opts:
             await c.stdout(data[max(n - 1, 0):] if start else data[len(data) - n:])
-            continue
+            return
         items = data.splitlines(keepends=True)
         chosen = items[max(n - 1, 0):] if start else items[len(items) - n:]
         await c.stdout(b"".join(chosen))
-    return status
+
+    return await each_operand(c, names, use)
 
 
 @register("wc")

@@ -1,4 +1,5 @@
-"""The builtins of the shell itself: cd, exit, export, unset, set, exec and ``:``."""
+"""The builtins of the shell itself: cd, exit, export, unset, set, exec, ``:``, break,
+continue, shift and wait (read and trap are in ``_builtins_io``)."""
 
 from __future__ import annotations
 
@@ -8,19 +9,15 @@ import re
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, TypeAlias
 
+from aiocri.testing._shell._builtins_io import builtin_read, builtin_trap
+from aiocri.testing._shell._control import Exit, LoopControl
 from aiocri.testing._shell._streams import Fds, writer
 from aiocri.testing._shell._syntax import UNSUPPORTED
 
+__all__ = ["BUILTINS", "MISSING_BUILTINS", "SHELL_APPLETS", "Exit", "LoopControl"]
+
 if TYPE_CHECKING:
     from aiocri.testing._shell._interp import Shell
-
-
-class Exit(Exception):
-    """The shell ends, with ``code`` as its status (exit, set -e, a fatal error)."""
-
-    def __init__(self, code: int) -> None:
-        super().__init__(code)
-        self.code = code
 
 
 _Builtin: TypeAlias = Callable[["Shell", list[str], Fds, int], Awaitable[int]]
@@ -95,6 +92,31 @@ async def _builtin_exec(shell: Shell, argv: list[str], fds: Fds, line: int) -> i
     raise Exit(await shell._exec(argv[1:], env, fds, line))
 
 
+async def _count(shell: Shell, argv: list[str], fds: Fds, line: int, least: int) -> int:
+    """The number a builtin takes (1 if none): a bad one ends the shell."""
+    if len(argv) < 2:
+        return 1
+    if not re.fullmatch(r"[0-9]+", argv[1]) or int(argv[1]) < least:
+        await writer(fds, 2)(shell._builtin_msg(argv[0], line, f"Illegal number: {argv[1]}"))
+        raise Exit(2)
+    return int(argv[1])
+
+
+async def _builtin_loop(shell: Shell, argv: list[str], fds: Fds, line: int) -> int:
+    levels = await _count(shell, argv, fds, line, 1)
+    if shell.loop_depth:  # outside a loop, break and continue do nothing
+        raise LoopControl(min(levels, shell.loop_depth), again=argv[0] == "continue")
+    return 0
+
+
+async def _builtin_shift(shell: Shell, argv: list[str], fds: Fds, line: int) -> int:
+    n = await _count(shell, argv, fds, line, 0)
+    if n > len(shell.params):
+        return 1
+    del shell.params[:n]
+    return 0
+
+
 async def _builtin_colon(shell: Shell, argv: list[str], fds: Fds, line: int) -> int:
     return 0
 
@@ -102,12 +124,13 @@ async def _builtin_colon(shell: Shell, argv: list[str], fds: Fds, line: int) -> 
 BUILTINS: dict[str, _Builtin] = {
     "cd": _builtin_cd, "exit": _builtin_exit, "export": _builtin_export,
     "unset": _builtin_unset, "set": _builtin_set, "exec": _builtin_exec, ":": _builtin_colon,
+    "break": _builtin_loop, "continue": _builtin_loop, "shift": _builtin_shift,
+    "wait": _builtin_colon, "read": builtin_read, "trap": builtin_trap,
 }
 # ash builtins this shell lacks: an error names them rather than "not found"
 MISSING_BUILTINS = frozenset({
-    ".", "source", "alias", "unalias", "bg", "fg", "jobs", "wait", "break", "continue",
-    "command", "eval", "getopts", "hash", "let", "local", "read", "readonly", "return",
-    "shift", "times", "trap", "type", "ulimit", "umask",
+    ".", "source", "alias", "unalias", "bg", "fg", "jobs", "command", "eval", "getopts",
+    "hash", "let", "local", "readonly", "return", "times", "type", "ulimit", "umask",
 })
 # applets that ash runs as builtins: found without PATH, errors prefixed with "sh"
 SHELL_APPLETS = frozenset({"echo", "printf", "test", "[", "true", "false", "pwd"})

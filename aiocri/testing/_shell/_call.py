@@ -4,7 +4,7 @@ its options, its numbers, reading its operands."""
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 from aiocri.testing._shell._context import ShellContext
@@ -121,3 +121,16 @@ async def read_named(c: Call, name: str, *, quiet: bool = False) -> bytes | None
         if not quiet:
             await c.err(f"{name}: {exc.strerror}")
         return None
+
+
+async def each_operand(c: Call, names: Sequence[str],
+                       use: Callable[[bytes], Awaitable[None]]) -> int:
+    """``use`` on the bytes of each operand in turn (none: stdin); 1 if one failed."""
+    status = 0
+    for name in names or ["-"]:
+        data = await read_named(c, name)
+        if data is None:
+            status = 1
+        else:
+            await use(data)
+    return status

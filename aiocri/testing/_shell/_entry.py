@@ -72,4 +72,5 @@ async def run_script(script: str, ctx: ShellContext, *, stdin: AsyncIterator[byt
                      stdout: Writer, stderr: Writer, shell_name: str = "sh") -> int:
     """Run ``script`` as ``shell_name -c script`` would; its exit code."""
     shell = Shell(ctx, name=shell_name)
-    return await shell.run(script, stdin=stdin, stdout=stdout, stderr=stderr)
+    await shell.run(script, stdin=stdin, stdout=stdout, stderr=stderr)
+    return await shell.finish()

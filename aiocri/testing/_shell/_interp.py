@@ -1,17 +1,23 @@
-"""The shell that runs a script: expansion, redirections, pipelines and commands."""
+"""The shell that runs a script: commands, pipelines, subshells and redirections."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import copy
-import dataclasses
-import re
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 
-from aiocri.testing._shell._builtins import BUILTINS, MISSING_BUILTINS, SHELL_APPLETS, Exit
+from aiocri.testing._shell._builtins import (
+    BUILTINS,
+    MISSING_BUILTINS,
+    SHELL_APPLETS,
+    Exit,
+    LoopControl,
+)
 from aiocri.testing._shell._call import Call, exists_as_path, find, invoke
+from aiocri.testing._shell._compound import run_compound
 from aiocri.testing._shell._context import DEFAULT_PATH, ShellContext
+from aiocri.testing._shell._expand import Expander, ExpansionError, RedirectError
 from aiocri.testing._shell._streams import (
     BrokenPipe,
     Fds,
@@ -25,65 +31,26 @@ from aiocri.testing._shell._streams import (
 from aiocri.testing._shell._syntax import (
     UNSUPPORTED,
     AndOr,
-    Lit,
-    Param,
+    Command,
     ParseError,
     Parser,
-    Part,
     Pipeline,
     Redir,
     Simple,
-    Word,
 )
 
 
-class _RedirectError(Exception):
-    """A redirection that cannot be set up: the command does not run."""
-
-
-class _ExpansionError(Exception):
-    """${NAME?}: the parameter is unset, and the shell ends."""
-
-
-class _Fields:
-    """Fields being built from a word's parts: text pieces with a may-glob flag."""
-
-    def __init__(self) -> None:
-        self.done: list[list[tuple[str, bool]]] = []
-        self._current: list[tuple[str, bool]] = []
-        self._real = False  # a quoted empty string still makes a field
-
-    def add(self, text: str, live: bool) -> None:
-        self._current.append((text, live))
-        self._real = True
-
-    def split(self) -> None:
-        if self._real:
-            self.done.append(self._current)
-        self._current, self._real = [], False
-
-    def add_split(self, value: str) -> None:
-        """An unquoted expansion: cut into fields at blanks."""
-        for i, piece in enumerate(re.split(r"[ \t\n]+", value)):
-            if i:
-                self.split()
-            if piece:
-                self.add(piece, True)
-
-
-def _has_glob(field: list[tuple[str, bool]]) -> bool:
-    return any(live and any(c in text for c in "*?[") for text, live in field)
-
-
-def _plain(field: Iterable[tuple[str, bool]]) -> str:
-    return "".join(text for text, _ in field)
-
-
-class Shell:
+class Shell(Expander):
     """One busybox-like ``sh``: its variables, working directory and last status.
 
     ``run`` may be called again for more input (an interactive session keeps one);
     after ``exit`` has run, ``exited`` is true.
+
+    ``ignored_signals`` holds the numbers of the signals the script has set to be
+    ignored (``trap '' TERM``, ``trap "" 15``, ``trap '' SIGTERM``; ``trap - TERM``
+    takes one out again): a runtime can read it to decide what a signal does to the
+    shell. ``traps`` maps every trapped signal (0 for EXIT) to its action; actions
+    other than ``''`` are recorded but never run.
     """
 
     def __init__(self, ctx: ShellContext, *, name: str = "sh", dollar0: str | None = None,
@@ -102,6 +69,11 @@ class Shell:
         self.vars["SHLVL"] = str(int(level) + 1 if level.isdigit() else 1)
         self.vars["PWD"] = self.cwd
         self.exported = set(self.vars)
+        self.ignored_signals: set[int] = set()
+        self.traps: dict[int, str] = {}
+        self.loop_depth = 0  # how many loops enclose the running command
+        self.testing = 0  # > 0 in an if/while/until condition: no set -e there
+        self._substituted = 0  # the status of the last command substitution
         self._fds: Fds = {}
 
     async def run(self, script: str, *, stdin: AsyncIterator[bytes] | None, stdout: Writer,
@@ -112,12 +84,24 @@ class Shell:
         try:
             while (line := parser.line()) is not None:
                 for item in line:
-                    await self._and_or(item)
+                    await self.and_or(item)
         except ParseError as exc:
             await writer(self._fds, 2)(self._msg(exc.line, exc.text))
             self.status = 2
         except Exit as exc:
             self.status, self.exited = exc.code, True
+        except LoopControl:  # break in $(...) inside a loop: the substitution ends
+            pass
+        return self.status
+
+    async def finish(self) -> int:
+        """The shell ends: run its EXIT trap, if any; the shell's exit status."""
+        action = self.traps.pop(0, "")
+        if action:
+            status, self.exited = self.status, False
+            await self.run(action, stdin=reader(self._fds), stdout=writer(self._fds, 1),
+                           stderr=writer(self._fds, 2))
+            self.status = self.status if self.exited else status
         return self.status
 
     def _msg(self, line: int, text: str) -> bytes:
@@ -127,40 +111,66 @@ class Shell:
     def _builtin_msg(self, name: str, line: int, text: str) -> bytes:
         return f"{self.arg0}: {name}: line {line}: {text}\n".encode()
 
-    async def _and_or(self, node: AndOr) -> None:
+    def subshell(self) -> Shell:
+        """A copy whose variables, directory, traps and exit stay its own."""
+        sub = copy.copy(self)
+        sub.vars, sub.exported, sub.params = dict(self.vars), set(self.exported), list(self.params)
+        sub.ignored_signals, sub.traps = set(self.ignored_signals), dict(self.traps)
+        sub._fds = dict(self._fds)
+        return sub
+
+    async def in_subshell(self, command: Command) -> int:
+        """Run ``command`` as a subshell would, to its status (exit ends only it)."""
+        try:
+            return await self.command(command)
+        except Exit as exc:
+            return exc.code
+        except LoopControl:  # break inside ( ... ): the subshell ends
+            return 0
+
+    async def substitute(self, script: str) -> str:
+        out = bytearray()
+
+        async def collect(data: bytes) -> None:
+            out.extend(data)
+
+        sub = self.subshell()
+        self._substituted = await sub.run(script, stdin=reader(self._fds), stdout=collect,
+                                          stderr=writer(self._fds, 2))
+        await asyncio.sleep(0)
+        return out.decode(errors="replace").rstrip("\n")
+
+    async def and_or(self, node: AndOr) -> None:
         status = await self._pipeline(node.first)
         last = node.first
         for op, pipeline in node.rest:
+            self.status = status  # what $? is in the next pipeline
             if (op == "&&") == (status == 0):
                 status, last = await self._pipeline(pipeline), pipeline
         self.status = status
         # set -e: only a failure of the list's last pipeline ends the shell
         last_counts = last is (node.rest[-1][1] if node.rest else node.first)
-        if self.errexit and status and last_counts and not last.negate:
+        if self.errexit and status and last_counts and not last.negate and not self.testing:
             raise Exit(status)
 
     async def _pipeline(self, node: Pipeline) -> int:
         if len(node.commands) == 1:
-            status = await self._simple(node.commands[0])
+            status = await self.command(node.commands[0])
         else:
             status = await self._stages(node.commands)
         return int(status == 0) if node.negate else status
 
-    async def _stages(self, commands: Sequence[Simple]) -> int:
+    async def _stages(self, commands: Sequence[Command]) -> int:
         pipes = [Pipe() for _ in commands[1:]]
 
         async def stage(i: int) -> int:
-            sub = copy.copy(self)  # each stage is a subshell: its cd and exit stay in it
-            sub.vars, sub.exported = dict(self.vars), set(self.exported)
-            sub._fds = dict(self._fds)
+            sub = self.subshell()  # each stage is a subshell: its cd and exit stay in it
             if i:
                 sub._fds[0] = Input(pipes[i - 1].chunks())
             if i < len(pipes):
                 sub._fds[1] = pipes[i].write
             try:
-                return await sub._simple(commands[i])
-            except Exit as exc:
-                return exc.code
+                return await sub.in_subshell(commands[i])
             except BrokenPipe:
                 return 128 + 13
             finally:
@@ -173,29 +183,61 @@ class Shell:
             tasks = [group.create_task(stage(i)) for i in range(len(commands))]
         return tasks[-1].result()
 
+    async def command(self, cmd: Command) -> int:
+        if isinstance(cmd, Simple):
+            return await self._simple(cmd)
+        return await run_compound(self, cmd)
+
+    async def expansion_failed(self, line: int, exc: ExpansionError) -> Exit:
+        await writer(self._fds, 2)(self._msg(line, str(exc)))
+        return Exit(2)
+
+    async def redirected(self, redirs: Sequence[Redir], line: int) -> Fds | None:
+        """The fds with ``redirs`` set up; None (said on stderr) when one can't be."""
+        try:
+            return await self.redirect(redirs)
+        except ExpansionError as exc:
+            raise await self.expansion_failed(line, exc) from None
+        except RedirectError as exc:
+            await writer(self._fds, 2)(self._msg(line, str(exc)))
+            return None
+
     async def _simple(self, cmd: Simple) -> int:
+        self._substituted = 0
         try:
-            argv = [f for word in cmd.words for f in self._fields(word)]
-            assigns = {name: self._string(value) for name, value in cmd.assigns}
-        except _ExpansionError as exc:
-            await writer(self._fds, 2)(self._msg(cmd.line, str(exc)))
-            raise Exit(2) from None
-        try:
-            fds = self._redirect(cmd.redirs)
-        except _RedirectError as exc:
-            await writer(self._fds, 2)(self._msg(cmd.line, str(exc)))
+            argv = [f for word in cmd.words for f in await self.fields(word)]
+            assigns = {name: await self.string(value) for name, value in cmd.assigns}
+        except ExpansionError as exc:
+            raise await self.expansion_failed(cmd.line, exc) from None
+        fds = await self.redirected(cmd.redirs, cmd.line)
+        if fds is None:
             return 1
         if not argv:
             self.vars.update(assigns)
-            return 0
+            return self._substituted
         builtin = BUILTINS.get(argv[0])
         if builtin is not None:
-            return await builtin(self, argv, fds, cmd.line)
+            with self._prefixed(assigns):
+                return await builtin(self, argv, fds, cmd.line)
         if argv[0] in MISSING_BUILTINS:  # going on without it could go wrong silently
             await writer(fds, 2)(self._msg(cmd.line, f"{argv[0]} {UNSUPPORTED}"))
             raise Exit(2)
         env = {k: v for k, v in self.vars.items() if k in self.exported} | assigns
         return await self._exec(argv, env, fds, cmd.line)
+
+    @contextlib.contextmanager
+    def _prefixed(self, assigns: dict[str, str]) -> Iterator[None]:
+        """``IFS=: read a b``: the assignments hold while the builtin runs."""
+        saved = {name: self.vars.get(name) for name in assigns}
+        self.vars.update(assigns)
+        try:
+            yield
+        finally:
+            for name, value in saved.items():
+                if value is None:
+                    self.vars.pop(name, None)
+                else:
+                    self.vars[name] = value
 
     async def _exec(self, argv: list[str], env: dict[str, str], fds: Fds, line: int) -> int:
         if argv[0] in SHELL_APPLETS:  # ash's own echo, printf, test...: no PATH search
@@ -213,125 +255,12 @@ class Shell:
                      writer(fds, 2), prefix)
         return await invoke(applet, call)
 
-    # -- expansion
-
-    def _value(self, name: str) -> str | None:
-        if name == "?":
-            return str(self.status)
-        if name == "#":
-            return str(len(self.params))
-        if name in ("@", "*"):
-            return " ".join(self.params)
-        if name.isdigit():
-            n = int(name)
-            return self.arg0 if n == 0 else (self.params[n - 1] if n <= len(self.params)
-                                             else None)
-        return self.vars.get(name)
-
-    def _fields(self, word: Word) -> list[str]:
-        acc = _Fields()
-        self._add(acc, word)
-        acc.split()
-        out: list[str] = []
-        for f in acc.done:
-            out += self._glob(f) if _has_glob(f) else [_plain(f)]
-        return out
-
-    def _string(self, word: Word) -> str:
-        """A word expanded without field splitting or globbing."""
-        acc = _Fields()
-        for part in word:
-            if isinstance(part, Lit):
-                acc.add(part.text, False)
-            else:
-                self._add_param(acc, dataclasses.replace(part, quoted=True))
-        acc.split()
-        return " ".join(_plain(f) for f in acc.done)
-
-    def _add(self, acc: _Fields, word: Iterable[Part]) -> None:
-        for part in word:
-            if isinstance(part, Lit):
-                acc.add(part.text, not part.quoted)
-            else:
-                self._add_param(acc, part)
-
-    def _add_param(self, acc: _Fields, p: Param) -> None:
-        value = self._value(p.name)
-        if p.op.lstrip(":") in ("-", "+", "=", "?"):
-            value = self._operator(acc, p, value)
-            if value is None:  # the word after the operator stood in for it
-                return
-        elif p.op == "#":
-            value = str(len(value or ""))
-        elif p.op == "~" and value is None:
-            value = "~"
-        if p.name == "@" and p.quoted:  # "$@": one field a parameter
-            for i, param in enumerate(self.params):
-                if i:
-                    acc.split()
-                acc.add(param, False)
-        elif p.quoted:
-            acc.add(value or "", False)
-        else:
-            acc.add_split(value or "")
-
-    def _operator(self, acc: _Fields, p: Param, value: str | None) -> str | None:
-        """${NAME-word} and its kin: the value to use, or None when the word was used."""
-        kind = p.op.lstrip(":")
-        missing = value is None or (p.op.startswith(":") and not value)
-        if kind == "+":  # the other way round: the word stands in for a value
-            missing, value = not missing, ""
-        if not missing:
-            return value
-        if kind == "?":
-            default = "parameter not set" + (" or null" if p.op == ":?" else "")
-            raise _ExpansionError(f"{p.name}: {self._string(p.arg) or default}")
-        if kind == "=":
-            value = self.vars[p.name] = self._string(p.arg)
-            return value
-        if p.quoted:  # "${X:-}" is still a field, if an empty one
-            acc.add("", False)
-        self._add(acc, p.arg)
-        return None
-
-    def _glob(self, field: list[tuple[str, bool]]) -> list[str]:
-        """Pathname expansion over the fake file system; no match keeps the word."""
-        components: list[list[tuple[str, bool]]] = [[]]
-        for text, live in field:
-            for i, chunk in enumerate(text.split("/")):
-                if i:
-                    components.append([])
-                if chunk:
-                    components[-1].append((chunk, live))
-        found = ["/" if _plain(field).startswith("/") else ""]
-        for comp in filter(None, components):
-            found = self._glob_step(found, comp)
-        fs = self.ctx.files
-        matches = sorted(p for p in found if fs.exists(fs.normalize(p, self.cwd)))
-        return matches or [_plain(field)]
-
-    def _glob_step(self, found: list[str], comp: list[tuple[str, bool]]) -> list[str]:
-        """The paths one more component of a pattern leads to from ``found``."""
-        if not _has_glob(comp):
-            return [_join(base, _plain(comp)) for base in found]
-        fs = self.ctx.files
-        pattern = re.compile(_glob_regex(comp), re.DOTALL)
-        dotted = _plain(comp).startswith(".")  # only then may names start with "."
-        out: list[str] = []
-        for base in found:
-            where = fs.normalize(base or ".", self.cwd)
-            if fs.is_dir(where):
-                names = [".", "..", *fs.listdir(where)]
-                out += [_join(base, n) for n in names
-                        if pattern.fullmatch(n) and (dotted or not n.startswith("."))]
-        return out
-
     # -- redirections
 
-    def _redirect(self, redirs: Sequence[Redir]) -> Fds:
+    async def redirect(self, redirs: Sequence[Redir]) -> Fds:
         fds = dict(self._fds)
         for r in redirs:
-            target = self._string(r.target)
+            target = await self.string(r.target)
             fd = r.fd if r.fd is not None else (0 if r.op.startswith("<") else 1)
             if r.op in (">&", "<&"):
                 if target == "-":
@@ -339,7 +268,7 @@ class Shell:
                 elif target.isdigit() and int(target) in fds:
                     fds[fd] = fds[int(target)]
                 else:
-                    raise _RedirectError(f"{target}: Bad file descriptor")
+                    raise RedirectError(f"{target}: Bad file descriptor")
             elif target in ("/dev/stdin", "/dev/stdout", "/dev/stderr"):
                 source = ("/dev/stdin", "/dev/stdout", "/dev/stderr").index(target)
                 fds[fd] = fds.get(source, discard)
@@ -353,9 +282,9 @@ class Shell:
         try:
             return Input(data=self.ctx.files.read(self.ctx.files.normalize(target, self.cwd)))
         except FileNotFoundError:
-            raise _RedirectError(f"can't open {target}: no such file") from None
+            raise RedirectError(f"can't open {target}: no such file") from None
         except OSError as exc:
-            raise _RedirectError(f"can't open {target}: {exc.strerror}") from None
+            raise RedirectError(f"can't open {target}: {exc.strerror}") from None
 
     def _open_output(self, target: str, *, append: bool) -> Writer:
         fs = self.ctx.files
@@ -363,39 +292,12 @@ class Shell:
         try:
             fs.write(path, b"", append=append)
         except FileNotFoundError:
-            raise _RedirectError(f"can't create {target}: nonexistent directory") from None
+            raise RedirectError(f"can't create {target}: nonexistent directory") from None
         except OSError as exc:
-            raise _RedirectError(f"can't create {target}: {exc.strerror}") from None
+            raise RedirectError(f"can't create {target}: {exc.strerror}") from None
 
         async def write(data: bytes) -> None:
             with contextlib.suppress(OSError):  # removed meanwhile: the data goes nowhere
                 fs.write(path, data, append=True)
 
         return write
-
-
-def _join(base: str, name: str) -> str:
-    return name if not base else (base + name if base.endswith("/") else f"{base}/{name}")
-
-
-def _glob_regex(comp: list[tuple[str, bool]]) -> str:
-    out: list[str] = []
-    for text, live in comp:
-        i = 0
-        while i < len(text):
-            ch = text[i]
-            close = text.find("]", i + 2) if live and ch == "[" else -1
-            if live and ch == "*":
-                out.append(".*")
-            elif live and ch == "?":
-                out.append(".")
-            elif close > 0:
-                body = text[i + 1:close]
-                negate = body[:1] in ("!", "^")
-                body = body[1:] if negate else body
-                out.append("[" + "^" * negate + body.replace("\\", "\\\\") + "]")
-                i = close
-            else:
-                out.append(re.escape(ch))
-            i += 1
-    return "".join(out)

@@ -1,48 +1,28 @@
-"""The shell's input: the lexer, the parser, and the syntax tree they build."""
+"""The shell's syntax tree, and the parser that builds it from the lexer's tokens."""
 
 from __future__ import annotations
 
-import dataclasses
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal, TypeAlias
+from typing import TypeAlias
 
-# busybox 1.35's ash counts the lines of a -c script from 0 in its messages.
-_FIRST_LINE = 0
-UNSUPPORTED = "not supported by the fake runtime's shell"
+from aiocri.testing._shell._lexer import (
+    UNSUPPORTED,
+    Arith,
+    CmdSub,
+    Lexer,
+    Lit,
+    Param,
+    ParseError,
+    Part,
+    Tok,
+    Word,
+)
 
-
-class ParseError(Exception):
-    def __init__(self, text: str, line: int) -> None:
-        super().__init__(text)
-        self.text, self.line = text, line
-
-
-@dataclass(frozen=True)
-class Lit:
-    text: str
-    quoted: bool
-
-
-@dataclass(frozen=True)
-class Param:
-    name: str
-    quoted: bool
-    op: str = ""  # "", "#" (length), "~" (tilde), or one of - :- + :+ = := ? :?
-    arg: tuple[Lit | Param, ...] = ()
-
-
-Part: TypeAlias = Lit | Param
-Word: TypeAlias = tuple[Part, ...]
-
-
-@dataclass(frozen=True)
-class _Tok:
-    kind: Literal["word", "op", "nl", "eof"]
-    text: str  # the operator, or a word's source text
-    line: int
-    parts: Word = ()
-    fd: int | None = None  # the number before a redirection operator
+__all__ = ["UNSUPPORTED", "AndOr", "Arith", "CmdSub", "Command", "Compound", "For", "Group",
+           "If", "Lit", "Loop", "Param", "ParseError", "Parser", "Part", "Pipeline", "Redir",
+           "Simple", "Word"]
 
 
 @dataclass(frozen=True)
@@ -61,8 +41,46 @@ class Simple:
 
 
 @dataclass(frozen=True)
+class If:
+    clauses: tuple[tuple[tuple[AndOr, ...], tuple[AndOr, ...]], ...]  # (condition, body)
+    otherwise: tuple[AndOr, ...] | None
+
+
+@dataclass(frozen=True)
+class Loop:
+    until: bool
+    condition: tuple[AndOr, ...]
+    body: tuple[AndOr, ...]
+
+
+@dataclass(frozen=True)
+class For:
+    name: str
+    words: tuple[Word, ...] | None  # None: over "$@"
+    body: tuple[AndOr, ...]
+
+
+@dataclass(frozen=True)
+class Group:
+    body: tuple[AndOr, ...]
+    subshell: bool  # ( ... ) rather than { ...; }
+
+
+@dataclass(frozen=True)
+class Compound:
+    """A compound command and the redirections that follow it."""
+
+    line: int
+    node: If | Loop | For | Group
+    redirs: tuple[Redir, ...]
+
+
+Command: TypeAlias = Simple | Compound
+
+
+@dataclass(frozen=True)
 class Pipeline:
-    commands: tuple[Simple, ...]
+    commands: tuple[Command, ...]
     negate: bool
 
 
@@ -72,194 +90,29 @@ class AndOr:
     rest: tuple[tuple[str, Pipeline], ...]
 
 
-_STOPS = " \t\n;&|<>()"
-_OPERATORS = ("&&", "||", ";;", ">>", ">&", "<&", "<<", "<>", ">|",
-              ";", "&", "|", "(", ")", "<", ">")
 _REDIRECTIONS = frozenset({">", ">>", "<", ">&", "<&", ">|"})
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-_SPECIAL = re.compile(r"[0-9]+|[?#@*]")
 _ASSIGNMENT = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)=")
 # Words that open a compound command we do not run, and the words that close one.
-_OPENERS = {"if": "if statements", "for": "for loops", "while": "while loops",
-            "until": "until loops", "case": "case statements", "function": "functions",
-            "select": "select loops", "{": "command groups { ... }", "[[": "[[ ... ]]"}
+_OPENERS = {"case": "case statements", "function": "functions", "select": "select loops",
+            "[[": "[[ ... ]]"}
 _CLOSERS = frozenset({"then", "else", "elif", "fi", "do", "done", "esac", "}"})
-
-
-class _Lexer:
-    """Cuts a script into tokens, one at a time, so a later line's error waits."""
-
-    def __init__(self, src: str) -> None:
-        self.src, self.pos, self.line = src, 0, _FIRST_LINE
-
-    def _fail(self, text: str) -> ParseError:
-        return ParseError(text, self.line)
-
-    def _unsupported(self, construct: str) -> ParseError:
-        return ParseError(f"{construct} {UNSUPPORTED}", self.line)
-
-    def next(self) -> _Tok:
-        self._skip_blanks()
-        line, src = self.line, self.src
-        if self.pos >= len(src):
-            return _Tok("eof", "", line)
-        if src[self.pos] == "\n":
-            self.pos += 1
-            self.line += 1
-            return _Tok("nl", "\n", line)
-        for op in _OPERATORS:
-            if src.startswith(op, self.pos):
-                self.pos += len(op)
-                return _Tok("op", op, line)
-        return self._word(line)
-
-    def _skip_blanks(self) -> None:
-        src = self.src
-        while self.pos < len(src):
-            if src[self.pos] in " \t":
-                self.pos += 1
-            elif src.startswith("\\\n", self.pos):
-                self.pos += 2
-                self.line += 1
-            elif src[self.pos] == "#":  # a comment runs to the end of the line
-                end = src.find("\n", self.pos)
-                self.pos = len(src) if end < 0 else end
-            else:
-                return
-
-    def _word(self, line: int) -> _Tok:
-        src, start = self.src, self.pos
-        parts: list[Part] = []
-        if src[start] == "~" and (start + 1 == len(src) or src[start + 1] in "/" + _STOPS):
-            self.pos += 1
-            parts.append(Param("HOME", quoted=True, op="~"))
-        parts += self._scan(_STOPS, dq=False)
-        raw = src[start:self.pos]
-        if raw.isdigit() and src[self.pos:self.pos + 1] in ("<", ">"):
-            return dataclasses.replace(self.next(), fd=int(raw), line=line)
-        return _Tok("word", raw, line, tuple(parts))
-
-    def _scan(self, stops: str, *, dq: bool) -> list[Part]:
-        """Word parts up to a stop character; ``dq`` inside double quotes."""
-        src = self.src
-        parts: list[Part] = []
-        text: list[str] = []
-
-        def flush() -> None:
-            if text:
-                parts.append(Lit("".join(text), dq))
-                text.clear()
-
-        while self.pos < len(src) and src[self.pos] not in stops:
-            ch = src[self.pos]
-            self.pos += 1
-            if ch == "\\":
-                escaped, quoted = self._escaped(dq)
-                if quoted:
-                    flush()
-                    parts.append(Lit(escaped, True))
-                else:
-                    text.append(escaped)
-            elif ch == "'" and not dq:
-                flush()
-                end = src.find("'", self.pos)
-                if end < 0:
-                    raise self._fail("syntax error: unterminated quoted string")
-                self.line += src.count("\n", self.pos, end)
-                parts.append(Lit(src[self.pos:end], True))
-                self.pos = end + 1
-            elif ch == '"' and not dq:
-                flush()
-                inner = self._scan('"', dq=True)
-                if self.pos >= len(src):
-                    raise self._fail("syntax error: unterminated quoted string")
-                self.pos += 1
-                parts += inner or [Lit("", True)]
-            elif ch == "$":
-                flush()
-                parts.append(self._dollar(dq))
-            elif ch == "`":
-                raise self._unsupported("command substitution `...`")
-            else:
-                self.line += ch == "\n"
-                text.append(ch)
-        flush()
-        return parts
-
-    def _escaped(self, dq: bool) -> tuple[str, bool]:
-        """What a backslash (just read) stands for, and whether that is quoted."""
-        src = self.src
-        if self.pos >= len(src):
-            return "\\", False
-        ch = src[self.pos]
-        self.pos += 1
-        if ch == "\n":
-            self.line += 1
-            return "", False
-        if dq and ch not in '$`"\\':
-            return "\\" + ch, False
-        return ch, True
-
-    def _dollar(self, dq: bool) -> Part:
-        src, i = self.src, self.pos
-        if src.startswith("{", i):
-            return self._braced(dq)
-        if src.startswith("((", i):
-            raise self._unsupported("arithmetic expansion $((...))")
-        if src.startswith("(", i):
-            raise self._unsupported("command substitution $(...)")
-        match = _NAME.match(src, i)
-        if match is None and i < len(src) and src[i] in "?#@*0123456789":
-            self.pos += 1
-            return Param(src[i], dq)
-        if match is None:
-            if i < len(src) and src[i] in "$!-":
-                raise self._unsupported(f"the special parameter ${src[i]}")
-            return Lit("$", dq)
-        self.pos = match.end()
-        return Param(match.group(), dq)
-
-    def _braced(self, dq: bool) -> Part:
-        src = self.src
-        self.pos += 1  # past "{"
-        length = src.startswith("#", self.pos) and not src.startswith("#}", self.pos)
-        self.pos += length
-        match = _NAME.match(src, self.pos) or _SPECIAL.match(src, self.pos)
-        if match is None:
-            raise self._fail("syntax error: bad substitution" if self.pos < len(src)
-                             else "syntax error: missing '}'")
-        self.pos = match.end()
-        if src.startswith("}", self.pos):
-            self.pos += 1
-            return Param(match.group(), dq, "#" if length else "")
-        op = re.compile(r":?[-+=?]").match(src, self.pos)
-        if op is None or length:
-            if self.pos >= len(src):
-                raise self._fail("syntax error: missing '}'")
-            if src[self.pos] in "%#/:^,":
-                raise self._unsupported("the pattern forms of ${...}")
-            raise self._fail("syntax error: bad substitution")
-        self.pos = op.end()
-        arg = self._scan("}", dq=dq)
-        if self.pos >= len(src):
-            raise self._fail("syntax error: missing '}'")
-        self.pos += 1
-        return Param(match.group(), dq, op.group(), tuple(arg))
+_RESERVED = _CLOSERS | {"if", "while", "until", "for", "{", "!", "in", "case"}
 
 
 class Parser:
-    """Recursive descent: lines of and-or lists of pipelines of simple commands."""
+    """Recursive descent: lines of and-or lists of pipelines of commands."""
 
     def __init__(self, src: str) -> None:
-        self._lexer = _Lexer(src)
-        self._ahead: _Tok | None = None
+        self._lexer = Lexer(src)
+        self._ahead: Tok | None = None
 
-    def _peek(self) -> _Tok:
+    def _peek(self) -> Tok:
         if self._ahead is None:
             self._ahead = self._lexer.next()
         return self._ahead
 
-    def _take(self) -> _Tok:
+    def _take(self) -> Tok:
         tok = self._peek()
         self._ahead = None
         return tok
@@ -268,13 +121,21 @@ class Parser:
         while self._peek().kind == "nl":
             self._take()
 
-    @staticmethod
-    def _unexpected(tok: _Tok) -> ParseError:
-        what = {"eof": "end of file", "nl": "newline"}.get(tok.kind, f'"{tok.text}"')
-        return ParseError(f"syntax error: unexpected {what}", tok.line)
+    def _at(self, *words: str) -> bool:
+        """Whether the next token is one of these reserved words (or operators)."""
+        tok = self._peek()
+        return tok.kind in ("word", "op") and tok.text in words
 
     @staticmethod
-    def _unsupported(construct: str, tok: _Tok) -> ParseError:
+    def _unexpected(tok: Tok, expecting: str = "") -> ParseError:
+        what = {"eof": "end of file", "nl": "newline"}.get(tok.kind, f'"{tok.text}"')
+        if tok.kind == "word" and tok.text not in _RESERVED:
+            what = "word"
+        tail = f' (expecting "{expecting}")' if expecting else ""
+        return ParseError(f"syntax error: unexpected {what}{tail}", tok.line)
+
+    @staticmethod
+    def _unsupported(construct: str, tok: Tok) -> ParseError:
         return ParseError(f"{construct} {UNSUPPORTED}", tok.line)
 
     def line(self) -> list[AndOr] | None:
@@ -296,9 +157,38 @@ class Parser:
                 return items
             if tok.kind == "eof":
                 return items
-            if tok.text == "&":
-                raise self._unsupported("background jobs (&)", tok)
-            raise self._unexpected(tok)
+            raise self._separator_error(tok)
+
+    def _separator_error(self, tok: Tok) -> ParseError:
+        if tok.text == "&" and tok.kind == "op":
+            return self._unsupported("background jobs (&)", tok)
+        return self._unexpected(tok)
+
+    def _list(self, *enders: str) -> tuple[AndOr, ...]:
+        """A compound command's list, up to (not taking) one of ``enders``."""
+        items: list[AndOr] = []
+        while True:
+            self._skip_newlines()
+            tok = self._peek()
+            if tok.kind == "eof":
+                raise self._unexpected(tok, enders[0])
+            if self._at(*enders):
+                if not items:
+                    raise self._unexpected(tok)
+                return tuple(items)
+            if tok.kind == "word" and tok.text in _CLOSERS:
+                raise self._unexpected(tok, enders[0])
+            items.append(self._and_or())
+            tok = self._peek()
+            if tok.kind in ("nl", "op") and tok.text in ("\n", ";"):
+                self._take()
+            elif not self._at(*enders) and tok.kind != "eof":
+                raise self._separator_error(tok)
+
+    def _expect(self, word: str) -> None:
+        tok = self._take()
+        if tok.kind not in ("word", "op") or tok.text != word:
+            raise self._unexpected(tok, word)
 
     def _and_or(self) -> AndOr:
         first = self._pipeline()
@@ -320,7 +210,81 @@ class Parser:
             commands.append(self._command())
         return Pipeline(tuple(commands), negate)
 
-    def _command(self) -> Simple:
+    def _command(self) -> Command:
+        tok = self._peek()
+        openers: dict[str, Callable[[str], If | Loop | For | Group]] = {
+            "if": self._if, "while": self._loop, "until": self._loop, "for": self._for,
+            "{": self._group}
+        opener = openers.get(tok.text) if tok.kind == "word" else None
+        if tok.kind == "op" and tok.text == "(":
+            opener = self._group
+        if opener is None:
+            return self._simple()
+        self._take()
+        node = opener(tok.text)
+        redirs: list[Redir] = []
+        while self._peek().kind == "op" and self._peek().text in _REDIRECTIONS:
+            redirs.append(self._redirection())
+        return Compound(tok.line, node, tuple(redirs))
+
+    def _if(self, _: str) -> If:
+        clauses = []
+        ender = "elif"
+        while ender == "elif":
+            condition = self._list("then")
+            self._expect("then")
+            clauses.append((condition, self._list("fi", "elif", "else")))
+            ender = self._take().text
+        otherwise = None
+        if ender == "else":
+            otherwise = self._list("fi")
+            self._expect("fi")
+        return If(tuple(clauses), otherwise)
+
+    def _loop(self, opener: str) -> Loop:
+        condition = self._list("do")
+        self._expect("do")
+        return Loop(opener == "until", condition, self._body())
+
+    def _body(self) -> tuple[AndOr, ...]:
+        body = self._list("done")
+        self._expect("done")
+        return body
+
+    def _for(self, _: str) -> For:
+        tok = self._take()
+        if tok.kind != "word" or not _NAME.fullmatch(tok.text):
+            raise ParseError("syntax error: bad for loop variable", tok.line)
+        self._skip_newlines()
+        words: list[Word] | None = None
+        if self._at("in"):
+            self._take()
+            words = []
+            while self._peek().kind == "word":
+                words.append(self._take().parts)
+            if not (self._at(";") or self._peek().kind == "nl"):
+                raise self._unexpected(self._peek())
+            self._take()
+        elif self._at(";"):
+            self._take()
+        self._skip_newlines()
+        self._expect("do")
+        return For(tok.text, None if words is None else tuple(words), self._body())
+
+    def _group(self, opener: str) -> Group:
+        closer = ")" if opener == "(" else "}"
+        body = self._list(closer)
+        self._expect(closer)
+        return Group(body, opener == "(")
+
+    def _redirection(self) -> Redir:
+        tok = self._take()
+        target = self._take()
+        if target.kind != "word":
+            raise self._unexpected(target)
+        return Redir(tok.fd, tok.text, target.parts)
+
+    def _simple(self) -> Simple:
         line = self._peek().line
         assigns: list[tuple[str, Word]] = []
         words: list[Word] = []
@@ -331,22 +295,18 @@ class Parser:
                 self._take()
                 self._word(tok, assigns, words)
             elif tok.kind == "op" and tok.text in _REDIRECTIONS:
-                self._take()
-                target = self._take()
-                if target.kind != "word":
-                    raise self._unexpected(target)
-                redirs.append(Redir(tok.fd, tok.text, target.parts))
+                redirs.append(self._redirection())
             elif tok.kind == "op" and tok.text in ("<<", "<>"):
                 raise self._unsupported(f"the redirection {tok.text}", tok)
-            elif tok.kind == "op" and tok.text == "(":
-                raise self._unsupported("functions" if words else "subshells ( ... )", tok)
+            elif tok.kind == "op" and tok.text == "(" and words:
+                raise self._unsupported("functions", tok)
             else:
                 break
         if not (assigns or words or redirs):
             raise self._unexpected(self._peek())
         return Simple(line, tuple(assigns), tuple(words), tuple(redirs))
 
-    def _word(self, tok: _Tok, assigns: list[tuple[str, Word]], words: list[Word]) -> None:
+    def _word(self, tok: Tok, assigns: list[tuple[str, Word]], words: list[Word]) -> None:
         """A word of a simple command: an assignment while no other word came yet."""
         if words:
             words.append(tok.parts)
@@ -358,7 +318,7 @@ class Parser:
         else:
             words.append(tok.parts)
 
-    def _check_command_word(self, tok: _Tok) -> None:
+    def _check_command_word(self, tok: Tok) -> None:
         if tok.text in _OPENERS:
             raise self._unsupported(_OPENERS[tok.text], tok)
         if tok.text in _CLOSERS:
