@@ -218,7 +218,7 @@ class StatsRPCs(ServicerBase):
     def container_stats(
         self, request: pb.ContainerStatsRequest, version: CRIVersion
     ) -> pb.ContainerStatsResponse:
-        container = self.state.get_container(request.container_id)
+        container = self.state.get_container(request.container_id, "failed to find container")
         if not container.running:  # no task, so no metrics: containerd's words
             raise StatusError(grpc.StatusCode.UNKNOWN, "unexpected metrics response: []")
         return pb.ContainerStatsResponse(stats=self._container_stats(container, time.time_ns()))
@@ -240,7 +240,8 @@ class StatsRPCs(ServicerBase):
     def pod_sandbox_stats(
         self, request: pb.PodSandboxStatsRequest, version: CRIVersion
     ) -> pb.PodSandboxStatsResponse:
-        pod = self.state.get_pod(request.pod_sandbox_id)
+        pod = self.state.get_pod(request.pod_sandbox_id,
+                                 "an error occurred when trying to find sandbox {}")
         if not pod.ready:
             words = f"failed to decode pod sandbox metrics {pod.id}: {_not_ready(pod)}"
             if self.state.compat == "1.6":
