@@ -565,12 +565,18 @@ async def _events_until_one(rt: FakeRuntime, subscribed: Callable[[], Awaitable[
     return CLIResult(proc.returncode, out, raw_err.decode()), events
 
 
+async def following(rt: FakeRuntime) -> None:
+    """Until ``aiocri events`` follows ``rt``'s event stream and has its first relist
+    (what exists then is not an event): it started a second relist."""
+    await rt.wait_for_event_streams(1, timeout=60)
+    await until(lambda: relists(rt, "v1") >= 2, "the command's first relist")
+
+
 @pytest.mark.anyio
 async def test_events_from_the_runtime(sock_dir: Path) -> None:
     async with FakeRuntime(str(sock_dir / "rt.sock")) as rt:
         rt.populate(3, 3)
-        result, events = await _events_until_one(
-            rt, lambda: rt.wait_for_event_streams(1, timeout=60))
+        result, events = await _events_until_one(rt, lambda: following(rt))
     assert result.code == 0, result.stderr
     assert result.stderr == ""
     assert len(events) == 1

@@ -166,8 +166,19 @@ async def test_readable_outputs(fake: tuple[FakeRuntime, str]) -> None:
     text = out.decode()
     assert code == 0 and "Info:" in text and "{'" not in text  # not a Python dict
     assert "\n  info:\n    {" in text or "\n  info: " in text
-    events = asyncio.ensure_future(aiocri(rt.endpoint, "events", "-o", "table", "-n", "2"))
+    def relists() -> int:
+        return rt.calls["ListContainers"] + rt.calls["StreamContainers"]
+
+    listed = relists()
+    pod = rt.state.containers[cid].pod_sandbox_id
+    events = asyncio.ensure_future(aiocri(rt.endpoint, "events", "-o", "table", "-n", "2",
+                                          "--poll-period", "0.2"))
     await rt.wait_for_event_streams(1, timeout=60)
+    # its first relist is done once it started a second one: changes are events from then
+    deadline = time.monotonic() + 60
+    while relists() < listed + 2:
+        assert time.monotonic() < deadline, "the command did not relist"
+        await asyncio.sleep(0.02)
     rt.state.stop_container(cid)
     rt.state.remove_container(cid)
     code, out, _ = await events
@@ -175,6 +186,9 @@ async def test_readable_outputs(fake: tuple[FakeRuntime, str]) -> None:
     assert code == 0 and lines[0].split() == ["TIME", "CONTAINER", "EVENT", "POD", "NAME"]
     assert lines[1].split()[2] == "STOPPED_EVENT" and lines[2].split()[2] == "DELETED_EVENT"
     assert cid[:13] in lines[1]
+    # both lines name the pod and the container (the removed one by its last status)
+    for line in lines[1:]:
+        assert line.split()[3:] == [pod[:13], "default/web", "app"], line
 
 
 async def test_stats_watch_until_interrupted(fake: tuple[FakeRuntime, str]) -> None:

@@ -6,6 +6,8 @@ fixture stays untouched). What is checked: every change of a pod and its contain
 is reported once, in order, a pod before its containers; after a restart (SIGTERM,
 SIGKILL) the stream is reopened, and what changed while containerd was down (a
 container that exited, one killed through runc) is reported by the resync relist.
+``aiocri events`` (built on the poller) prints such an exit once too, after a restart
+and after a downgrade to 1.6 (no GetContainerEvents: it relists from then on).
 
 Containers that must exit at a chosen moment wait for a file: the test writes
 ``/tmp/exit`` into their root file system from the host (it works while containerd
@@ -332,11 +334,13 @@ class EventsCommand:
     def __init__(self, proc: asyncio.subprocess.Process) -> None:
         self.proc = proc
         self.rows: list[list[str]] = []
+        self.read_all = anyio.Event()
 
     async def read(self) -> None:
         assert self.proc.stdout is not None
         while line := await self.proc.stdout.readline():
             self.rows.append(line.decode().split())
+        self.read_all.set()
 
     def printed(self, oid: str, event: str, since: int = 0) -> Callable[[], bool]:
         return lambda: any(row[1:3] == [oid[:13], event] for row in self.rows[since:])
@@ -353,11 +357,15 @@ class EventsCommand:
                 finally:
                     await remove_pod(client, ctd, marker)
 
+    def count(self, oid: str, event: str) -> int:
+        return sum(row[1:3] == [oid[:13], event] for row in self.rows)
+
     async def interrupt(self) -> tuple[int, str]:
-        """Ctrl-C: its exit code and what it wrote on stderr."""
+        """Ctrl-C: its exit code and what it wrote on stderr (every line read by then)."""
         self.proc.send_signal(signal.SIGINT)
         with anyio.fail_after(WITHIN):
             code = await self.proc.wait()
+            await self.read_all.wait()
         assert self.proc.stderr is not None
         return code, (await self.proc.stderr.read()).decode()
 
@@ -406,21 +414,22 @@ async def test_events_command_follows_a_lifecycle() -> None:
     p, c = pod[0][:13], cid[:13]
     rows = [(row[1], row[2]) for row in lines[shown:] if row[1] in (p, c)]
     assert rows == [
-        (p, "CREATED_EVENT"), (p, "STARTED_EVENT"),  # the sandbox
+        (p, "STARTED_EVENT"),  # the sandbox is ready
         (c, "CREATED_EVENT"), (c, "STARTED_EVENT"), (c, "STOPPED_EVENT"), (c, "DELETED_EVENT"),
         (p, "STOPPED_EVENT"), (p, "DELETED_EVENT"),
     ], rows
-    # the container's lines name the pod (namespace/name) and the container
-    app = next(row for row in lines[shown:] if row[1] == c)
-    assert app[3] == p and app[-1] == "app" and app[-2].endswith(pod[1].metadata.name)
+    # every line of the container names the pod (namespace/name) and the container
+    for app in (row for row in lines[shown:] if row[1] == c):
+        assert app[3] == p and app[-1] == "app" and app[-2].endswith(pod[1].metadata.name)
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason="`aiocri events` reopens GetContainerEvents after a "
-                   "restart but does not resync: a change made while the runtime was down "
-                   "is never printed (the Poller reports it)")
-async def test_events_command_after_a_restart_misses_nothing() -> None:
-    """A container exits while containerd is down; after the restart the command goes
-    on printing (a container made afterwards shows), and should print that exit."""
+@pytest.mark.parametrize("then", ["1.7", "1.6"], ids=["restart", "downgrade"])
+async def test_events_command_after_a_restart_misses_nothing(then: str) -> None:
+    """A container exits while containerd 1.7 is down; then 1.7 starts again, or 1.6
+    (no GetContainerEvents: the command relists from then on). The command prints that
+    exit once, goes on printing (a container made afterwards shows), and names the pod
+    on every container line; it says so on stderr when it falls back to relisting."""
+    bin_dir = require_series(then)
     async with private_containerd("1.7") as ctd, aiocri.connect(ctd.endpoint) as client, \
             events_command(client, ctd) as command:
         pod = await run_pod(client, ctd, "restart")
@@ -430,10 +439,27 @@ async def test_events_command_after_a_restart_misses_nothing() -> None:
             await ctd.akill(signal.SIGTERM)
             pid = let_exit(ctd, quits)
             await until(lambda: not ctd.process_alive(pid), "the exit while down")
+            if then != "1.7":
+                await anyio.to_thread.run_sync(ctd.use_binaries, bin_dir)
             await ctd.alaunch()
+            assert ctd.version.startswith(f"{then}.")
             late = await new_container(client, pod, "late")
             await until(command.printed(late, "STARTED_EVENT"), "the printing after the restart")
-            await command.interrupt()
+            await until(command.printed(quits, "STOPPED_EVENT"), "the exit while down")
+            code, err = await command.interrupt()
         finally:
             await remove_pod(client, ctd, pod[0])
-    assert command.printed(quits, "STOPPED_EVENT")(), "the exit while down was not printed"
+    assert code == 0, err
+    assert command.count(quits, "STOPPED_EVENT") == 1
+    assert command.count(late, "STARTED_EVENT") == 1
+    ids = [row[1:3] for row in command.rows[1:]]
+    assert len(ids) == len({tuple(i) for i in ids}), f"printed twice: {command.rows}"
+    for row in command.rows:
+        if row[1] in (quits[:13], late[:13]):
+            assert row[3] == pod[0][:13] and row[-2].endswith(pod[1].metadata.name), row
+    if then == "1.7":
+        assert err == ""
+    else:
+        assert err.splitlines() == [
+            "aiocri: GetContainerEvents is not available (the runtime answered UNIMPLEMENTED); "
+            "showing the poller's events instead (relist every 1 s)"], err

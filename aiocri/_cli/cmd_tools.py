@@ -37,6 +37,9 @@ def fake_runtime_cmd(
         "--stop-missing", metavar="not-found|ok",
         help="StopContainer/StopPodSandbox of an unknown id: OK (containerd 1.7, 2.x) or "
              "NOT_FOUND (containerd 1.6)")] = "ok",
+    compat: Annotated[str, typer.Option(
+        "--compat", metavar="1.7|1.6",
+        help="Answer as containerd 1.7 or 1.6 where they differ")] = "1.7",
 ) -> None:
     """Serve the embedded fake CRI runtime in the foreground until Ctrl-C (for tests, demos).
 
@@ -53,6 +56,7 @@ def fake_runtime_cmd(
         "--churn-per-second", str(churn_per_second),
         "--runtime-name", runtime_name, "--runtime-version", runtime_version,
         "--seed", str(seed), "--pull", pull, "--stop-missing", stop_missing,
+        "--compat", compat,
         *(arg for image in images or () for arg in ("--image", image)),
     ]  # fmt: skip
     try:

@@ -1,10 +1,11 @@
-"""Long-running subcommands: ``events`` (GetContainerEvents, or the poller) and ``watch``.
+"""Long-running subcommands: ``events`` and ``watch``, both built on the poller.
 
 ``events`` prints what crictl prints: one ContainerEventResponse per event, as
-JSON or YAML. Where the pinned CRI version (v1alpha2) or the runtime lacks
-GetContainerEvents, it says so on stderr and follows the poller's relist events
-instead, printed in the same form. ``watch`` is a live table (rich.live) of the
-poller's snapshot, its recent events and the connection's state.
+JSON or YAML (or a line each). Its events are the poller's: it follows
+GetContainerEvents where the runtime has it and relists where it does not, moves
+between the two by itself, and after a reconnect relists to tell what changed
+while the runtime was down. ``watch`` is a live table (rich.live) of the poller's
+snapshot, its recent events and the connection's state.
 """
 
 from __future__ import annotations
@@ -12,10 +13,12 @@ from __future__ import annotations
 import sys
 import time
 from collections import deque
-from typing import Annotated, Literal
+from collections.abc import Mapping
+from typing import Annotated, Literal, TypeVar
 
 import anyio
 import typer
+from google.protobuf.message import Message
 from rich.console import Console, Group
 from rich.live import Live
 from rich.table import Table
@@ -27,11 +30,10 @@ from aiocri._cli.common import WATCH, command, settings_of
 from aiocri._cli.render import OutputFormat, age, dump, message_dict, rfc3339, truncate_id
 from aiocri._cli.runner import current_endpoint, run
 from aiocri.client import CRIClient
-from aiocri.errors import RestartRequired, Unavailable, Unsupported, UnsupportedByVersion
-from aiocri.poller import EventKind, LifecycleEvent, Poller
-from aiocri.poller._loop import _Backoff
+from aiocri.errors import RestartRequired
+from aiocri.poller import EventKind, LifecycleEvent, Poller, Snapshot
 
-__all__ = ["event_message", "events_cmd", "watch_cmd"]
+__all__ = ["EventMessages", "events_cmd", "watch_cmd"]
 
 _EVENT_TYPE = {
     EventKind.CONTAINER_CREATED: api.CONTAINER_CREATED_EVENT,
@@ -42,20 +44,76 @@ _EVENT_TYPE = {
     EventKind.POD_NOT_READY: api.CONTAINER_STOPPED_EVENT,
     EventKind.POD_REMOVED: api.CONTAINER_DELETED_EVENT,
 }
+_S = TypeVar("_S", api.PodSandboxStatus, api.ContainerStatus)
+_GONE = (EventKind.CONTAINER_REMOVED, EventKind.POD_REMOVED)
 
 
-def event_message(event: LifecycleEvent) -> api.ContainerEventResponse:
-    """A poller event in GetContainerEvents' form (the id is the container's or the pod's)."""
-    message = api.ContainerEventResponse(
-        container_id=event.id,
-        container_event_type=_EVENT_TYPE[event.kind],
-        created_at=time.time_ns(),
-    )
-    if isinstance(event.status, api.PodSandboxStatus):
-        message.pod_sandbox_status.CopyFrom(event.status)
-    elif isinstance(event.status, api.ContainerStatus):
-        message.containers_statuses.append(event.status)
-    return message
+class EventMessages:
+    """Poller events in GetContainerEvents' form, each with its pod's status and (for a
+    container) the container's status as last seen.
+
+    The poller's events carry the status fetched for the change; removals and what the
+    first relist listed carry none: those come from the statuses of earlier events,
+    else from the snapshot (``first``: the one of the first relist, which still holds
+    what was removed since).
+    """
+
+    def __init__(self, poller: Poller) -> None:
+        self._poller = poller
+        self._first: Snapshot = poller.snapshot
+        self._pods: dict[str, api.PodSandboxStatus] = {}
+        self._containers: dict[str, api.ContainerStatus] = {}
+
+    def message(self, event: LifecycleEvent) -> api.ContainerEventResponse:
+        """``event`` as a ContainerEventResponse; ``created_at``: when the poller saw it."""
+        wall = time.time_ns() - time.monotonic_ns() + int(event.at * 1e9)
+        message = api.ContainerEventResponse(
+            container_id=event.id, container_event_type=_EVENT_TYPE[event.kind],
+            created_at=wall)
+        pod = self._known(self._pods, event.pod_id, event.status, api.PodSandboxStatus)
+        if pod is not None:
+            message.pod_sandbox_status.CopyFrom(pod)
+        if event.kind.is_pod:
+            message.pod_sandbox_status.state = event.state  # type: ignore[assignment]
+        else:
+            status = self._known(self._containers, event.id, event.status, api.ContainerStatus)
+            if status is not None:
+                mine = message.containers_statuses.add()
+                mine.CopyFrom(status)
+                mine.state = event.state  # type: ignore[assignment]
+                if event.exit_code is not None:
+                    mine.exit_code = event.exit_code
+        if event.kind in _GONE:
+            (self._pods if event.kind.is_pod else self._containers).pop(event.id, None)
+        return message
+
+    def _known(self, known: dict[str, _S], oid: str, status: object, kind: type[_S]
+               ) -> _S | None:
+        """The status of ``oid``: ``status`` if it is one, else the last one seen, else
+        one made of the snapshot's list entry (the fields they share)."""
+        if isinstance(status, kind):
+            known[oid] = status
+            return status
+        found = known.get(oid)
+        if found is None:
+            listed = _listed((self._poller.snapshot, self._first), kind, oid)
+            if listed is not None:
+                shared = [f.name for f in listed.DESCRIPTOR.fields
+                          if f.name in kind.DESCRIPTOR.fields_by_name]
+                found = known[oid] = kind(**{name: getattr(listed, name) for name in shared})
+        return found
+
+
+def _listed(snapshots: tuple[Snapshot, ...], kind: type[Message], oid: str
+            ) -> Message | None:
+    """The list entry of ``oid`` in the first of ``snapshots`` that has it."""
+    for snapshot in snapshots:
+        objects: Mapping[str, Message] = (
+            snapshot.pods if kind is api.PodSandboxStatus else snapshot.containers)
+        found = objects.get(oid)
+        if found is not None:
+            return found
+    return None
 
 
 _EVENT_COLUMNS = "{:<24} {:<13} {:<22} {:<13} {}"
@@ -75,6 +133,32 @@ def _event_row(event: api.ContainerEventResponse, *, header: bool) -> None:
                                 if pod.metadata.name else name), flush=True)
 
 
+class _ModeNote:
+    """One line on stderr each time the poller moves between the runtime's event stream
+    and relisting (a runtime without GetContainerEvents, a downgrade, an upgrade)."""
+
+    def __init__(self, client: CRIClient, period: float) -> None:
+        self._client = client
+        self._period = period
+        self._shown = "events"  # what the command starts out promising
+
+    def check(self, mode: str) -> None:
+        if mode not in ("events", "relist") or mode == self._shown:
+            return
+        self._shown = mode
+        if mode == "events":
+            line = "GetContainerEvents is available again; following it"
+        elif "GetContainerEvents" not in self._client.version.rpcs:
+            line = (f"GetContainerEvents is not available (the runtime speaks CRI "
+                    f"{self._client.version.name}, which has no event stream); showing the "
+                    f"poller's events instead (relist every {self._period:g} s)")
+        else:
+            line = ("GetContainerEvents is not available (the runtime answered UNIMPLEMENTED); "
+                    f"showing the poller's events instead (relist every {self._period:g} s)")
+        sys.stderr.write(f"aiocri: {line}\n")
+        sys.stderr.flush()
+
+
 @command("events", WATCH)
 def events_cmd(
     ctx: typer.Context,
@@ -85,9 +169,29 @@ def events_cmd(
     count: Annotated[int, typer.Option(
         "-n", "--count", help="Exit after this many events (0: until Ctrl-C)")] = 0,
     period: Annotated[float, typer.Option(
-        "--poll-period", help="Relist period when falling back to the poller, seconds")] = 1.0,
+        "--poll-period", help="Relist period, seconds, where the runtime has no "
+        "GetContainerEvents and while its stream is down")] = 1.0,
 ) -> None:
-    """Stream container events (GetContainerEvents; the poller's events where unsupported)."""
+    """Stream container events: each change of a pod or a container, once, in order.
+
+    What exists when it starts is not printed; changes from then on are. It follows
+    GetContainerEvents where the runtime has it, else (CRI v1alpha2, containerd 1.6)
+    relists every --poll-period and says so on stderr, and moves between the two by
+    itself when the runtime is upgraded or downgraded. After a runtime restart it
+    relists: what changed while the runtime was down (a container that exited) is
+    printed then, as the same events as the stream's.
+
+    Each event is a ContainerEventResponse, whether the runtime's stream or a relist
+    found the change: a container's CREATED, STARTED, STOPPED (exited) and DELETED
+    events; a pod sandbox's STARTED (ready), STOPPED (not ready) and DELETED events,
+    before its containers' events and after their exits and removals. Each carries
+    the pod's status, the container's status as last seen (for a DELETED event, its
+    last one) and, as created_at, when the change was seen. A relist reports the
+    state it finds: a container created and started between two relists is STARTED
+    only.
+    """
+    if period <= 0:
+        raise typer.BadParameter("--poll-period must be a positive number of seconds")
     settings = settings_of(ctx)
     printed = [0]
 
@@ -100,57 +204,22 @@ def events_cmd(
         printed[0] += 1
         return bool(count) and printed[0] >= count
 
-    async def from_runtime(client: CRIClient) -> None:
-        """GetContainerEvents, reopened after the client redialled (a runtime restart)."""
-        # A runtime may answer UNAVAILABLE over a healthy connection: without a
-        # backoff the reopen would spin and print on every pass.
-        backoff = _Backoff()
-        reported: str | None = None  # the error already on stderr, until events flow again
-        while True:
-            delivered = False
-            try:
-                async for event in client.runtime.get_container_events(api.GetEventsRequest()):
-                    delivered = True
-                    if show(event):
-                        return
-                return
-            except Unavailable as exc:
-                if delivered:
-                    backoff.reset()
-                    reported = None
-                if str(exc) != reported:  # one line per run of identical errors
-                    reported = str(exc)
-                    sys.stderr.write("aiocri: the event stream broke (runtime restarting?); "
-                                     "reopening it once the client has redialled\n")
-                    sys.stderr.flush()
-            await anyio.sleep(backoff.next())
-
-    async def from_poller(client: CRIClient) -> None:
-        async with Poller(client, period=period, mode="relist") as poller:
+    async def body(client: CRIClient) -> None:
+        async with Poller(client, period=period) as poller:
             await poller.wait_synced()
+            # The first relist reports what exists (one event per object): not changes.
             synced_at = poller.stats.last_relist_at or 0.0
+            messages = EventMessages(poller)
+            note = _ModeNote(client, period)
+            note.check(poller.stats.mode)
             async for event in poller:
-                # The first relist reports what exists; events are changes.
-                if event.at > synced_at and show(event_message(event)):
+                if event.at <= synced_at:
+                    continue
+                note.check(poller.stats.mode)
+                if show(messages.message(event)):
                     return
 
-    async def body(client: CRIClient) -> None:
-        try:
-            await from_runtime(client)
-        except Unsupported as exc:
-            sys.stderr.write(
-                f"aiocri: GetContainerEvents is not available ({_why(exc, client)}); "
-                f"showing the poller's events instead (relist every {period:g} s)\n")
-            sys.stderr.flush()
-            await from_poller(client)
-
     run(settings, "following container events", body, interrupt_ok=True)
-
-
-def _why(exc: Unsupported, client: CRIClient) -> str:
-    if isinstance(exc, UnsupportedByVersion):
-        return f"the runtime speaks CRI {client.version.name}, which has no event stream"
-    return "the runtime answered UNIMPLEMENTED"
 
 
 # -- watch ----------------------------------------------------------------------------------------
