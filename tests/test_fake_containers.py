@@ -8,6 +8,7 @@ process that ignores it killed when the timeout runs out).
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import os
 import time
@@ -126,3 +127,58 @@ def test_synchronous_scripting_launches_nothing() -> None:
     assert state.containers[cid].running  # no loop to run the command on: runs until stopped
     state.stop_container(cid, timeout=5)
     assert state.containers[cid].exit_code == 143
+
+
+async def test_a_runtime_that_made_its_state_ends_its_containers(tmp_path: Path) -> None:
+    rt = FakeRuntime(tmp_path / "rt.sock")
+    async with rt:
+        cid = rt.state.add_container(
+            rt.state.add_pod("p"), "loop", command=["sh", "-c", "while true; do sleep 0.01; done"])
+        process = rt.state.containers[cid].process
+        assert process is not None and process.task is not None
+    await wait_for(lambda: process.task.done(), timeout=10)  # not running after the test
+    state = FakeState(seed=1)
+    async with FakeRuntime(tmp_path / "given.sock", state=state):
+        kept = state.add_container(state.add_pod("p"), "loop",
+                                   command=["sh", "-c", "while true; do sleep 0.01; done"])
+    task = state.containers[kept].process.task  # type: ignore[union-attr]
+    assert task is not None and not task.done()  # a given state is its owner's to end
+    state.shutdown()
+    await wait_for(task.done, timeout=10)
+
+
+async def test_a_fault_of_the_shell_ends_the_command_with_2(tmp_path: Path) -> None:
+    async with FakeRuntime(tmp_path / "rt.sock") as rt, rt.connect() as client:
+        pod = rt.state.add_pod("p")
+        broken = rt.state.add_container(pod, "c", command=["sh", "-c", "echo [z-a]"])
+        status = await exited(rt, broken)
+        assert status.exit_code == 2
+        assert any("fake runtime's shell" in text for _, _, text in log_lines(status.log_path))
+        cid = rt.state.add_container(pod, "ok")
+        reply = await client.runtime.exec_sync(api.ExecSyncRequest(
+            container_id=cid, cmd=["sh", "-c", "echo [z-a]"], timeout=5))
+        assert reply.exit_code == 2 and b"fake runtime's shell" in reply.stderr
+
+
+async def test_a_shorter_second_stop_wins(tmp_path: Path) -> None:
+    async with FakeRuntime(tmp_path / "rt.sock") as rt, rt.connect() as client:
+        cid = rt.state.add_container(rt.state.add_pod("p"), "stubborn",
+                                     command=["sh", "-c", "trap '' INT TERM; sleep 1000"])
+        first = asyncio.ensure_future(client.runtime.stop_container(
+            api.StopContainerRequest(container_id=cid, timeout=600)))
+        await wait_for(lambda: rt.state.containers[cid].process.kill_timer is not None,  # type: ignore[union-attr]
+                       timeout=10)
+        await client.runtime.stop_container(api.StopContainerRequest(container_id=cid, timeout=1),
+                                            timeout=30)
+        await asyncio.wait_for(first, 30)
+        assert rt.state.containers[cid].to_status().exit_code == 137
+        assert rt.state.containers[cid].on_exit == []
+
+
+async def test_crlf_lines_are_logged_without_the_cr(tmp_path: Path) -> None:
+    async with FakeRuntime(tmp_path / "rt.sock") as rt:
+        cid = rt.state.add_container(rt.state.add_pod("p"), "c",
+                                     command=["printf", "a\\r\\nb\\n"])
+        status = await exited(rt, cid)
+        assert Path(status.log_path).read_bytes().count(b"\r") == 0
+        assert [text for _, _, text in log_lines(status.log_path)] == ["a", "b"]

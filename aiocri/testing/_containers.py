@@ -190,8 +190,12 @@ class ContainerOps(ImageOps):
         except RuntimeError:  # no loop to wait on: the timeout has passed at once
             self._stop(container, kill=True)
             return
-        if process.kill_timer is None:
-            process.kill_timer = loop.call_later(timeout, self._kill_if_running, container)
+        deadline = loop.time() + timeout
+        timer = process.kill_timer
+        if timer is None or deadline < timer.when():  # a shorter grace period wins
+            if timer is not None:
+                timer.cancel()
+            process.kill_timer = loop.call_at(deadline, self._kill_if_running, container)
 
     def _kill_if_running(self, container: Container) -> None:
         if container.running and self.containers.get(container.id) is container:
@@ -285,6 +289,17 @@ class ContainerOps(ImageOps):
             container.resources = copy_message(linux)
         self._changed(container)
 
+    def shutdown(self) -> None:
+        """End every container's command, kill timer and log file (the node goes down
+        for good): what a runtime's owner calls when it is done with the state. The
+        containers keep their state; nothing runs or writes any more."""
+        for container in self.containers.values():
+            if container.process is not None:
+                end(container.process)
+            if container.log is not None:
+                container.log.close()
+                container.log = None
+
     def running_containers(self) -> Iterator[Container]:
         return (c for c in self.containers.values() if c.running)
 
@@ -352,7 +367,11 @@ class ContainerRPCs(ServicerBase):
         if container is not None and container.running:  # ignoring its stop signal
             stopped = asyncio.Event()
             container.on_exit.append(stopped.set)
-            await stopped.wait()  # the answer comes once it has died, as containerd's
+            try:
+                await stopped.wait()  # the answer comes once it has died, as containerd's
+            finally:  # a caller that gave up leaves nothing behind
+                if stopped.set in container.on_exit:
+                    container.on_exit.remove(stopped.set)
         return pb.StopContainerResponse()
 
     def remove_container(

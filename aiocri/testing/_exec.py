@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, TypeAlias
 from aiocri.testing._model import Container, StatusError
 from aiocri.testing._shell import FileSystem, run_argv, run_captured
 from aiocri.testing._streaming import ServerIO, exit_status, internal_error, success_status
-from aiocri.testing._workload import interactive, shell_context
+from aiocri.testing._workload import guarded, interactive, shell_context
 
 if TYPE_CHECKING:
     from aiocri.testing._state import FakeState
@@ -60,7 +60,11 @@ def _files(container: Container) -> FileSystem:
 
 
 async def default_exec_handler(container: Container, cmd: list[str]) -> ExecResult:
-    result = await run_captured(cmd, shell_context(container, _files(container)))
+    try:
+        result = await run_captured(cmd, shell_context(container, _files(container)))
+    except Exception as exc:  # the fake shell's own fault: an exit code, not a broken RPC
+        return ExecResult(stderr=f"sh: the fake runtime's shell failed: "
+                                 f"{type(exc).__name__}: {exc}\n".encode(), exit_code=2)
     return ExecResult(result.stdout, result.stderr, result.exit_code)
 
 
@@ -165,7 +169,7 @@ async def _exec(handler: ExecHandler, container: Container, cmd: list[str], io: 
             await out(f"{rows} {cols}\n".encode())
             return True
 
-        code = await interactive(ctx, base, stdin, out, err, special=stty_size)
+        code = await guarded(interactive(ctx, base, stdin, out, err, special=stty_size), err)
         return exit_status(code, cmd)
     refusal = bytearray()
 
@@ -175,7 +179,8 @@ async def _exec(handler: ExecHandler, container: Container, cmd: list[str], io: 
         else:
             await err(data)
 
-    code = await run_argv(cmd, ctx, stdin=stdin, stdout=out, stderr=err_or_refusal)
+    code = await guarded(run_argv(cmd, ctx, stdin=stdin, stdout=out, stderr=err_or_refusal),
+                         err)
     failed = ExecResult(stderr=bytes(refusal), exit_code=code)
     if refusal and cannot_start(failed):
         return internal_error(exec_failed(failed))

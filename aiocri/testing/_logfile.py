@@ -54,6 +54,7 @@ class CRILogFile:
         out = []
         lines = text.split(b"\n")
         for line in lines[:-1]:
+            line = line.removesuffix(b"\r")  # containerd's reader drops a CRLF whole
             out += self._pieces(head, line)
             out.append(head + b" F " + line[len(line) - self._rest(line) :] + b"\n")
         rest = lines[-1]

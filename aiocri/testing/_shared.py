@@ -56,6 +56,23 @@ _EVENT_QUEUE_SIZE = 10_000  # containerd buffers 1000 and drops the rest; be roo
 STREAMING_ADDRESS = "127.0.0.1:10010"  # nothing listens there: the URLs are only handed out
 
 
+_LOG_ROOT_PREFIX = "aiocri-fake-logs-"  # then the owner's pid: a killed owner's is swept
+
+
+def _sweep_dead_log_roots(parent: str) -> None:
+    """Remove the log folders of fake runtimes whose process died without cleaning up
+    (SIGKILL): in /dev/shm they would hold memory until the machine restarts."""
+    try:
+        names = os.listdir(parent)
+    except OSError:
+        return
+    for name in names:
+        pid = name.removeprefix(_LOG_ROOT_PREFIX).split("-", 1)[0]
+        if name.startswith(_LOG_ROOT_PREFIX) and pid.isdigit() \
+                and not os.path.exists(f"/proc/{pid}"):
+            shutil.rmtree(os.path.join(parent, name), ignore_errors=True)
+
+
 class SharedState:
     """The fake's tables and the bookkeeping every change goes through."""
 
@@ -123,7 +140,8 @@ class SharedState:
         if self._log_root is None:
             # in memory where there is /dev/shm: populate() makes a file per container
             shm = "/dev/shm" if os.access("/dev/shm", os.W_OK) else None
-            self._log_root = tempfile.mkdtemp(prefix="aiocri-fake-logs-", dir=shm)
+            _sweep_dead_log_roots(shm or tempfile.gettempdir())
+            self._log_root = tempfile.mkdtemp(prefix=f"{_LOG_ROOT_PREFIX}{os.getpid()}-", dir=shm)
             weakref.finalize(self, shutil.rmtree, self._log_root, True)
         return self._log_root
 

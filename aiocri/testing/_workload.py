@@ -9,9 +9,10 @@ image's server) run until stopped and cost no task, so ``populate()`` of 10,000
 containers stays cheap. Without a running event loop (a state scripted from
 synchronous code) nothing is launched: the container runs until it is stopped.
 
-The shell has no ``trap``; a script that begins ``trap '' TERM`` (or ``""``, ``15``,
-``SIGTERM``) is taken to ignore the stop signal, so that StopContainer must wait out
-its timeout and kill it (exit 137), as with a real process that ignores SIGTERM.
+A script that begins ``trap '' TERM`` (also ``""``, ``15``, ``SIGTERM``, with other
+signals beside it) is taken to ignore the stop signal, so that StopContainer must wait
+out its timeout and kill it (exit 137), as with a real process that ignores SIGTERM;
+traps set later in a script are not seen from here.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ __all__ = [
     "Process",
     "StdinPipe",
     "end",
+    "guarded",
     "image_command",
     "image_users",
     "interactive",
@@ -45,7 +47,8 @@ __all__ = [
 ]
 
 _SHELLS = frozenset({"sh", "ash", "bash", "dash"})
-_IGNORES_TERM = re.compile(r"""^\s*trap\s+(''|"")\s+(SIG)?(TERM|15)\s*(;|\n|$)""")
+_IGNORES_TERM = re.compile(
+    r"""^\s*trap[ \t]+(--[ \t]+)?(''|"")([ \t]+\w+)*?[ \t]+(SIG)?(TERM|15)\b""", re.IGNORECASE)
 
 
 class StdinPipe:
@@ -150,8 +153,7 @@ def launch(state: ContainerOps, container: Container) -> Process:
     argv = image_command(container)
     script = argv[2] if len(argv) >= 3 and argv[1] == "-c" else ""
     if argv[0].rsplit("/", 1)[-1] in _SHELLS and _IGNORES_TERM.match(script):
-        process.ignores_stop_signal = True
-        argv = [*argv[:2], _IGNORES_TERM.sub("", script, count=1), *argv[3:]]
+        process.ignores_stop_signal = True  # the shell runs the trap itself (it records it)
     try:
         loop = asyncio.get_running_loop()
     except RuntimeError:
@@ -190,16 +192,28 @@ async def _run(state: ContainerOps, container: Container, process: Process,
 
     ctx = shell_context(container, process.files)
     base = argv[0].rsplit("/", 1)[-1]
-    if base in _SHELLS and len(argv) == 1 and process.stdin is not None:
-        code = await interactive(ctx, base, process.stdin.__aiter__(), out, err)
-    elif _runs_quietly_forever(argv):
+    stdin = process.stdin.__aiter__() if process.stdin is not None else None
+    if _runs_quietly_forever(argv) and not (base in _SHELLS and stdin is not None):
         await asyncio.Event().wait()  # a server: until stopped
         return
-    else:
-        code = await run_argv(argv, ctx, stdin=process.stdin.__aiter__() if process.stdin
-                              else None, stdout=out, stderr=err)
+    code = await guarded(
+        interactive(ctx, base, stdin, out, err) if base in _SHELLS and len(argv) == 1
+        and stdin is not None else run_argv(argv, ctx, stdin=stdin, stdout=out, stderr=err),
+        err)
     if container.running and container.process is process:
         state.exit_container(container.id, code)
+
+
+async def guarded(command: Awaitable[int], err: Writer) -> int:
+    """``command``'s exit code; a fault of the fake's shell (a Python exception) is said
+    on stderr and ends it with 2, instead of leaving a container running for ever or
+    breaking an exec session."""
+    try:
+        return await command
+    except Exception as exc:  # the shell's own bug, never the user's: say it, go on
+        await err(f"sh: the fake runtime's shell failed: {type(exc).__name__}: {exc}\n"
+                  .encode())
+        return 2
 
 
 async def interactive(ctx: ShellContext, name: str, stdin: AsyncIterator[bytes],

@@ -95,6 +95,7 @@ class FakeRuntime:
         check_positive_int("max_receive_message_length", max_receive_message_length)
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
             raise TypeError(f"seed must be an int or None, not {seed!r}")
+        self._owns_state = state is None
         self.state = state if state is not None else FakeState(images, registry=registry, seed=seed)
         if compat is not None:
             self.state.compat = compat
@@ -308,6 +309,8 @@ class FakeRuntime:
     ) -> None:
         with anyio.CancelScope(shield=True):  # a cancelled owner must still stop the server
             await self.stop()  # also clears a stale file left by kill(), and our folder
+        if self._owns_state:  # its containers end with it (a given state is its owner's)
+            self.state.shutdown()
 
     def connect(self, **options: Any) -> _Connect:
         """A client of this runtime: ``async with rt.connect() as client`` or
@@ -470,9 +473,10 @@ EXEC_HELP = """\
 what the containers run (their command at start, ExecSync, exec and attach):
   a stand-in for busybox sh and its applets, on each container's own files:
   sh -c '...' with ; && || | ! and redirections (> >> < 2> 2>&1), $VAR, quotes,
-  cd, exit N, export; echo, printf, cat, ls, head, tail, wc, tr, grep, test/[,
-  env, id, whoami, hostname, pwd, sleep, true, false, mkdir, touch, rm, rmdir
-  (no loops, if, functions or subshells: those exit 2, "not supported")
+  if, while, until, for, ( ), { }, $((..)), $(..), cd, exit N, export, read, trap,
+  shift; echo, printf, cat, ls, head, tail, wc, tr, cut, grep, test/[, seq, yes,
+  env, id, whoami, hostname, uname, pwd, sleep, true, false, mkdir, touch, rm
+  (no case, functions or here-documents: those exit 2, "not supported")
   exec through the streaming server also: stty size (with -t), sh with stdin
   a program it lacks: ExecSync fails UNKNOWN (runc's "executable file not
   found", as containerd); `sh -c prog` exits 127 ("sh: prog: not found")
