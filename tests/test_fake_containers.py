@@ -182,3 +182,29 @@ async def test_crlf_lines_are_logged_without_the_cr(tmp_path: Path) -> None:
         status = await exited(rt, cid)
         assert Path(status.log_path).read_bytes().count(b"\r") == 0
         assert [text for _, _, text in log_lines(status.log_path)] == ["a", "b"]
+
+
+async def test_a_shell_on_a_terminal_without_stdin_keeps_running(tmp_path: Path) -> None:
+    """`docker run -t busybox` waits on its terminal; without one, sh reads EOF and ends."""
+    async with FakeRuntime(tmp_path / "rt.sock") as rt:
+        pod = rt.state.add_pod("p")
+        on_tty = rt.state.add_container(pod, "tty", command=["sh"], tty=True)
+        plain = rt.state.add_container(pod, "plain", command=["sh"])
+        assert (await exited(rt, plain)).exit_code == 0
+        assert rt.state.containers[on_tty].running
+
+
+async def test_stdin_is_bounded_like_a_pipe() -> None:
+    from aiocri.testing._workload import StdinPipe
+
+    pipe = StdinPipe(chunks=4)
+    for n in range(4):
+        await pipe.write(b"%d" % n)
+    blocked = asyncio.ensure_future(pipe.write(b"more"))
+    await asyncio.sleep(0)
+    assert not blocked.done()  # the writer waits until the command reads
+    reader = pipe.__aiter__()
+    assert await reader.__anext__() == b"0"
+    await asyncio.wait_for(blocked, 5)
+    pipe.close()  # the end reaches the reader after what was written
+    assert [chunk async for chunk in reader] == [b"1", b"2", b"3", b"more"]

@@ -215,7 +215,7 @@ async def _attach(state: FakeState, container: Container, io: ServerIO) -> bytes
             return
         async for chunk in io.stdin:
             if pipe is not None:
-                pipe.write(chunk)
+                await pipe.write(chunk)
         if pipe is not None and container.config.stdin_once:
             pipe.close()  # the first attach's end is the command's end of input
 

@@ -52,25 +52,31 @@ _IGNORES_TERM = re.compile(
 
 
 class StdinPipe:
-    """A running container's stdin: attach sessions write, its command reads."""
+    """A running container's stdin: attach sessions write, its command reads. Bounded,
+    as a pipe is: a writer waits while the command does not read."""
 
-    def __init__(self) -> None:
-        self._chunks: asyncio.Queue[bytes | None] = asyncio.Queue()
+    def __init__(self, chunks: int = 16) -> None:
+        self._chunks: asyncio.Queue[bytes | None] = asyncio.Queue(chunks)
         self.closed = False
 
-    def write(self, data: bytes) -> None:
+    async def write(self, data: bytes) -> None:
         if not self.closed and data:
-            self._chunks.put_nowait(data)
+            await self._chunks.put(data)
 
     def close(self) -> None:
         if not self.closed:
             self.closed = True
-            self._chunks.put_nowait(None)
+            with contextlib.suppress(asyncio.QueueFull):  # full: the reader sees `closed`
+                self._chunks.put_nowait(None)
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
-        while (chunk := await self._chunks.get()) is not None:
+        while not (self.closed and self._chunks.empty()):
+            chunk = await self._chunks.get()
+            if chunk is None:
+                break
             yield chunk
-        self._chunks.put_nowait(None)  # every later reader sees the end too
+        with contextlib.suppress(asyncio.QueueFull):
+            self._chunks.put_nowait(None)  # every later reader sees the end too
 
 
 @dataclass(eq=False)
@@ -193,8 +199,10 @@ async def _run(state: ContainerOps, container: Container, process: Process,
     ctx = shell_context(container, process.files)
     base = argv[0].rsplit("/", 1)[-1]
     stdin = process.stdin.__aiter__() if process.stdin is not None else None
-    if _runs_quietly_forever(argv) and not (base in _SHELLS and stdin is not None):
-        await asyncio.Event().wait()  # a server: until stopped
+    waits_on_terminal = base in _SHELLS and len(argv) == 1 and container.config.tty
+    if (waits_on_terminal and stdin is None) or (
+            _runs_quietly_forever(argv) and not (base in _SHELLS and stdin is not None)):
+        await asyncio.Event().wait()  # a server, or a shell on a terminal: until stopped
         return
     code = await guarded(
         interactive(ctx, base, stdin, out, err) if base in _SHELLS and len(argv) == 1
