@@ -361,9 +361,7 @@ class ContainerRPCs(ServicerBase):
         self, request: pb.StopContainerRequest, version: CRIVersion
     ) -> pb.StopContainerResponse:
         self.state.stop_container(request.container_id, request.timeout)
-        container = self.state.containers.get(request.container_id) or (
-            None if not request.container_id else resolve(self.state.containers,
-                                                          request.container_id))
+        container = resolve(self.state.containers, request.container_id)
         if container is not None and container.running:  # ignoring its stop signal
             stopped = asyncio.Event()
             container.on_exit.append(stopped.set)
@@ -451,26 +449,21 @@ class ContainerRPCs(ServicerBase):
         )
 
     def exec(self, request: pb.ExecRequest, version: CRIVersion) -> pb.ExecResponse:
-        # the kubelet streaming server's checks and words; an empty cmd passes here
-        if not (request.stdin or request.stdout or request.stderr):
-            raise StatusError(
-                grpc.StatusCode.INVALID_ARGUMENT, "one of stdin, stdout, or stderr must be set"
-            )
-        if request.tty and request.stderr:
-            raise StatusError(
-                grpc.StatusCode.INVALID_ARGUMENT, "tty and stderr cannot both be true"
-            )
+        _check_streams(request, "or")  # an empty cmd passes here
         self._running(request.container_id, 'failed to find container "{}" in store')
         return pb.ExecResponse(url=self._url("exec", copy_request(request)))
 
     def attach(self, request: pb.AttachRequest, version: CRIVersion) -> pb.AttachResponse:
-        if not (request.stdin or request.stdout or request.stderr):
-            raise StatusError(
-                grpc.StatusCode.INVALID_ARGUMENT, "one of stdin, stdout, and stderr must be set"
-            )
-        if request.tty and request.stderr:
-            raise StatusError(
-                grpc.StatusCode.INVALID_ARGUMENT, "tty and stderr cannot both be true"
-            )
+        _check_streams(request, "and")
         self._running(request.container_id, "failed to find container in store")
         return pb.AttachResponse(url=self._url("attach", copy_request(request)))
+
+
+def _check_streams(request: pb.ExecRequest | pb.AttachRequest, joiner: str) -> None:
+    """The streaming server's checks of an Exec or Attach request, in its words (which
+    join the streams with "or" for exec and "and" for attach)."""
+    if not (request.stdin or request.stdout or request.stderr):
+        raise StatusError(grpc.StatusCode.INVALID_ARGUMENT,
+                          f"one of stdin, stdout, {joiner} stderr must be set")
+    if request.tty and request.stderr:
+        raise StatusError(grpc.StatusCode.INVALID_ARGUMENT, "tty and stderr cannot both be true")
