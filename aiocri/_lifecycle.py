@@ -36,7 +36,8 @@ class Lifecycle:
     """State, generation and pinned version of one endpoint's connection, as announced."""
 
     def __init__(self, endpoint: str, stats: ConnectionStats, events: EventBroadcast,
-                 on_terminal: Callable[[CRIError], None] | None) -> None:
+                 on_terminal: Callable[[CRIError], None] | None,
+                 observe: Callable[[ConnectionEvent], None] | None = None) -> None:
         self.endpoint = endpoint
         self.state = ConnectionState.CONNECTING
         self.generation = 0
@@ -49,6 +50,7 @@ class Lifecycle:
         self._stats = stats
         self._events = events
         self._on_terminal = on_terminal
+        self._observe = observe
 
     async def wait_changed(self, seconds: float) -> None:
         """Wait up to ``seconds`` for the next change of state."""
@@ -88,7 +90,10 @@ class Lifecycle:
 
     def publish(self, kind: ConnectionEventKind, **extra: Any) -> None:
         pinned = self.pinned
-        self._events.publish(ConnectionEvent(
+        event = ConnectionEvent(
             kind=kind, state=self.state, endpoint=self.endpoint,
             pinned=None if pinned is None else pinned.name, generation=self.generation,
-            **extra))
+            **extra)
+        self._events.publish(event)
+        if self._observe is not None:
+            self._observe(event)

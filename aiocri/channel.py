@@ -25,7 +25,7 @@ import asyncio
 import logging
 import math
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 from typing import Any, Literal
 
 import anyio
@@ -44,6 +44,7 @@ from aiocri._events import (
     Subscription,
 )
 from aiocri._lifecycle import Lifecycle
+from aiocri._observed import ObservedCalls
 from aiocri._policy import RedialPolicy
 from aiocri._proto.runtime.v1 import api_pb2
 from aiocri._rpc import RPC, RPCS
@@ -62,6 +63,7 @@ from aiocri.errors import (
     UnsupportedByVersion,
     from_rpc_error,
 )
+from aiocri.instrument import CallRecord, Instrumentation
 from aiocri.versions import CRIVersion
 
 __all__ = [
@@ -107,6 +109,7 @@ class ChannelManager:
         fail_fast: bool = False,
         events: EventBroadcast | None = None,
         on_terminal: Callable[[CRIError], None] | None = None,
+        instrumentation: Instrumentation | None = None,
     ) -> None:
         if on_version_loss not in ("fail", "renegotiate"):
             raise ValueError("on_version_loss must be 'fail' or 'renegotiate'")
@@ -116,8 +119,9 @@ class ChannelManager:
         self.on_version_loss = on_version_loss
         self.fail_fast = fail_fast
         self.stats = ConnectionStats()
-        self._life = Lifecycle(str(endpoint), self.stats,
-                               events if events is not None else EventBroadcast(), on_terminal)
+        self._life = Lifecycle(
+            str(endpoint), self.stats, events if events is not None else EventBroadcast(),
+            on_terminal, None if instrumentation is None else instrumentation.connection_event)
         self._dialer = Dialer(
             endpoint, RPCS[probe], self.policy, max_message_size, self.stats,
             lambda n, error: self._life.publish("redial_attempt", attempt=n, error=error))
@@ -129,6 +133,13 @@ class ChannelManager:
         self._first_answer: api_pb2.VersionResponse | None = None
         self._answer: api_pb2.VersionResponse | None = None
         self._tasks = TaskSet(f"aiocri {endpoint}", self._crashed)
+        self.instrumentation = instrumentation
+        if instrumentation is not None:
+            # Instrumented calls go through a wrapper; without, the call path is untouched.
+            observed = ObservedCalls(self, instrumentation)
+            self.unary = observed.unary  # type: ignore[method-assign]
+            self.stream = observed.stream  # type: ignore[method-assign]
+            instrumentation.attach(self)
 
     # -- public face -----------------------------------------------------------
 
@@ -209,7 +220,8 @@ class ChannelManager:
     # -- the call path -----------------------------------------------------------
 
     async def unary(self, rpc: RPC, request: Message | None, timeout: float | None,
-                    decode: Callable[[bytes], Any] | None = None) -> Any:
+                    decode: Callable[[bytes], Any] | None = None,
+                    record: CallRecord | None = None) -> Any:
         """Send one unary RPC on the pinned version; see the module docstring.
 
         ``decode`` parses the response's bytes instead of the RPC's own message
@@ -219,11 +231,14 @@ class ChannelManager:
         request = rpc.request_type() if request is None else request
         deadline = _deadline(timeout)
         resent = False
+        metadata = None if record is None else record.metadata
         while True:
             conn, fn, remaining = await self._callable(rpc, deadline, decode)
+            if resent and record is not None:
+                record.resent(conn.generation)
             conn.users += 1
             try:
-                call = fn(request, timeout=remaining)
+                call = fn(request, timeout=remaining, metadata=metadata)
                 try:
                     response = await call
                 except grpc.aio.AioRpcError as exc:
@@ -250,8 +265,8 @@ class ChannelManager:
 
     async def stream(
         self, rpc: RPC, request: Message | None, timeout: float | None,
-        decode: Callable[[bytes], Any] | None = None,
-    ) -> AsyncIterator[Any]:
+        decode: Callable[[bytes], Any] | None = None, record: CallRecord | None = None,
+    ) -> AsyncGenerator[Any, None]:
         """Open a server-streaming RPC and yield its messages (``decode``: as in unary()).
 
         Streams are never reopened here: a broken stream raises, its reader decides.
@@ -261,7 +276,8 @@ class ChannelManager:
         deadline = _deadline(timeout)
         conn, fn, remaining = await self._callable(rpc, deadline, decode)
         conn.users += 1
-        call = fn(request, timeout=remaining)
+        call = fn(request, timeout=remaining,
+                  metadata=None if record is None else record.metadata)
         responses = call.__aiter__()
         del fn
         failure: grpc.aio.AioRpcError | None = None

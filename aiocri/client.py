@@ -24,6 +24,7 @@ from aiocri.api import CONTAINER_RUNNING, VersionResponse
 from aiocri.channel import DEFAULT_MAX_MESSAGE_SIZE, ChannelManager
 from aiocri.endpoint import Endpoint, discover, parse_endpoint
 from aiocri.errors import ClientClosed, CRIError, LogError, NotFound, RestartRequired
+from aiocri.instrument import Instrumentation, combine
 from aiocri.logs import LogEntry, Stream, log_filter, read_log
 from aiocri.services import ImageService, RuntimeService
 from aiocri.streaming._open import (
@@ -152,6 +153,11 @@ class CRIClient:
         return pinned
 
     @property
+    def endpoint(self) -> str:
+        """The runtime endpoint, as a URL (``unix:///run/containerd/containerd.sock``)."""
+        return str(self._runtime_manager.endpoint)
+
+    @property
     def separate_image_endpoint(self) -> bool:
         return self._image_manager is not self._runtime_manager
 
@@ -233,7 +239,7 @@ class CRIClient:
         """
         return self._owned(exec_session(
             self.runtime, container_id, cmd, stdin=stdin, stdout=stdout, stderr=stderr,
-            tty=tty, transport=transport, timeout=timeout))
+            tty=tty, transport=transport, timeout=timeout), "exec")
 
     def attach_stream(
         self, container_id: str, *, stdin: bool = False, stdout: bool = True,
@@ -243,7 +249,7 @@ class CRIClient:
         """Attach to a running container's main process (``kubectl attach``)."""
         return self._owned(attach_session(
             self.runtime, container_id, stdin=stdin, stdout=stdout, stderr=stderr, tty=tty,
-            transport=transport, timeout=timeout))
+            transport=transport, timeout=timeout), "attach")
 
     def port_forward(
         self, pod_id: str, port: int, *, transport: TransportName = "auto",
@@ -252,7 +258,7 @@ class CRIClient:
         """One TCP connection to ``port`` inside a pod: ``read()``, ``write()``,
         ``close_write()``; ``async with`` closes it."""
         return self._owned(port_connection(
-            self.runtime, pod_id, port, transport=transport, timeout=timeout))
+            self.runtime, pod_id, port, transport=transport, timeout=timeout), "portforward")
 
     def forward_port(
         self, pod_id: str, remote_port: int, *, local_port: int = 0,
@@ -263,11 +269,19 @@ class CRIClient:
         each accepted connection to ``remote_port`` in the pod (``kubectl port-forward``)."""
         return self._owned(forward_port(
             self.runtime, pod_id, remote_port, local_port=local_port, host=host,
-            transport=transport, timeout=timeout))
+            transport=transport, timeout=timeout), "portforward")
 
-    def _owned(self, opening: Opening[R]) -> Opening[R]:
+    def _owned(self, opening: Opening[R], kind: str) -> Opening[R]:
         """Sessions close with the client, and none opens once it is closed."""
+        instrumentation = self._runtime_manager.instrumentation
+        if instrumentation is not None:
+            opening.observed_by(instrumentation.session(kind, str(self._runtime_manager.endpoint)))
         return opening.owned_by(self._streams, lambda: self._closed)
+
+    @property
+    def instrumentation(self) -> Instrumentation | None:
+        """What was given to :func:`connect` as ``instrumentation`` (combined), or None."""
+        return self._runtime_manager.instrumentation
 
     # -- logs -------------------------------------------------------------------------
 
@@ -362,6 +376,7 @@ def connect(
     on_version_loss: Literal["fail", "renegotiate"] = "fail",
     fail_fast: bool = False,
     allow_tcp: bool = False,
+    instrumentation: Instrumentation | Iterable[Instrumentation] | None = None,
 ) -> _Connect:
     """Connect to a CRI runtime, negotiate and pin a version, and keep it connected.
 
@@ -374,6 +389,9 @@ def connect(
     becomes RESTART_REQUIRED) or "renegotiate" (pin what the runtime now serves).
     ``fail_fast``: calls made while reconnecting fail at once instead of
     waiting for the redial up to their deadline.
+    ``instrumentation``: metrics and traces, e.g.
+    ``aiocri.metrics.PrometheusMetrics()`` or ``aiocri.tracing.OpenTelemetry()``, or a
+    list of them (see :mod:`aiocri.instrument`); pollers over the client use it too.
 
         async with aiocri.connect("unix:///run/containerd/containerd.sock") as client:
             print(client.version, client.runtime_version.runtime_name)
@@ -405,6 +423,7 @@ def connect(
         runtime_ep if image_endpoint is None
         else parse_endpoint(image_endpoint, allow_tcp=allow_tcp)
     )
+    instruments = combine(instrumentation)
     events = EventBroadcast()  # one stream of events for both endpoints
 
     def manager(endpoint: Endpoint, probe: Literal["Version", "ImageFsInfo"]) -> ChannelManager:
@@ -417,6 +436,7 @@ def connect(
             on_version_loss=on_version_loss,
             fail_fast=fail_fast,
             events=events,
+            instrumentation=instruments,
         )
 
     runtime = manager(runtime_ep, "Version")

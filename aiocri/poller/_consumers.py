@@ -32,8 +32,14 @@ class Consumer:
 
     def __init__(self, latest: Mapping[Key, LifecycleEvent], removed_at: Mapping[str, float],
                  max_pending: int, *, replay: bool,
-                 on_close: Callable[[Consumer], None] | None = None) -> None:
+                 on_close: Callable[[Consumer], None] | None = None, name: str = "",
+                 on_merge: Callable[[], None] | None = None,
+                 on_deliver: Callable[[LifecycleEvent], None] | None = None) -> None:
+        #: A name for metrics and logs ("poller" for the poller's own iterator).
+        self.name = name
         self._on_close = on_close
+        self._on_merge = on_merge
+        self._on_deliver = on_deliver
         self._latest = latest  # the engine's latest event per live object
         self._removed_at = removed_at
         self.max_pending = max_pending
@@ -57,6 +63,11 @@ class Consumer:
         self._error: CRIError | None = None
 
     # -- the poller's side ------------------------------------------------------------
+
+    def _merged(self) -> None:
+        self.coalesced += 1
+        if self._on_merge is not None:
+            self._on_merge()
 
     @property
     def pending(self) -> int:
@@ -89,7 +100,7 @@ class Consumer:
             # A newer state takes the object's turn where it is (so a pod told
             # before its containers stays before them), or waits for one.
             if key in coalescing or key in self._owed:
-                self.coalesced += 1
+                self._merged()
                 (coalescing if key in coalescing else self._owed)[key] = None
             elif not self._owed and len(coalescing) < self.max_pending:
                 coalescing[key] = event
@@ -100,10 +111,10 @@ class Consumer:
         # ever told of the object, comes after everything due (containers before
         # their pod, as the engine emits them). It is kept: the engine forgets it.
         if coalescing.pop(key, 0) != 0 or self._owed.pop(key, 0) != 0:
-            self.coalesced += 1
+            self._merged()
             self._promote()  # the freed turn goes to the oldest owed object
         if key not in self._seen:
-            self.coalesced += 1  # came and went unseen: nothing to tell
+            self._merged()  # came and went unseen: nothing to tell
         elif not self._owed and len(coalescing) < self.max_pending:
             coalescing[key] = event
         else:
@@ -149,6 +160,8 @@ class Consumer:
                 self._seen.pop(key_of(event), None)
             else:
                 self._seen[key_of(event)] = event
+            if self._on_deliver is not None:
+                self._on_deliver(event)
             return event
 
     def _looked_up(self, key: Key) -> LifecycleEvent | None:

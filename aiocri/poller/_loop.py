@@ -37,7 +37,7 @@ from aiocri.errors import (
 )
 from aiocri.poller._consumers import Consumer
 from aiocri.poller._engine import Engine, StatusAnswer
-from aiocri.poller._model import _RETRY, LifecycleEvent, PollerStats, Snapshot
+from aiocri.poller._model import _RETRY, LifecycleEvent, PollerStats, Snapshot, runtime_time
 
 __all__ = ["Mode", "Poller"]
 
@@ -98,7 +98,14 @@ class Poller:
         self._consumers: set[Consumer] = set()
         self._error: CRIError | None = None
         self._closed = False
-        self._own = self._subscribe(replay=False)
+        self._subscribers = 0
+        self._list_requests = {rpc: RPCS[rpc].request_type() for rpc in LISTS}
+        self._synced_at = math.inf  # monotonic time the first relist ended
+        self._last_relist_start: float | None = None
+        instrumentation = client.instrumentation
+        self._observer = (None if instrumentation is None
+                          else instrumentation.poller(self, client.endpoint))
+        self._own = self._subscribe(replay=False, name="poller")
         self._task: asyncio.Task[None] | None = None
         self._synced = anyio.Event()
         self._wake = anyio.Event()
@@ -114,7 +121,6 @@ class Poller:
         # client.generation when an RPC was found unimplemented (None: not found so).
         self._no_events_at: int | None = None
         self._no_stream_at: dict[str, int] = {}
-        self._list_requests = {rpc: RPCS[rpc].request_type() for rpc in LISTS}
 
     # -- public face -----------------------------------------------------------------
 
@@ -133,20 +139,42 @@ class Poller:
         """Events due to this poller's own iterator."""
         return self._own.pending
 
-    def subscribe(self) -> Consumer:
+    def subscribe(self, name: str | None = None) -> Consumer:
         """Another consumer: an async iterator of its own that gets every event, told
         the current state first (one event per known object), then every change.
-        End it with ``await consumer.aclose()`` (the poller's end ends it too)."""
-        return self._subscribe(replay=True)
+        End it with ``await consumer.aclose()`` (the poller's end ends it too).
+        ``name`` labels its metrics (default ``subscriber-N``)."""
+        if name is not None and not isinstance(name, str):
+            raise TypeError(f"subscribe name must be a str, not {name!r}")
+        self._subscribers += 1
+        return self._subscribe(replay=True, name=name or f"subscriber-{self._subscribers}")
 
-    def _subscribe(self, *, replay: bool) -> Consumer:
+    def _subscribe(self, *, replay: bool, name: str) -> Consumer:
         consumer = Consumer(self._engine.last, self._engine.tombstones, self.max_pending,
-                            replay=replay, on_close=self._consumers.discard)
+                            replay=replay, on_close=self._consumers.discard, name=name,
+                            on_merge=self._merged,
+                            on_deliver=None if self._observer is None else self._delivered)
         if self._closed:
             consumer.end(self._error)
         else:
             self._consumers.add(consumer)
         return consumer
+
+    @property
+    def consumers(self) -> list[Consumer]:
+        """The consumers receiving events now (the poller's own iterator first)."""
+        return sorted(self._consumers, key=lambda c: c is not self._own)
+
+    def _merged(self) -> None:
+        self.stats.coalesced += 1
+
+    def _delivered(self, event: LifecycleEvent) -> None:
+        """Time from the runtime's own time of a change to its delivery (changes seen
+        after the first relist only: the first tells of the past)."""
+        if event.at > self._synced_at and self._observer is not None:
+            happened = runtime_time(event)
+            if happened is not None:
+                self._observer.delivered(max(0.0, time.time() - happened))
 
     def _broadcast(self, event: LifecycleEvent) -> None:
         self.stats.events_emitted += 1
@@ -264,8 +292,13 @@ class Poller:
     async def _relist_when_due(self, now: float, backoff: _Backoff) -> None:
         self._resync = False
         self._relisting = True
+        observer = self._observer
         try:
-            await self._relist(now)
+            if observer is None:
+                await self._relist(now)
+            else:
+                with observer.relist():
+                    await self._relist(now)
         except CRIError as exc:
             if not _transient(exc):
                 raise
@@ -276,6 +309,9 @@ class Poller:
             self._relisting = False
         backoff.reset()
         end = time.monotonic()
+        if observer is not None:
+            last, self._last_relist_start = self._last_relist_start, now
+            observer.relist_done(end - now, None if last is None else now - last)
         # A change is reported when the relist after it ends: start the next one early
         # by what a relist takes, so that no change waits more than the period.
         self._relist_cost += 0.3 * (end - now - self._relist_cost)
@@ -374,17 +410,25 @@ class Poller:
             self._wakeup()
         stream = self._client.runtime.get_container_events()
         self._stream_open = True
+        observer = self._observer
+        if observer is not None:
+            observer.stream_opened()
         try:
             async for event in stream:
                 self._streamed += 1
                 self._raw.append(event)
                 if len(self._raw) > max(self.max_pending, 1000):
                     log.warning("poller: runtime events pile up; dropped, relisting")
+                    self.stats.discarded += len(self._raw)
+                    if observer is not None:
+                        observer.discarded(len(self._raw))
                     self._raw.clear()
                     self._resync = True
                 self._wakeup()
             log.info("poller: the runtime ended GetContainerEvents; reopening")
         except Unsupported as exc:
+            if observer is not None:
+                observer.stream_failed(exc)
             if self.mode == "events":
                 raise
             log.info("poller: no GetContainerEvents (%s); relisting every %g s",
@@ -392,6 +436,8 @@ class Poller:
             self._no_events_at = self._client.generation
             return False
         except CRIError as exc:
+            if observer is not None:
+                observer.stream_failed(exc)
             if not _transient(exc):
                 raise
             self._count_error(exc, "GetContainerEvents")
@@ -434,6 +480,7 @@ class Poller:
         self.stats.last_relist_at = now
         self.stats.last_relist_duration = now - started
         if not self._synced.is_set():
+            self._synced_at = now
             self._synced.set()
             log.info("poller: synced: %d pods, %d containers (%s, %s)",
                      len(self._engine.pods), len(self._engine.containers),

@@ -148,6 +148,10 @@ class PollerStats:
     status_fetches: int = 0
     #: Times GetContainerEvents was opened.
     stream_opens: int = 0
+    #: Runtime events dropped because they piled up faster than applied (a relist follows).
+    discarded: int = 0
+    #: Events merged into a newer one of the same object, over every consumer.
+    coalesced: int = 0
     #: The RPCs the last relist used ("StreamContainers" or "ListContainers", ...).
     container_list: str = ""
     pod_list: str = ""
@@ -215,3 +219,21 @@ def is_removal(event: LifecycleEvent) -> bool:
     return event.kind in _REMOVALS
 
 
+
+
+def runtime_time(event: LifecycleEvent) -> float | None:
+    """The runtime's own time of the change (Unix seconds), when its status tells it:
+    a container's creation, start or finish, a pod's creation; else None."""
+    status = event.status
+    if status is None:
+        return None
+    kind = event.kind
+    if kind is EventKind.CONTAINER_STARTED:
+        nanos = getattr(status, "started_at", 0)
+    elif kind is EventKind.CONTAINER_EXITED:
+        nanos = getattr(status, "finished_at", 0)
+    elif kind in (EventKind.CONTAINER_CREATED, EventKind.POD_READY):
+        nanos = status.created_at
+    else:
+        return None
+    return nanos / 1e9 if nanos > 0 else None

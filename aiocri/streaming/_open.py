@@ -13,6 +13,7 @@ import grpc
 
 from aiocri import api
 from aiocri.errors import ClientClosed, InvalidArgument, StreamingError, UpgradeRefused
+from aiocri.instrument import SessionObserver
 from aiocri.streaming._portforward import (
     PortConnection,
     PortForwarder,
@@ -47,12 +48,18 @@ class Opening(Generic[R]):
         self._resource: R | None = None
         self._owner: weakref.WeakSet[Any] | None = None
         self._owner_closed: Callable[[], bool] = lambda: False
+        self._observer: SessionObserver | None = None
 
     def owned_by(self, owner: weakref.WeakSet[Any], closed: Callable[[], bool]) -> Opening[R]:
         """Record the opened resource in ``owner`` (the client closes them with itself);
         ``closed()`` tells whether the client is closed already."""
         self._owner = owner
         self._owner_closed = closed
+        return self
+
+    def observed_by(self, observer: SessionObserver | None) -> Opening[R]:
+        """Tell ``observer`` when the resource opens and closes (with its byte counts)."""
+        self._observer = observer
         return self
 
     async def _open(self) -> R:
@@ -64,6 +71,8 @@ class Opening(Generic[R]):
             self._refuse_if_closed()
         if self._owner is not None:
             self._owner.add(resource)
+        if self._observer is not None:
+            _observe(resource, self._observer)
         return resource
 
     def _refuse_if_closed(self) -> None:
@@ -82,6 +91,24 @@ class Opening(Generic[R]):
         if self._resource is not None:
             with anyio.CancelScope(shield=True):  # a cancelled owner still closes it
                 await self._resource.aclose()
+
+
+def _observe(resource: Any, observer: SessionObserver) -> None:
+    """Report the open now and the close once, whoever closes the resource."""
+    observer.opened(str(getattr(resource, "transport", "")).split("/")[0] or "unknown")
+    closing = resource.aclose
+    reported = False
+
+    async def aclose() -> None:
+        nonlocal reported
+        try:
+            await closing()
+        finally:
+            if not reported:
+                reported = True
+                observer.closed(resource.bytes_sent, resource.bytes_received)
+
+    resource.aclose = aclose
 
 
 def check_id(kind: str, value: object) -> str:

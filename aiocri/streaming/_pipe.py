@@ -48,6 +48,8 @@ class Pipe:
         self.on_drained = on_drained
         self._full_since = 0.0
         self._last_read = 0.0  # 0: never read
+        #: bytes fed in so far (what the transport received for this channel)
+        self.total = 0
 
     # -- the transport's side ----------------------------------------------------
 
@@ -56,6 +58,7 @@ class Pipe:
         if data and not self._eof:
             self._chunks.append(data)
             self._size += len(data)
+            self.total += len(data)
             self._readable.set()
             if self._size >= self._limit:
                 if self._writable.is_set():

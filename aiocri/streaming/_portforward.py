@@ -50,6 +50,8 @@ class PortConnection:
         self._end = end
         self._close = close
         self._checked = False
+        #: bytes written so far
+        self.bytes_sent = 0
 
     async def read(self, n: int = -1) -> bytes:
         try:
@@ -78,10 +80,17 @@ class PortConnection:
     async def write(self, data: bytes) -> None:
         from websockets import ConnectionClosed
 
+        chunk = as_bytes(data)
         try:
-            await self._send(as_bytes(data))
+            await self._send(chunk)
+            self.bytes_sent += len(chunk)
         except (StreamReset, ConnectionError, ConnectionClosed) as exc:
             raise StreamingError(f"the forwarded connection broke: {why(exc)}") from None
+
+    @property
+    def bytes_received(self) -> int:
+        """Bytes received from the pod so far (read or not)."""
+        return self._data.total
 
     @property
     def can_close_write(self) -> bool:
@@ -264,6 +273,11 @@ class PortForwarder:
         self.connections = 0
         self.failures = 0
         self.last_error: BaseException | None = None
+        #: bytes forwarded to the pod and back, over connections that ended
+        self.bytes_sent = 0
+        self.bytes_received = 0
+        #: the transport of the last session opened ("" before the first)
+        self.transport = ""
 
     @property
     def port(self) -> int:
@@ -291,6 +305,7 @@ class PortForwarder:
         remote: PortConnection | None = None
         try:
             session = await self._open_session()
+            self.transport = session.transport
             remote = await session.connect(self.remote_port)
             await _splice(reader, writer, remote)
         except Exception as exc:  # one connection's failure must not stop the listener
@@ -299,6 +314,8 @@ class PortForwarder:
         finally:
             writer.close()
             if remote is not None:  # over WebSocket the connection owns the socket
+                self.bytes_sent += remote.bytes_sent
+                self.bytes_received += remote.bytes_received
                 await remote.aclose()
             if session is not None:
                 await session.aclose()

@@ -57,11 +57,15 @@ class Stdin:
     def __init__(self, channels: Channels) -> None:
         self._channels = channels
         self.closed = False
+        #: bytes written so far
+        self.sent = 0
 
     async def write(self, data: bytes | bytearray | memoryview) -> None:
         if self.closed:
             raise StreamingError("stdin is already closed", hint="write before close()")
-        await self._channels.write_stdin(as_bytes(data))
+        chunk = as_bytes(data)
+        await self._channels.write_stdin(chunk)
+        self.sent += len(chunk)
 
     async def close(self) -> None:
         """Send the end of input (the command reads EOF); idempotent."""
@@ -114,6 +118,16 @@ class StreamSession:
     def transport(self) -> str:
         """The transport in use: ``spdy``, ``websocket/v5.channel.k8s.io``..."""
         return self._channels.name
+
+    @property
+    def bytes_sent(self) -> int:
+        """Bytes written to stdin so far."""
+        return 0 if self._stdin is None else self._stdin.sent
+
+    @property
+    def bytes_received(self) -> int:
+        """Bytes received on stdout and stderr so far (read or not)."""
+        return sum(p.total for p in (self._stdout, self._stderr) if p is not None)
 
     async def resize(self, cols: int, rows: int) -> None:
         """Tell the remote terminal its new size (TTY sessions only)."""

@@ -15,7 +15,7 @@ import os
 import random
 import socket
 import stat
-from collections import Counter, defaultdict
+from collections import Counter, defaultdict, deque
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -123,6 +123,14 @@ class Hooks:
         #: CRI versions answered now; the others answer UNIMPLEMENTED, as a runtime
         #: that lacks them (see FakeRuntime.swap_versions).
         self.served: frozenset[str] = frozenset()
+        #: (RPC name, W3C traceparent) of the last calls that carried one.
+        self.traceparents: deque[tuple[str, str]] = deque(maxlen=1000)
+
+
+def _note_trace(hooks: Hooks, name: str, context: grpc.aio.ServicerContext[Any, Any]) -> None:
+    for key, value in context.invocation_metadata() or ():
+        if key == "traceparent":
+            hooks.traceparents.append((name, str(value)))
 
 
 def _serialize(response: Response) -> bytes:
@@ -148,6 +156,7 @@ def _method_handler(
                 await context.abort(grpc.StatusCode.UNIMPLEMENTED, _NO_METHOD)
             calls[name] += 1
             by_path[path] += 1
+            _note_trace(hooks, name, context)
             if faults.active:
                 await faults.apply(name, context)
             try:
@@ -169,6 +178,7 @@ def _method_handler(
                 await context.abort(grpc.StatusCode.UNIMPLEMENTED, _NO_METHOD)
             calls[name] += 1
             by_path[path] += 1
+            _note_trace(hooks, name, context)
             if faults.active:
                 await faults.apply(name, context)
             try:
@@ -185,6 +195,7 @@ def _method_handler(
                 await context.abort(grpc.StatusCode.UNIMPLEMENTED, _NO_METHOD)
             calls[name] += 1
             by_path[path] += 1
+            _note_trace(hooks, name, context)
             if faults.active:
                 await faults.apply(name, context)
             try:

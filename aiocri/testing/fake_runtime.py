@@ -190,6 +190,12 @@ class FakeRuntime:
         """Calls served, by method path (``"/runtime.v1alpha2.RuntimeService/Version"``)."""
         return self._hooks.calls_by_path
 
+    @property
+    def traceparents(self) -> list[tuple[str, str]]:
+        """(RPC name, ``traceparent``) of the last 1000 calls that carried W3C trace
+        context in their metadata, oldest first."""
+        return list(self._hooks.traceparents)
+
     # -- serving -------------------------------------------------------------------
 
     async def start(self, *, versions: Iterable[str | CRIVersion] | None = None) -> None:

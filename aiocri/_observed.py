@@ -1,0 +1,85 @@
+"""Calls through an instrumentation: the manager's unary() and stream() wrapped.
+
+Only a manager made with an instrumentation uses these; without one, its call
+path is the plain one (see :mod:`aiocri.instrument`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator, Callable
+from typing import TYPE_CHECKING, Any
+
+from google.protobuf.message import Message
+
+from aiocri._rpc import RPC
+from aiocri.instrument import CallRecord, CallType, Instrumentation
+
+if TYPE_CHECKING:
+    from aiocri.channel import ChannelManager
+
+__all__ = ["ObservedCalls"]
+
+
+class ObservedCalls:
+    """One manager's calls, each told to its RPC's :class:`CallType`."""
+
+    def __init__(self, manager: ChannelManager, instrumentation: Instrumentation) -> None:
+        self._manager = manager
+        self._instrumentation = instrumentation
+        self._endpoint = str(manager.endpoint)
+        #: by (pinned package, RPC name): made on first use, None when not observed
+        self._types: dict[tuple[str, str], CallType | None] = {}
+
+    def _call_type(self, rpc: RPC) -> CallType | None:
+        pinned = self._manager.pinned
+        package = "" if pinned is None else pinned.package
+        key = (package, rpc.name)
+        try:
+            return self._types[key]
+        except KeyError:
+            method = f"{package}.{rpc.service}/{rpc.name}" if package else rpc.name
+            made = self._types[key] = self._instrumentation.call_type(
+                self._endpoint, method, rpc.name)
+            return made
+
+    async def unary(self, rpc: RPC, request: Message | None, timeout: float | None,
+                    decode: Callable[[bytes], Any] | None = None,
+                    record: CallRecord | None = None) -> Any:
+        from aiocri.channel import ChannelManager
+
+        call_type = self._call_type(rpc)
+        if call_type is None:
+            return await ChannelManager.unary(self._manager, rpc, request, timeout, decode)
+        record = call_type.begin()
+        try:
+            response = await ChannelManager.unary(self._manager, rpc, request, timeout,
+                                                  decode, record)
+        except BaseException as exc:
+            record.end(exc)
+            raise
+        record.end(None)
+        return response
+
+    async def stream(self, rpc: RPC, request: Message | None, timeout: float | None,
+                     decode: Callable[[bytes], Any] | None = None,
+                     record: CallRecord | None = None) -> AsyncGenerator[Any, None]:
+        from aiocri.channel import ChannelManager
+
+        call_type = self._call_type(rpc)
+        record = None if call_type is None else call_type.begin()
+        messages = ChannelManager.stream(self._manager, rpc, request, timeout, decode, record)
+        try:
+            async for message in messages:
+                yield message
+        except GeneratorExit:  # the reader stopped reading: not a failure
+            if record is not None:
+                record.end(None)
+            raise
+        except BaseException as exc:
+            if record is not None:
+                record.end(exc)
+            raise
+        finally:
+            await messages.aclose()
+        if record is not None:
+            record.end(None)
