@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
+import re
+import subprocess
+import sys
 import urllib.error
 import urllib.request
 from collections.abc import Callable
@@ -18,6 +22,8 @@ from aiocri.channel import ChannelManager
 from aiocri.metrics import KUBELET_BUCKETS, PrometheusMetrics, serve_metrics
 from aiocri.poller import EventKind, Poller
 from aiocri.testing import FakeRuntime, wait_for, wait_for_state
+from tests.cli_process import aiocri as aiocri_process
+from tests.cli_process import cli_env
 
 pytestmark = pytest.mark.anyio
 
@@ -301,3 +307,56 @@ async def test_serve_metrics_refuses_wrong_arguments() -> None:
     async with serve_metrics(0, registry=CollectorRegistry()) as first:
         with pytest.raises(OSError, match="choose another"):
             await serve_metrics(first.port, registry=CollectorRegistry())
+
+
+async def _scrape(port: int) -> str:
+    url = f"http://127.0.0.1:{port}/metrics"
+    body: bytes = await anyio.to_thread.run_sync(
+        lambda: urllib.request.urlopen(url, timeout=10).read())
+    return body.decode()
+
+
+@pytest.mark.parametrize("command", ["events", "watch"])
+async def test_the_command_serves_metrics_while_it_watches(runtime: FakeRuntime,
+                                                           command: str) -> None:
+    """``aiocri events|watch --metrics-port N``: the same metrics, from the command."""
+    runtime.populate(pods=1, containers_per_pod=1)
+    args = [sys.executable, "-m", "aiocri.cli", "-r", runtime.endpoint, command,
+            "--metrics-port", "0"]
+    if command == "events":
+        args += ["--poll-period", "0.1"]
+    else:
+        args += ["--period", "0.1"]
+    proc = await asyncio.create_subprocess_exec(
+        *args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=cli_env())
+    try:
+        assert proc.stderr is not None
+        with anyio.fail_after(30):
+            line = (await proc.stderr.readline()).decode()
+        match = re.search(r"serving metrics on http://127\.0\.0\.1:(\d+)/metrics", line)
+        assert match, line
+        port = int(match.group(1))
+        text = ""
+
+        async def relisted() -> bool:
+            nonlocal text
+            text = await _scrape(port)
+            found = re.search(r'^aiocri_pleg_relists_total\{[^}]*\} (\S+)$', text, re.M)
+            return found is not None and float(found.group(1)) >= 2
+
+        await wait_for(relisted, timeout=30, what="the command's poller relisting")
+        assert f'aiocri_connection_state{{endpoint="{runtime.endpoint}",state="ready"}} 1.0' \
+            in text
+        assert re.search(r'operation_type="(list|stream)_containers"', text)
+    finally:
+        proc.terminate()
+        await proc.wait()
+
+
+async def test_the_command_refuses_a_port_in_use(runtime: FakeRuntime) -> None:
+    async with serve_metrics(0, registry=CollectorRegistry()) as taken:
+        code, _, err = await aiocri_process(runtime.endpoint, "events", "--metrics-port",
+                                            str(taken.port))
+    assert code == 2
+    assert b"choose another --metrics-port" in err
+    assert b"Traceback" not in err

@@ -159,6 +159,18 @@ class _ModeNote:
         sys.stderr.flush()
 
 
+METRICS_PORT_HELP = ("Serve the client's and the poller's Prometheus metrics on this port "
+                     "(/metrics; 0: any free port) while it runs; needs aiocri[prometheus]")
+
+
+def _metrics(host: str, port: int | None) -> tuple[str, int] | None:
+    if port is None:
+        return None
+    if not 0 <= port <= 65535:
+        raise typer.BadParameter("--metrics-port must be between 0 and 65535")
+    return host, port
+
+
 @command("events", WATCH)
 def events_cmd(
     ctx: typer.Context,
@@ -171,6 +183,10 @@ def events_cmd(
     period: Annotated[float, typer.Option(
         "--poll-period", help="Relist period, seconds, where the runtime has no "
         "GetContainerEvents and while its stream is down")] = 1.0,
+    metrics_port: Annotated[int | None, typer.Option(
+        "--metrics-port", help=METRICS_PORT_HELP)] = None,
+    metrics_host: Annotated[str, typer.Option(
+        "--metrics-host", help="Address to serve metrics on")] = "127.0.0.1",
 ) -> None:
     """Stream container events: each change of a pod or a container, once, in order.
 
@@ -219,7 +235,8 @@ def events_cmd(
                 if show(messages.message(event)):
                     return
 
-    run(settings, "following container events", body, interrupt_ok=True)
+    run(settings, "following container events", body, interrupt_ok=True,
+        metrics=_metrics(metrics_host, metrics_port))
 
 
 # -- watch ----------------------------------------------------------------------------------------
@@ -292,6 +309,10 @@ def watch_cmd(
         "--duration", help="Exit after this many seconds (0: until Ctrl-C)")] = 0.0,
     rows: Annotated[int, typer.Option(
         "--rows", help="Containers shown at most (0: as many as the terminal fits)")] = 0,
+    metrics_port: Annotated[int | None, typer.Option(
+        "--metrics-port", help=METRICS_PORT_HELP)] = None,
+    metrics_host: Annotated[str, typer.Option(
+        "--metrics-host", help="Address to serve metrics on")] = "127.0.0.1",
 ) -> None:
     """A live table of pods and containers, updated in place from the poller.
 
@@ -351,4 +372,4 @@ def watch_cmd(
                     raise failed[0]
 
     run(settings, "watching the runtime", body, interrupt_ok=True,
-        on_restart_required=restart_required)
+        on_restart_required=restart_required, metrics=_metrics(metrics_host, metrics_port))

@@ -34,6 +34,7 @@ from aiocri.errors import (
     RestartRequired,
     UpgradeRefused,
 )
+from aiocri.instrument import Instrumentation
 
 __all__ = [
     "EXIT_INTERRUPTED",
@@ -189,6 +190,7 @@ def run(
     *,
     interrupt_ok: bool = False,
     on_restart_required: Callable[[RestartRequired], None] | None = None,
+    metrics: tuple[str, int] | None = None,
 ) -> None:
     """Connect as ``settings`` say, await ``body(client)``, exit with its code (None: 0).
 
@@ -196,11 +198,34 @@ def run(
     ``interrupt_ok``: Ctrl-C is the normal way to end this command (exit 0).
     ``on_restart_required``: instead of failing when the runtime drops the pinned CRI
     version, call this and run ``body`` again on a new client (which negotiates again).
+    ``metrics``: (host, port) to serve Prometheus metrics of the client on, meanwhile.
     """
 
     where: list[str] = []
 
     async def main() -> int | None:
+        if metrics is None:
+            return await connected(None)
+        try:
+            from prometheus_client import CollectorRegistry
+
+            from aiocri.metrics import PrometheusMetrics, serve_metrics
+        except ImportError:
+            raise CLIError("--metrics-port needs prometheus-client: "
+                           "pip install 'aiocri[prometheus]'", code=2) from None
+        registry = CollectorRegistry()
+        instrumentation = PrometheusMetrics(registry)
+        host, port = metrics
+        try:
+            server = await serve_metrics(port, host=host, registry=registry)
+        except OSError as exc:
+            raise CLIError(str(exc), code=2) from None
+        async with server:
+            sys.stderr.write(f"aiocri: serving metrics on http://{host}:{server.port}/metrics\n")
+            sys.stderr.flush()
+            return await connected(instrumentation)
+
+    async def connected(instrumentation: Instrumentation | None) -> int | None:
         endpoint = (
             discover() if settings.runtime_endpoint is None
             else _parse_given(settings)
@@ -217,6 +242,7 @@ def run(
                     image_pull_timeout=None,
                     allow_tcp=True,
                     redial=RedialPolicy(connect_timeout=bounded, attempt_timeout=bounded),
+                    instrumentation=instrumentation,
                 ) as client:
                     log.debug("connected to %s: CRI %s (%s %s)", endpoint, client.version,
                               client.runtime_version.runtime_name,
