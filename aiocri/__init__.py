@@ -42,6 +42,7 @@ from aiocri.errors import (
     UnsupportedByVersion,
     UpgradeRefused,
 )
+from aiocri.instrument import Instrumentation
 from aiocri.poller import EventKind, LifecycleEvent, Poller
 from aiocri.services import ImageService, RuntimeService
 from aiocri.versions import V1, V1ALPHA2, CRIVersion
@@ -68,6 +69,7 @@ __all__ = [
     "EventKind",
     "ExecFailed",
     "ImageService",
+    "Instrumentation",
     "InternalError",
     "InvalidArgument",
     "LifecycleEvent",
