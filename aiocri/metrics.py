@@ -134,6 +134,9 @@ class PrometheusMetrics(Instrumentation):
         self._managers: tuple[weakref.ref[ChannelManager], ...] = ()
         self._pollers: tuple[tuple[weakref.ref[Poller], str], ...] = ()
         self._lost_at: dict[str, float] = {}
+        #: Endpoints whose runtime dropped the pinned version, until a client of that
+        #: endpoint is ready again: the gauge outlives the client that saw it.
+        self.restart_required: dict[str, bool] = {}  # holds True only
         registry.register(_StateCollector(self))
 
     # -- hooks --------------------------------------------------------------------
@@ -151,9 +154,12 @@ class PrometheusMetrics(Instrumentation):
     def connection_event(self, event: ConnectionEvent) -> None:
         if event.kind != "state":
             return
+        if event.state is ConnectionState.RESTART_REQUIRED:
+            self.restart_required[event.endpoint] = True
         if event.state is ConnectionState.RECONNECTING:
             self._lost_at[event.endpoint] = event.at
         elif event.state is ConnectionState.READY:
+            self.restart_required.pop(event.endpoint, None)
             lost = self._lost_at.pop(event.endpoint, None)
             if lost is not None:
                 self.reconnect.labels(event.endpoint).observe(event.at - lost)
@@ -279,11 +285,13 @@ class _StateCollector(Collector):
         return ()  # made at scrape time; nothing to check at registration
 
     def collect(self) -> Iterator[Any]:
-        yield from _connection_families(self._metrics.managers())
+        yield from _connection_families(self._metrics.managers(),
+                                        dict(self._metrics.restart_required))
         yield from _poller_families(self._metrics.pollers())
 
 
-def _connection_families(managers: list[ChannelManager]) -> Iterator[Any]:
+def _connection_families(managers: list[ChannelManager],
+                         restart_required: dict[str, bool]) -> Iterator[Any]:
     state = GaugeMetricFamily("aiocri_connection_state", "Connections in each state "
                               "(1 for the state a connection is in).", labels=["endpoint", "state"])
     generation = GaugeMetricFamily("aiocri_connection_generation", "Connection generation: "
@@ -292,8 +300,9 @@ def _connection_families(managers: list[ChannelManager]) -> Iterator[Any]:
     info = GaugeMetricFamily("aiocri_connection_info", "The pinned CRI version and the "
                              "runtime that answered (1).",
                              labels=["endpoint", "version", "runtime_name", "runtime_version"])
-    restart = GaugeMetricFamily("aiocri_restart_required", "1 when the runtime dropped the "
-                                "pinned CRI version: restart the client.", labels=["endpoint"])
+    restart = GaugeMetricFamily("aiocri_restart_required", "1 once the runtime dropped the "
+                                "pinned CRI version (even after that client closed), until a "
+                                "client of the endpoint is ready again.", labels=["endpoint"])
     counters = {
         "redials": CounterMetricFamily("aiocri_connection_redials", "Successful redials "
                                        "(pinned version still served).", labels=["endpoint"]),
@@ -309,8 +318,6 @@ def _connection_families(managers: list[ChannelManager]) -> Iterator[Any]:
         for s in ConnectionState:
             state.add_metric([endpoint, s.value], sum(m.state is s for m in group))
         generation.add_metric([endpoint], max(m.generation for m in group))
-        restart.add_metric([endpoint], float(any(
-            m.state is ConnectionState.RESTART_REQUIRED for m in group)))
         for name, family in counters.items():
             family.add_metric([endpoint], sum(getattr(m.stats, name) for m in group))
         seen: set[tuple[str, str, str]] = set()
@@ -323,6 +330,10 @@ def _connection_families(managers: list[ChannelManager]) -> Iterator[Any]:
             if key not in seen:
                 seen.add(key)
                 info.add_metric([endpoint, *key], 1)
+    for endpoint, required in restart_required.items():
+        restart.add_metric([endpoint], float(required))
+    for endpoint in by_endpoint.keys() - restart_required.keys():
+        restart.add_metric([endpoint], 0.0)
     yield from (state, generation, info, restart, *counters.values())
 
 
@@ -392,7 +403,7 @@ class MetricsServer:
                 self._requested, addr=self.host, registry=self.registry)
         except OSError as exc:
             raise OSError(exc.errno, f"cannot serve metrics on {self.host}:{self._requested}: "
-                          f"{exc.strerror or exc}; choose another --metrics-port") from None
+                          f"{exc.strerror or exc}; choose another port") from None
         return self
 
     async def aclose(self) -> None:

@@ -180,6 +180,24 @@ async def test_a_collected_client_leaves_the_metrics(runtime: FakeRuntime) -> No
     ep = await use()
     gc.collect()
     assert registry.get_sample_value("aiocri_connection_generation", {"endpoint": ep}) is None
+    assert registry.get_sample_value("aiocri_restart_required", {"endpoint": ep}) is None
+
+
+async def test_restart_required_outlives_the_client_until_a_new_one_is_ready() -> None:
+    """A program that closes its client on RestartRequired and reconnects still shows
+    the verdict to the next scrape, until the new client is ready."""
+    registry = CollectorRegistry()
+    metrics = PrometheusMetrics(registry)
+    async with FakeRuntime(versions=("v1alpha2",)) as rt:
+        async with aiocri.connect(rt.endpoint, redial=FAST, instrumentation=metrics) as client:
+            ep = client.endpoint
+            await rt.upgrade(("v1",))
+            await client.restart_required()
+        del client
+        gc.collect()
+        assert value(registry, "aiocri_restart_required", endpoint=ep) == 1
+        async with aiocri.connect(rt.endpoint, instrumentation=metrics):
+            assert value(registry, "aiocri_restart_required", endpoint=ep) == 0
 
 
 async def test_two_clients_share_one_instrumentation_without_duplicate_series(
@@ -358,5 +376,5 @@ async def test_the_command_refuses_a_port_in_use(runtime: FakeRuntime) -> None:
         code, _, err = await aiocri_process(runtime.endpoint, "events", "--metrics-port",
                                             str(taken.port))
     assert code == 2
-    assert b"choose another --metrics-port" in err
+    assert b"choose another port" in err
     assert b"Traceback" not in err

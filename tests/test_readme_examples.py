@@ -17,6 +17,7 @@ import re
 import signal
 import subprocess
 import sys
+import urllib.request
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -316,3 +317,50 @@ async def test_readme_exec_examples_run_on_the_fake_runtime(runtime: FakeRuntime
             out = await namespace["examples"](client, cid)  # type: ignore[operator]
     assert printed.getvalue().splitlines() == ["b'hello'", "3"]
     assert out.exit_code == 0 and {b"bin", b"etc", b"tmp"} <= set(out.stdout.split())
+
+
+# -- metrics and traces --------------------------------------------------------------------------
+
+
+async def scrape(port: int) -> str:
+    url = f"http://127.0.0.1:{port}/metrics"
+    body: bytes = await anyio.to_thread.run_sync(
+        lambda: urllib.request.urlopen(url, timeout=10).read())
+    return body.decode()
+
+
+@pytest.mark.anyio
+async def test_readme_metrics_example_through_a_restart_and_an_upgrade(
+    tmp_path: Path, sock_dir: Path,
+) -> None:
+    """The metrics example as a user runs it: /metrics served, a restart counted as a
+    redial, and the upgrade that drops its version ends it cleanly."""
+    path = tmp_path / "observed.py"
+    path.write_text(block("Metrics and traces").source)
+    async with FakeRuntimeProcess(sock_dir / "rt.sock", versions=["v1alpha2"], pods=1,
+                                  containers_per_pod=1) as rt:
+        async with run_program(path, CONTAINER_RUNTIME_ENDPOINT=rt.endpoint,
+                               METRICS_PORT="0") as program:
+            address = r"^metrics on http://127\.0\.0\.1:(\d+)/metrics$"
+            await program.printed(address, "the metrics address")
+            found = re.search(address, program.stdout, re.MULTILINE)
+            assert found is not None
+            port = int(found.group(1))
+            await program.printed(r"^CONTAINER_STARTED ", "the replayed container")
+            ep = rt.endpoint
+            text = await scrape(port)
+            assert f'aiocri_restart_required{{endpoint="{ep}"}} 0.0' in text
+            assert f'aiocri_connection_info{{endpoint="{ep}",runtime_name="aiocri-fake"' in text
+            await rt.restart(0.1, versions=["v1alpha2"])
+
+            async def redialled() -> bool:
+                return f'aiocri_connection_redials_total{{endpoint="{ep}"}} 1.0' in await scrape(
+                    port)
+
+            await wait_for(redialled, timeout=30, what="the redial counted")
+            await rt.restart(0.0, versions=["v1"])  # the upgrade that drops v1alpha2
+            code = await program.exit_code()
+        assert code == 0, program.report()
+        assert re.search(r"^runtime dropped our CRI version: .*v1alpha2", program.stdout,
+                         re.MULTILINE), program.report()
+        assert "Traceback" not in program.stderr, program.report()

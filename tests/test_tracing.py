@@ -193,9 +193,9 @@ async def test_failed_redial_attempts_are_events(runtime: FakeRuntime, otel: Ote
 async def test_a_relist_is_a_span_with_its_calls_as_children(
         runtime: FakeRuntime, otel: Otel) -> None:
     runtime.populate(pods=1, containers_per_pod=1)
-    async with aiocri.connect(runtime.endpoint, instrumentation=otel.instrumentation) as client:
-        async with Poller(client, mode="relist", period=30) as poller:
-            await poller.wait_synced()
+    async with (aiocri.connect(runtime.endpoint, instrumentation=otel.instrumentation) as client,
+                Poller(client, mode="relist", period=30) as poller):
+        await poller.wait_synced()
     relists = otel.finished("aiocri.relist")
     assert len(relists) == 1
     relist = relists[0]
