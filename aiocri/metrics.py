@@ -345,6 +345,9 @@ def _poller_families(pollers: list[tuple[Poller, str]]) -> Iterator[Any]:
     coalesced = CounterMetricFamily("aiocri_pleg_coalesced_events", "Events merged into a "
                                     "newer one of the same object (queues over max_pending).",
                                     labels=["endpoint"])
+    dropped = CounterMetricFamily("aiocri_pleg_dropped_to_latest_events", "Events past a "
+                                  "consumer's max_pending, replaced by the object's latest "
+                                  "state looked up in its turn.", labels=["endpoint"])
     relists = CounterMetricFamily("aiocri_pleg_relists", "Relists done.", labels=["endpoint"])
     reopens = CounterMetricFamily("aiocri_pleg_events_stream_opens", "Times "
                                   "GetContainerEvents was opened.", labels=["endpoint"])
@@ -354,10 +357,11 @@ def _poller_families(pollers: list[tuple[Poller, str]]) -> Iterator[Any]:
     pending_by: dict[tuple[str, str], int] = {}
     for poller, endpoint in pollers:
         stats = poller.stats
-        t = totals.setdefault(endpoint, [0, 0, 0])
+        t = totals.setdefault(endpoint, [0, 0, 0, 0])
         t[0] += stats.coalesced
         t[1] += stats.relists
         t[2] += stats.stream_opens
+        t[3] += stats.dropped_to_latest
         counts = modes_by_endpoint.setdefault(endpoint, dict.fromkeys(modes, 0))
         counts[stats.mode] = counts.get(stats.mode, 0) + 1
         for consumer in poller.consumers:
@@ -368,11 +372,12 @@ def _poller_families(pollers: list[tuple[Poller, str]]) -> Iterator[Any]:
             mode.add_metric([endpoint, name], n)
     for (endpoint, name), n in pending_by.items():
         pending.add_metric([endpoint, name], n)
-    for endpoint, (c, r, o) in totals.items():
+    for endpoint, (c, r, o, d) in totals.items():
         coalesced.add_metric([endpoint], c)
+        dropped.add_metric([endpoint], d)
         relists.add_metric([endpoint], r)
         reopens.add_metric([endpoint], o)
-    yield from (mode, pending, coalesced, relists, reopens)
+    yield from (mode, pending, coalesced, dropped, relists, reopens)
 
 
 class MetricsServer:

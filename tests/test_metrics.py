@@ -249,6 +249,8 @@ async def test_poller_metrics(runtime: FakeRuntime) -> None:
                 runtime.state.stop_container(other)
             await until(lambda: value(registry, "aiocri_pleg_coalesced_events_total",
                                       endpoint=ep) >= 1, "events coalesced")
+            assert value(registry, "aiocri_pleg_dropped_to_latest_events_total",
+                         endpoint=ep) >= 1
             pending = value(registry, "aiocri_pleg_pending_events", endpoint=ep,
                             consumer="reconciler")
             assert pending == named.pending > 0

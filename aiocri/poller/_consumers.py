@@ -34,11 +34,13 @@ class Consumer:
                  max_pending: int, *, replay: bool,
                  on_close: Callable[[Consumer], None] | None = None, name: str = "",
                  on_merge: Callable[[], None] | None = None,
+                 on_drop: Callable[[], None] | None = None,
                  on_deliver: Callable[[LifecycleEvent], None] | None = None) -> None:
         #: A name for metrics and logs ("poller" for the poller's own iterator).
         self.name = name
         self._on_close = on_close
         self._on_merge = on_merge
+        self._on_drop = on_drop
         self._on_deliver = on_deliver
         self._latest = latest  # the engine's latest event per live object
         self._removed_at = removed_at
@@ -57,6 +59,9 @@ class Consumer:
         #: The last event delivered per object that this consumer was told exists.
         self._seen: dict[Key, LifecycleEvent] = {}
         self.coalesced = 0
+        #: Events past max_pending whose object waits for its turn: what it is told
+        #: then is its latest state, looked up, not this event.
+        self.dropped = 0
         self._wake = anyio.Event()
         self._waiting = False
         self._ended = False
@@ -106,6 +111,9 @@ class Consumer:
                 coalescing[key] = event
             else:
                 self._owed[key] = None  # its latest state, looked up in its turn
+                self.dropped += 1
+                if self._on_drop is not None:
+                    self._on_drop()
             return
         # A removal: the object's earlier turn goes; the removal, if the consumer was
         # ever told of the object, comes after everything due (containers before

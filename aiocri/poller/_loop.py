@@ -152,7 +152,7 @@ class Poller:
     def _subscribe(self, *, replay: bool, name: str) -> Consumer:
         consumer = Consumer(self._engine.last, self._engine.tombstones, self.max_pending,
                             replay=replay, on_close=self._consumers.discard, name=name,
-                            on_merge=self._merged,
+                            on_merge=self._merged, on_drop=self._dropped,
                             on_deliver=None if self._observer is None else self._delivered)
         if self._closed:
             consumer.end(self._error)
@@ -167,6 +167,9 @@ class Poller:
 
     def _merged(self) -> None:
         self.stats.coalesced += 1
+
+    def _dropped(self) -> None:
+        self.stats.dropped_to_latest += 1
 
     def _delivered(self, event: LifecycleEvent) -> None:
         """Time from the runtime's own time of a change to its delivery (changes seen

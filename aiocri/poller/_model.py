@@ -152,6 +152,9 @@ class PollerStats:
     discarded: int = 0
     #: Events merged into a newer one of the same object, over every consumer.
     coalesced: int = 0
+    #: Events past a consumer's max_pending, replaced by the object's latest state
+    #: looked up in its turn, over every consumer.
+    dropped_to_latest: int = 0
     #: The RPCs the last relist used ("StreamContainers" or "ListContainers", ...).
     container_list: str = ""
     pod_list: str = ""
