@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from google.protobuf.message import Message
 
 from aiocri._rpc import RPC
-from aiocri.instrument import CallRecord, CallType, Instrumentation
+from aiocri.instrument import CallRecord, CallType, Instrumentation, guarded
 
 if TYPE_CHECKING:
     from aiocri.channel import ChannelManager
@@ -37,9 +37,13 @@ class ObservedCalls:
         try:
             return self._types[key]
         except KeyError:
-            method = f"{package}.{rpc.service}/{rpc.name}" if package else rpc.name
-            made = self._types[key] = self._instrumentation.call_type(
-                self._endpoint, method, rpc.name)
+            if pinned is not None and rpc.name not in pinned.rpcs:
+                made = None  # never sent: UnsupportedByVersion, raised before any round trip
+            else:
+                method = f"{package}.{rpc.service}/{rpc.name}" if package else rpc.name
+                made = guarded(self._instrumentation.call_type, self._endpoint, method,
+                               rpc.name, default=None)
+            self._types[key] = made
             return made
 
     async def unary(self, rpc: RPC, request: Message | None, timeout: float | None,
@@ -48,16 +52,16 @@ class ObservedCalls:
         from aiocri.channel import ChannelManager
 
         call_type = self._call_type(rpc)
-        if call_type is None:
+        record = None if call_type is None else guarded(call_type.begin, default=None)
+        if record is None:
             return await ChannelManager.unary(self._manager, rpc, request, timeout, decode)
-        record = call_type.begin()
         try:
             response = await ChannelManager.unary(self._manager, rpc, request, timeout,
                                                   decode, record)
         except BaseException as exc:
-            record.end(exc)
+            guarded(record.end, exc, default=None)
             raise
-        record.end(None)
+        guarded(record.end, None, default=None)
         return response
 
     async def stream(self, rpc: RPC, request: Message | None, timeout: float | None,
@@ -66,20 +70,20 @@ class ObservedCalls:
         from aiocri.channel import ChannelManager
 
         call_type = self._call_type(rpc)
-        record = None if call_type is None else call_type.begin()
+        record = None if call_type is None else guarded(call_type.begin, default=None)
         messages = ChannelManager.stream(self._manager, rpc, request, timeout, decode, record)
         try:
             async for message in messages:
                 yield message
         except GeneratorExit:  # the reader stopped reading: not a failure
             if record is not None:
-                record.end(None)
+                guarded(record.end, None, default=None)
             raise
         except BaseException as exc:
             if record is not None:
-                record.end(exc)
+                guarded(record.end, exc, default=None)
             raise
         finally:
             await messages.aclose()
         if record is not None:
-            record.end(None)
+            guarded(record.end, None, default=None)

@@ -26,6 +26,7 @@ import logging
 import math
 import time
 from collections.abc import AsyncGenerator, Callable
+from functools import partial
 from typing import Any, Literal
 
 import anyio
@@ -63,7 +64,7 @@ from aiocri.errors import (
     UnsupportedByVersion,
     from_rpc_error,
 )
-from aiocri.instrument import CallRecord, Instrumentation
+from aiocri.instrument import CallRecord, Instrumentation, guarded
 from aiocri.versions import CRIVersion
 
 __all__ = [
@@ -78,7 +79,9 @@ __all__ = [
 
 log = logging.getLogger("aiocri.channel")
 
-DEFAULT_MAX_MESSAGE_SIZE = 16 * 1024 * 1024  # the kubelet's default
+#: The largest message a client sends or accepts unless told otherwise
+#: (``connect(max_message_size=...)``): 16 MiB, the kubelet's default.
+DEFAULT_MAX_MESSAGE_SIZE = 16 * 1024 * 1024
 
 # Read-only unary RPCs: safe to send again after the connection broke under them.
 _RETRY_SAFE = frozenset(
@@ -121,7 +124,8 @@ class ChannelManager:
         self.stats = ConnectionStats()
         self._life = Lifecycle(
             str(endpoint), self.stats, events if events is not None else EventBroadcast(),
-            on_terminal, None if instrumentation is None else instrumentation.connection_event)
+            on_terminal, None if instrumentation is None else partial(
+                guarded, instrumentation.connection_event, self, default=None))
         self._dialer = Dialer(
             endpoint, RPCS[probe], self.policy, max_message_size, self.stats,
             lambda n, error: self._life.publish("redial_attempt", attempt=n, error=error))
@@ -235,7 +239,7 @@ class ChannelManager:
         while True:
             conn, fn, remaining = await self._callable(rpc, deadline, decode)
             if resent and record is not None:
-                record.resent(conn.generation)
+                guarded(record.resent, conn.generation, default=None)
             conn.users += 1
             try:
                 call = fn(request, timeout=remaining, metadata=metadata)

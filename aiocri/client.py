@@ -24,7 +24,7 @@ from aiocri.api import CONTAINER_RUNNING, VersionResponse
 from aiocri.channel import DEFAULT_MAX_MESSAGE_SIZE, ChannelManager
 from aiocri.endpoint import Endpoint, discover, parse_endpoint
 from aiocri.errors import ClientClosed, CRIError, LogError, NotFound, RestartRequired
-from aiocri.instrument import Instrumentation, combine
+from aiocri.instrument import GuardedSessionObserver, Instrumentation, combine, guarded
 from aiocri.logs import LogEntry, Stream, log_filter, read_log
 from aiocri.services import ImageService, RuntimeService
 from aiocri.streaming._open import (
@@ -275,7 +275,9 @@ class CRIClient:
         """Sessions close with the client, and none opens once it is closed."""
         instrumentation = self._runtime_manager.instrumentation
         if instrumentation is not None:
-            opening.observed_by(instrumentation.session(kind, str(self._runtime_manager.endpoint)))
+            observer = guarded(instrumentation.session, kind, self.endpoint, default=None)
+            if observer is not None:
+                opening.observed_by(GuardedSessionObserver(observer))
         return opening.owned_by(self._streams, lambda: self._closed)
 
     @property

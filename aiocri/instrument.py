@@ -5,15 +5,17 @@ none (the default) the call path is the plain one and costs nothing extra.
 :class:`aiocri.metrics.PrometheusMetrics` and :class:`aiocri.tracing.OpenTelemetry`
 are the two shipped with aiocri (extras ``aiocri[prometheus]``, ``aiocri[otel]``);
 subclass :class:`Instrumentation` for your own. Every hook runs on the event
-loop, synchronously, and must be quick; a hook that raises is a bug in the hook
-and propagates.
+loop, synchronously, and must be quick. A hook that raises is a bug in the hook:
+it is logged (once per hook, on the ``aiocri.instrument`` logger) and the client
+carries on, as if that hook had done nothing.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING, Any
+import logging
+from collections.abc import Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:
     from aiocri._events import ConnectionEvent
@@ -23,13 +25,33 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CallRecord",
+    "GuardedPollerObserver",
+    "GuardedSessionObserver",
     "CallType",
     "Instrumentation",
     "PollerObserver",
     "SessionObserver",
     "combine",
     "error_code",
+    "guarded",
 ]
+
+log = logging.getLogger("aiocri.instrument")
+_failed_hooks: set[str] = set()
+_T = TypeVar("_T")
+
+
+def guarded(hook: Callable[..., _T], *args: Any, default: _T) -> _T:
+    """``hook(*args)``; a hook that raises is logged once and ``default`` returned:
+    a broken exporter must never take the client down."""
+    try:
+        return hook(*args)
+    except Exception:
+        name = getattr(hook, "__qualname__", repr(hook))
+        if name not in _failed_hooks:
+            _failed_hooks.add(name)
+            log.exception("instrumentation hook %s failed (logged once; ignored)", name)
+        return default
 
 
 def error_code(error: BaseException) -> str:
@@ -69,6 +91,7 @@ class CallType:
     __slots__ = ()
 
     def begin(self) -> CallRecord:
+        """A call of this RPC starts now: its record, told how it ends."""
         raise NotImplementedError
 
 
@@ -118,8 +141,9 @@ class Instrumentation:
         ("runtime.v1.RuntimeService/ContainerStatus"), ``name`` its short name."""
         return None
 
-    def connection_event(self, event: ConnectionEvent) -> None:
-        """Every :class:`~aiocri.ConnectionEvent` of a connection, as it happens."""
+    def connection_event(self, manager: ChannelManager, event: ConnectionEvent) -> None:
+        """Every :class:`~aiocri.ConnectionEvent` of ``manager``'s connection, as it
+        happens (several clients may share an endpoint: tell them apart by ``manager``)."""
 
     def poller(self, poller: Poller, endpoint: str) -> PollerObserver | None:
         """A poller was made over an instrumented client."""
@@ -164,9 +188,9 @@ class _Several(Instrumentation):
             return None
         return types[0] if len(types) == 1 else _SeveralCallTypes(types)
 
-    def connection_event(self, event: ConnectionEvent) -> None:
+    def connection_event(self, manager: ChannelManager, event: ConnectionEvent) -> None:
         for item in self.items:
-            item.connection_event(event)
+            guarded(item.connection_event, manager, event, default=None)
 
     def poller(self, poller: Poller, endpoint: str) -> PollerObserver | None:
         observers = [o for item in self.items if (o := item.poller(poller, endpoint))]
@@ -252,3 +276,43 @@ class _SeveralSessionObservers(SessionObserver):
     def closed(self, sent: int, received: int) -> None:
         for o in self.observers:
             o.closed(sent, received)
+
+
+class GuardedPollerObserver(PollerObserver):
+    """A poller's observer whose failures are logged and ignored (see :func:`guarded`)."""
+
+    def __init__(self, observer: PollerObserver) -> None:
+        self.observer = observer
+
+    def relist(self) -> Any:
+        import contextlib
+
+        return guarded(self.observer.relist, default=contextlib.nullcontext())
+
+    def relist_done(self, seconds: float, interval: float | None) -> None:
+        guarded(self.observer.relist_done, seconds, interval, default=None)
+
+    def stream_opened(self) -> None:
+        guarded(self.observer.stream_opened, default=None)
+
+    def stream_failed(self, error: CRIError) -> None:
+        guarded(self.observer.stream_failed, error, default=None)
+
+    def delivered(self, lag: float) -> None:
+        guarded(self.observer.delivered, lag, default=None)
+
+    def discarded(self, count: int) -> None:
+        guarded(self.observer.discarded, count, default=None)
+
+
+class GuardedSessionObserver(SessionObserver):
+    """A session's observer whose failures are logged and ignored."""
+
+    def __init__(self, observer: SessionObserver) -> None:
+        self.observer = observer
+
+    def opened(self, transport: str) -> None:
+        guarded(self.observer.opened, transport, default=None)
+
+    def closed(self, sent: int, received: int) -> None:
+        guarded(self.observer.closed, sent, received, default=None)

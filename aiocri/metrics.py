@@ -21,6 +21,7 @@ when Prometheus scrapes.
 from __future__ import annotations
 
 import asyncio
+import errno
 import threading
 import time
 import weakref
@@ -50,8 +51,10 @@ from aiocri.instrument import (
 )
 
 if TYPE_CHECKING:
+    from aiocri._events import ConnectionStats
     from aiocri.channel import ChannelManager
     from aiocri.poller import Poller
+    from aiocri.poller._model import PollerStats
 
 __all__ = ["KUBELET_BUCKETS", "MetricsServer", "PrometheusMetrics", "serve_metrics"]
 
@@ -104,9 +107,6 @@ class PrometheusMetrics(Instrumentation):
             "aiocri_pleg_event_lag_seconds", "From the runtime's own time of a change "
             "(container start or finish, creation) to its delivery to a consumer, "
             "seconds.", ep, registry=r)
-        self.last_seen = Gauge(
-            "aiocri_pleg_last_seen_seconds", "Unix time the poller last saw the runtime "
-            "(a relist or an event).", ep, registry=r)
         self.discarded = Counter(
             "aiocri_pleg_discard_events", "Runtime events dropped because they piled up "
             "(a relist follows).", ep, registry=r)
@@ -116,7 +116,7 @@ class PrometheusMetrics(Instrumentation):
         self.stream_errors = Counter(
             "aiocri_pleg_events_connection_error", "Times GetContainerEvents failed or was "
             "refused.", ep, registry=r)
-        st = ["kind", "transport"]
+        st = ["kind", "transport", "endpoint"]
         self.sessions = Counter(
             "aiocri_streaming_sessions", "Streaming sessions opened (exec, attach, "
             "portforward) by transport.", st, registry=r)
@@ -127,13 +127,17 @@ class PrometheusMetrics(Instrumentation):
             "aiocri_streaming_bytes", "Bytes of closed streaming sessions, by direction "
             "(sent: to the container).", [*st, "direction"], registry=r)
         self.sessions_open = Gauge(
-            "aiocri_streaming_sessions_open", "Streaming sessions open now.", ["kind"],
-            registry=r)
-        # Read at scrape time: tuples replaced whole, so the scraping thread never
-        # sees one half-changed.
-        self._managers: tuple[weakref.ref[ChannelManager], ...] = ()
-        self._pollers: tuple[tuple[weakref.ref[Poller], str], ...] = ()
-        self._lost_at: dict[str, float] = {}
+            "aiocri_streaming_sessions_open", "Streaming sessions open now.",
+            ["kind", "endpoint"], registry=r)
+        # Watched objects, read when Prometheus scrapes (from its thread: under the
+        # lock). Their counters are kept strongly: once an object is collected, they
+        # are folded into a per-endpoint base, so that a total never goes down.
+        self._lock = threading.Lock()
+        self._managers: list[tuple[weakref.ref[ChannelManager], str, ConnectionStats]] = []
+        self._pollers: list[tuple[weakref.ref[Poller], str, PollerStats]] = []
+        self._gone: dict[str, dict[str, int]] = {}
+        self._lost_at: weakref.WeakKeyDictionary[ChannelManager, float] = (
+            weakref.WeakKeyDictionary())
         #: Endpoints whose runtime dropped the pinned version, until a client of that
         #: endpoint is ready again: the gauge outlives the client that saw it.
         self.restart_required: dict[str, bool] = {}  # holds True only
@@ -142,8 +146,9 @@ class PrometheusMetrics(Instrumentation):
     # -- hooks --------------------------------------------------------------------
 
     def attach(self, manager: ChannelManager) -> None:
-        alive = tuple(m for m in self._managers if m() is not None)
-        self._managers = (*alive, weakref.ref(manager))
+        with self._lock:
+            self._sweep()
+            self._managers.append((weakref.ref(manager), str(manager.endpoint), manager.stats))
 
     def call_type(self, endpoint: str, method: str, name: str) -> CallType:
         labels = (snake_case(name), endpoint)
@@ -151,36 +156,73 @@ class PrometheusMetrics(Instrumentation):
                          None if name in _UNTIMED else self.duration.labels(*labels),
                          self.in_flight.labels(*labels))
 
-    def connection_event(self, event: ConnectionEvent) -> None:
+    def connection_event(self, manager: ChannelManager, event: ConnectionEvent) -> None:
         if event.kind != "state":
             return
-        if event.state is ConnectionState.RESTART_REQUIRED:
+        state = event.state
+        if state is ConnectionState.RESTART_REQUIRED:
             self.restart_required[event.endpoint] = True
-        if event.state is ConnectionState.RECONNECTING:
-            self._lost_at[event.endpoint] = event.at
-        elif event.state is ConnectionState.READY:
+        if state is ConnectionState.RECONNECTING:
+            self._lost_at[manager] = event.at
+        elif state is ConnectionState.READY:
             self.restart_required.pop(event.endpoint, None)
-            lost = self._lost_at.pop(event.endpoint, None)
+            lost = self._lost_at.pop(manager, None)
             if lost is not None:
                 self.reconnect.labels(event.endpoint).observe(event.at - lost)
-        elif event.state.terminal:
-            self._lost_at.pop(event.endpoint, None)
+        elif state.terminal:
+            self._lost_at.pop(manager, None)
 
     def poller(self, poller: Poller, endpoint: str) -> PollerObserver:
-        alive = tuple(p for p in self._pollers if p[0]() is not None)
-        self._pollers = (*alive, (weakref.ref(poller), endpoint))
+        with self._lock:
+            self._sweep()
+            self._pollers.append((weakref.ref(poller), endpoint, poller.stats))
         return _PollerObserver(self, endpoint)
 
     def session(self, kind: str, endpoint: str) -> SessionObserver:
-        return _SessionObserver(self, kind)
+        return _SessionObserver(self, kind, endpoint)
 
     # -- read at scrape time --------------------------------------------------------
 
-    def managers(self) -> list[ChannelManager]:
-        return [m for ref in self._managers if (m := ref()) is not None]
+    def _sweep(self) -> None:
+        """Fold the counters of collected objects into their endpoint's base (locked)."""
+        managers = []
+        for item in self._managers:
+            if item[0]() is None:
+                _add(self._gone.setdefault(item[1], {}), _connection_totals(item[2]))
+            else:
+                managers.append(item)
+        pollers = []
+        for entry in self._pollers:
+            if entry[0]() is None:
+                _add(self._gone.setdefault(entry[1], {}), _poller_totals(entry[2]))
+            else:
+                pollers.append(entry)
+        self._managers, self._pollers = managers, pollers
 
-    def pollers(self) -> list[tuple[Poller, str]]:
-        return [(p, ep) for ref, ep in self._pollers if (p := ref()) is not None]
+    def watched(self) -> tuple[list[tuple[ChannelManager, str]], list[tuple[Poller, str]],
+                               dict[str, dict[str, int]]]:
+        """The live connections and pollers, and the totals of those collected, by
+        endpoint (what a scrape reports)."""
+        with self._lock:
+            self._sweep()
+            managers = [(m, ep) for ref, ep, _ in self._managers if (m := ref()) is not None]
+            pollers = [(p, ep) for ref, ep, _ in self._pollers if (p := ref()) is not None]
+            return managers, pollers, {ep: dict(t) for ep, t in self._gone.items()}
+
+
+def _connection_totals(stats: ConnectionStats) -> dict[str, int]:
+    return {"redials": stats.redials, "redial_attempts": stats.redial_attempts,
+            "losses": stats.losses}
+
+
+def _poller_totals(stats: PollerStats) -> dict[str, int]:
+    return {"coalesced": stats.coalesced, "dropped_to_latest": stats.dropped_to_latest,
+            "relists": stats.relists}
+
+
+def _add(into: dict[str, int], more: dict[str, int]) -> None:
+    for key, n in more.items():
+        into[key] = into.get(key, 0) + n
 
 
 class _CallType(CallType):
@@ -226,7 +268,6 @@ class _PollerObserver(PollerObserver):
         self.relist_duration = metrics.relist_duration.labels(endpoint)
         self.relist_interval = metrics.relist_interval.labels(endpoint)
         self.lag = metrics.event_lag.labels(endpoint)
-        self.last_seen = metrics.last_seen.labels(endpoint)
         self.discards = metrics.discarded.labels(endpoint)
         self.opened = metrics.stream_success.labels(endpoint)
         self.failed = metrics.stream_errors.labels(endpoint)
@@ -238,7 +279,6 @@ class _PollerObserver(PollerObserver):
         self.relist_duration.observe(seconds)
         if interval is not None:
             self.relist_interval.observe(interval)
-        self.last_seen.set(time.time())
 
     def stream_opened(self) -> None:
         self.opened.inc()
@@ -248,28 +288,28 @@ class _PollerObserver(PollerObserver):
 
     def delivered(self, lag: float) -> None:
         self.lag.observe(lag)
-        self.last_seen.set(time.time())
 
     def discarded(self, count: int) -> None:
         self.discards.inc(count)
 
 
 class _SessionObserver(SessionObserver):
-    def __init__(self, metrics: PrometheusMetrics, kind: str) -> None:
+    def __init__(self, metrics: PrometheusMetrics, kind: str, endpoint: str) -> None:
         self.metrics = metrics
         self.kind = kind
+        self.endpoint = endpoint
         self.transport = "unknown"
         self.started = 0.0
 
     def opened(self, transport: str) -> None:
         self.transport = transport
         self.started = time.monotonic()
-        self.metrics.sessions.labels(self.kind, transport).inc()
-        self.metrics.sessions_open.labels(self.kind).inc()
+        self.metrics.sessions.labels(self.kind, transport, self.endpoint).inc()
+        self.metrics.sessions_open.labels(self.kind, self.endpoint).inc()
 
     def closed(self, sent: int, received: int) -> None:
-        m, labels = self.metrics, (self.kind, self.transport)
-        m.sessions_open.labels(self.kind).dec()
+        m, labels = self.metrics, (self.kind, self.transport, self.endpoint)
+        m.sessions_open.labels(self.kind, self.endpoint).dec()
         m.session_duration.labels(*labels).observe(time.monotonic() - self.started)
         m.session_bytes.labels(*labels, "sent").inc(sent)
         m.session_bytes.labels(*labels, "received").inc(received)
@@ -285,15 +325,17 @@ class _StateCollector(Collector):
         return ()  # made at scrape time; nothing to check at registration
 
     def collect(self) -> Iterator[Any]:
-        yield from _connection_families(self._metrics.managers(),
-                                        dict(self._metrics.restart_required))
-        yield from _poller_families(self._metrics.pollers())
+        managers, pollers, gone = self._metrics.watched()
+        yield from _connection_families(managers, dict(self._metrics.restart_required), gone)
+        yield from _poller_families(pollers, gone)
 
 
-def _connection_families(managers: list[ChannelManager],
-                         restart_required: dict[str, bool]) -> Iterator[Any]:
+def _connection_families(managers: list[tuple[ChannelManager, str]],
+                         restart_required: dict[str, bool],
+                         gone: dict[str, dict[str, int]]) -> Iterator[Any]:
     state = GaugeMetricFamily("aiocri_connection_state", "Connections in each state "
-                              "(1 for the state a connection is in).", labels=["endpoint", "state"])
+                              "(1 for the state a connection is in; closed ones are left "
+                              "out).", labels=["endpoint", "state"])
     generation = GaugeMetricFamily("aiocri_connection_generation", "Connection generation: "
                                    "grows by one on every connect, redial or renegotiation.",
                                    labels=["endpoint"])
@@ -311,15 +353,21 @@ def _connection_families(managers: list[ChannelManager],
         "losses": CounterMetricFamily("aiocri_connection_losses", "Connections declared "
                                       "lost.", labels=["endpoint"]),
     }
-    by_endpoint: dict[str, list[ChannelManager]] = {}
-    for m in managers:
-        by_endpoint.setdefault(str(m.endpoint), []).append(m)
-    for endpoint, group in by_endpoint.items():
+    totals = {ep: dict(t) for ep, t in gone.items()}
+    live: dict[str, list[ChannelManager]] = {}
+    for m, endpoint in managers:
+        _add(totals.setdefault(endpoint, {}), _connection_totals(m.stats))
+        if m.state is not ConnectionState.CLOSED:
+            live.setdefault(endpoint, []).append(m)
+    for endpoint, total in totals.items():
+        if any(name in total for name in counters):
+            for name, family in counters.items():
+                family.add_metric([endpoint], total.get(name, 0))
+    for endpoint, group in live.items():
         for s in ConnectionState:
-            state.add_metric([endpoint, s.value], sum(m.state is s for m in group))
+            if s is not ConnectionState.CLOSED:
+                state.add_metric([endpoint, s.value], sum(m.state is s for m in group))
         generation.add_metric([endpoint], max(m.generation for m in group))
-        for name, family in counters.items():
-            family.add_metric([endpoint], sum(getattr(m.stats, name) for m in group))
         seen: set[tuple[str, str, str]] = set()
         for m in group:
             answer = m.version_response
@@ -332,52 +380,68 @@ def _connection_families(managers: list[ChannelManager],
                 info.add_metric([endpoint, *key], 1)
     for endpoint, required in restart_required.items():
         restart.add_metric([endpoint], float(required))
-    for endpoint in by_endpoint.keys() - restart_required.keys():
+    for endpoint in live.keys() - restart_required.keys():
         restart.add_metric([endpoint], 0.0)
     yield from (state, generation, info, restart, *counters.values())
 
 
-def _poller_families(pollers: list[tuple[Poller, str]]) -> Iterator[Any]:
-    mode = GaugeMetricFamily("aiocri_pleg_mode", "How the poller watches (1 for the "
-                             "current mode).", labels=["endpoint", "mode"])
+def _poller_families(pollers: list[tuple[Poller, str]],
+                     gone: dict[str, dict[str, int]]) -> Iterator[Any]:
+    mode = GaugeMetricFamily("aiocri_pleg_mode", "How each running poller watches (1 for "
+                             "the current mode).", labels=["endpoint", "mode"])
     pending = GaugeMetricFamily("aiocri_pleg_pending_events", "Events due to each consumer.",
                                 labels=["endpoint", "consumer"])
-    coalesced = CounterMetricFamily("aiocri_pleg_coalesced_events", "Events merged into a "
-                                    "newer one of the same object (queues over max_pending).",
-                                    labels=["endpoint"])
-    dropped = CounterMetricFamily("aiocri_pleg_dropped_to_latest_events", "Events past a "
-                                  "consumer's max_pending, replaced by the object's latest "
-                                  "state looked up in its turn.", labels=["endpoint"])
-    relists = CounterMetricFamily("aiocri_pleg_relists", "Relists done.", labels=["endpoint"])
-    reopens = CounterMetricFamily("aiocri_pleg_events_stream_opens", "Times "
-                                  "GetContainerEvents was opened.", labels=["endpoint"])
+    last_seen = GaugeMetricFamily("aiocri_pleg_last_seen_seconds", "Unix time a running "
+                                  "poller last saw the runtime: its last relist, or now while "
+                                  "GetContainerEvents is open.", labels=["endpoint"])
+    counters = {
+        "coalesced": CounterMetricFamily(
+            "aiocri_pleg_coalesced_events", "Events merged into a newer one of the same "
+            "object (queues over max_pending).", labels=["endpoint"]),
+        "dropped_to_latest": CounterMetricFamily(
+            "aiocri_pleg_dropped_to_latest_events", "Events past a consumer's max_pending, "
+            "replaced by the object's latest state looked up in its turn.",
+            labels=["endpoint"]),
+        "relists": CounterMetricFamily("aiocri_pleg_relists", "Relists done.",
+                                       labels=["endpoint"]),
+    }
     modes = ("starting", "relist", "events")
-    totals: dict[str, list[int]] = {}
-    modes_by_endpoint: dict[str, dict[str, int]] = {}
+    totals: dict[str, dict[str, int]] = {}
+    for endpoint, total in gone.items():
+        if any(name in total for name in counters):
+            totals[endpoint] = dict(total)
+    modes_by: dict[str, dict[str, int]] = {}
     pending_by: dict[tuple[str, str], int] = {}
+    seen_by: dict[str, float] = {}
+    now, wall = time.monotonic(), time.time()
     for poller, endpoint in pollers:
         stats = poller.stats
-        t = totals.setdefault(endpoint, [0, 0, 0, 0])
-        t[0] += stats.coalesced
-        t[1] += stats.relists
-        t[2] += stats.stream_opens
-        t[3] += stats.dropped_to_latest
-        counts = modes_by_endpoint.setdefault(endpoint, dict.fromkeys(modes, 0))
+        _add(totals.setdefault(endpoint, {}), _poller_totals(stats))
+        if poller.closed:
+            continue
+        counts = modes_by.setdefault(endpoint, dict.fromkeys(modes, 0))
         counts[stats.mode] = counts.get(stats.mode, 0) + 1
         for consumer in poller.consumers:
             key = (endpoint, consumer.name)
             pending_by[key] = pending_by.get(key, 0) + consumer.pending
-    for endpoint, counts in modes_by_endpoint.items():
+        if poller.stream_open:
+            seen = wall
+        elif stats.last_relist_at is not None:
+            seen = wall - (now - stats.last_relist_at)
+        else:
+            continue
+        seen_by[endpoint] = max(seen, seen_by.get(endpoint, 0.0))
+    for endpoint, counts in modes_by.items():
         for name, n in counts.items():
             mode.add_metric([endpoint, name], n)
     for (endpoint, name), n in pending_by.items():
         pending.add_metric([endpoint, name], n)
-    for endpoint, (c, r, o, d) in totals.items():
-        coalesced.add_metric([endpoint], c)
-        dropped.add_metric([endpoint], d)
-        relists.add_metric([endpoint], r)
-        reopens.add_metric([endpoint], o)
-    yield from (mode, pending, coalesced, dropped, relists, reopens)
+    for endpoint, seen in seen_by.items():
+        last_seen.add_metric([endpoint], seen)
+    for endpoint, total in totals.items():
+        for name, family in counters.items():
+            family.add_metric([endpoint], total.get(name, 0))
+    yield from (mode, pending, last_seen, *counters.values())
 
 
 class MetricsServer:
@@ -396,22 +460,33 @@ class MetricsServer:
 
     @property
     def port(self) -> int:
+        """The port it listens on (the one chosen, when 0 was asked for)."""
         if self._server is None:
             raise RuntimeError("the metrics server is not listening")
         return int(self._server.server_address[1])
 
+    @property
+    def url(self) -> str:
+        """Where the metrics are: ``http://host:port/metrics`` (IPv6 in brackets)."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}/metrics"
+
     async def start(self) -> MetricsServer:
+        """Listen and serve (what ``await`` and ``async with`` do)."""
         if self._server is not None:
             raise RuntimeError("the metrics server is already started")
         try:
             self._server, self._thread = prometheus_client.start_http_server(
                 self._requested, addr=self.host, registry=self.registry)
         except OSError as exc:
+            what = ("choose another port" if exc.errno == errno.EADDRINUSE
+                    else "check the address")
             raise OSError(exc.errno, f"cannot serve metrics on {self.host}:{self._requested}: "
-                          f"{exc.strerror or exc}; choose another port") from None
+                          f"{exc.strerror or exc}; {what}") from None
         return self
 
     async def aclose(self) -> None:
+        """Stop serving; from any task, any number of times."""
         server, self._server = self._server, None
         if server is None:
             return

@@ -28,7 +28,9 @@ stable-candidate RPC conventions, not the older ones that
 from __future__ import annotations
 
 import asyncio
+import re
 import time
+import weakref
 from collections.abc import Mapping
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any
@@ -51,6 +53,7 @@ from aiocri.instrument import (
 )
 
 if TYPE_CHECKING:
+    from aiocri.channel import ChannelManager
     from aiocri.poller import Poller
 
 __all__ = ["SCHEMA_URL", "OpenTelemetry"]
@@ -102,14 +105,15 @@ class OpenTelemetry(Instrumentation):
             "rpc.client.call.duration", unit="s",
             description="Duration of CRI calls as the client saw them.",
             explicit_bucket_boundaries_advisory=list(_BUCKETS))
-        self._redials: dict[str, trace.Span] = {}
+        self._redials: weakref.WeakKeyDictionary[ChannelManager, trace.Span] = (
+            weakref.WeakKeyDictionary())
 
     def call_type(self, endpoint: str, method: str, name: str) -> CallType:
         return _CallType(self, method, endpoint)
 
-    def connection_event(self, event: ConnectionEvent) -> None:
+    def connection_event(self, manager: ChannelManager, event: ConnectionEvent) -> None:
         endpoint, state = event.endpoint, event.state
-        span = self._redials.get(endpoint)
+        span = self._redials.get(manager)
         if event.kind == "redial_attempt" and span is not None:
             span.add_event("aiocri.redial_attempt", {
                 "aiocri.attempt": event.attempt,
@@ -118,12 +122,12 @@ class OpenTelemetry(Instrumentation):
         if event.kind != "state":
             return
         if state is ConnectionState.RECONNECTING and span is None:
-            self._redials[endpoint] = self.tracer.start_span(
+            self._redials[manager] = self.tracer.start_span(
                 "aiocri.redial", kind=SpanKind.INTERNAL, context=_ROOT,
                 attributes={**_server(endpoint), "aiocri.pinned": event.pinned or "",
                             "aiocri.generation.lost": event.generation})
         elif span is not None and state is not ConnectionState.RECONNECTING:
-            del self._redials[endpoint]
+            del self._redials[manager]
             span.set_attribute("aiocri.state", state.value)
             if state is ConnectionState.READY:
                 span.set_attribute("aiocri.generation", event.generation)
@@ -175,7 +179,7 @@ class _CallRecord(CallRecord):
         if span.get_span_context().is_valid:
             carrier: dict[str, str] = {}
             propagate.inject(carrier, context=trace.set_span_in_context(span))
-            self.metadata = tuple(carrier.items()) or None
+            self.metadata = _grpc_metadata(carrier)
         else:
             self.metadata = None
         self.started = time.perf_counter()
@@ -198,6 +202,22 @@ class _CallRecord(CallRecord):
                 span.set_status(Status(StatusCode.ERROR, str(error)))
         span.end()
         kind.duration.record(seconds, attributes)
+
+
+_METADATA_KEY = re.compile(r"[0-9a-z_.-]+")
+
+
+def _grpc_metadata(carrier: dict[str, str]) -> tuple[tuple[str, str], ...] | None:
+    """What a propagator wrote, as gRPC metadata: keys lowercased (gRPC refuses
+    capitals, as in X-Ray's ``X-Amzn-Trace-Id``); keys gRPC cannot carry as text
+    (binary ``-bin`` ones, odd characters) left out."""
+    pairs = []
+    for key, value in carrier.items():
+        key = key.lower()
+        if _METADATA_KEY.fullmatch(key) and not key.endswith("-bin") \
+                and not key.startswith("grpc-"):
+            pairs.append((key, str(value)))
+    return tuple(pairs) or None
 
 
 class _PollerObserver(PollerObserver):

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
+import math
 import re
 import subprocess
 import sys
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
@@ -19,6 +22,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 import aiocri
 from aiocri import ConnectionState, RedialPolicy
 from aiocri.channel import ChannelManager
+from aiocri.instrument import Instrumentation
 from aiocri.metrics import KUBELET_BUCKETS, PrometheusMetrics, serve_metrics
 from aiocri.poller import EventKind, Poller
 from aiocri.testing import FakeRuntime, wait_for, wait_for_state
@@ -230,7 +234,8 @@ async def test_poller_metrics(runtime: FakeRuntime) -> None:
             assert value(registry, "aiocri_pleg_relist_duration_seconds_count", endpoint=ep) >= 3
             assert value(registry, "aiocri_pleg_mode", endpoint=ep, mode="relist") == 1
             assert value(registry, "aiocri_pleg_mode", endpoint=ep, mode="events") == 0
-            assert value(registry, "aiocri_pleg_last_seen_seconds", endpoint=ep) > 1e9
+            assert abs(value(registry, "aiocri_pleg_last_seen_seconds", endpoint=ep)
+                       - time.time()) < 30
             # a container started now: its start reaches the consumer with a lag
             pod = made.pod_ids[0]
             cid = runtime.state.add_container(pod, "late")
@@ -287,15 +292,17 @@ async def test_streaming_sessions(runtime: FakeRuntime) -> None:
     cid = made.container_ids[0]
     async with aiocri.connect(runtime.endpoint,
                               instrumentation=PrometheusMetrics(registry)) as client:
+        ep = client.endpoint
         async with client.exec_stream(cid, ["cat"], stdin=True, transport="spdy") as session:
-            assert value(registry, "aiocri_streaming_sessions_open", kind="exec") == 1
+            assert value(registry, "aiocri_streaming_sessions_open", kind="exec",
+                         endpoint=ep) == 1
             await session.stdin.write(b"hello\n")
             await session.stdin.close()
             assert await session.stdout.read() == b"hello\n"
             assert await session.wait() == 0
-        labels = {"kind": "exec", "transport": "spdy"}
+        labels = {"kind": "exec", "transport": "spdy", "endpoint": ep}
         assert value(registry, "aiocri_streaming_sessions_total", **labels) == 1
-        assert value(registry, "aiocri_streaming_sessions_open", kind="exec") == 0
+        assert value(registry, "aiocri_streaming_sessions_open", kind="exec", endpoint=ep) == 0
         assert value(registry, "aiocri_streaming_bytes_total", direction="sent", **labels) == 6
         assert value(registry, "aiocri_streaming_bytes_total", direction="received",
                      **labels) == 6
@@ -380,3 +387,155 @@ async def test_the_command_refuses_a_port_in_use(runtime: FakeRuntime) -> None:
     assert code == 2
     assert b"choose another port" in err
     assert b"Traceback" not in err
+
+
+async def test_totals_never_go_down_when_a_client_goes_away(runtime: FakeRuntime) -> None:
+    """Counters read from a client's stats are kept once the client is collected:
+    Prometheus would read a drop as a reset and count the redials twice."""
+    registry = CollectorRegistry()
+    metrics = PrometheusMetrics(registry)
+    async with aiocri.connect(runtime.endpoint, redial=FAST, instrumentation=metrics) as kept:
+        ep = kept.endpoint
+
+        async def one_with_a_redial() -> None:
+            async with aiocri.connect(runtime.endpoint, redial=FAST,
+                                      instrumentation=metrics) as client:
+                await runtime.restart(down_for=0.1)
+                await until(lambda: client.generation == 2 and kept.generation == 2,
+                            "both redialled")
+
+        await one_with_a_redial()
+        before = value(registry, "aiocri_connection_redials_total", endpoint=ep)
+        assert before == 2
+        gc.collect()
+        assert value(registry, "aiocri_connection_redials_total", endpoint=ep) == before
+        # a closed client leaves the state gauge; the live one stays
+        assert value(registry, "aiocri_connection_state", endpoint=ep, state="ready") == 1
+        assert registry.get_sample_value("aiocri_connection_state",
+                                         {"endpoint": ep, "state": "closed"}) is None
+
+
+async def test_a_reconnect_is_timed_per_client(runtime: FakeRuntime) -> None:
+    """Two clients of one endpoint: each reconnect is timed once, from its own loss."""
+    registry = CollectorRegistry()
+    metrics = PrometheusMetrics(registry)
+    async with (aiocri.connect(runtime.endpoint, redial=FAST, instrumentation=metrics) as a,
+                aiocri.connect(runtime.endpoint, redial=FAST, instrumentation=metrics) as b):
+        await runtime.restart(down_for=0.1)
+        await until(lambda: a.generation == 2 and b.generation == 2, "both redialled")
+        assert value(registry, "aiocri_connection_reconnect_duration_seconds_count",
+                     endpoint=a.endpoint) == 2
+
+
+async def test_a_closed_poller_leaves_the_gauges_and_keeps_its_totals(
+        runtime: FakeRuntime) -> None:
+    registry = CollectorRegistry()
+    async with aiocri.connect(runtime.endpoint,
+                              instrumentation=PrometheusMetrics(registry)) as client:
+        ep = client.endpoint
+        async with Poller(client, period=0.05, mode="relist") as poller:
+            await poller.wait_synced()
+            assert value(registry, "aiocri_pleg_mode", endpoint=ep, mode="relist") == 1
+        relists = value(registry, "aiocri_pleg_relists_total", endpoint=ep)
+        assert relists >= 1
+        assert registry.get_sample_value("aiocri_pleg_mode",
+                                         {"endpoint": ep, "mode": "relist"}) is None
+        del poller
+        gc.collect()
+        assert value(registry, "aiocri_pleg_relists_total", endpoint=ep) == relists
+
+
+async def test_a_late_subscribers_replay_is_no_lag(runtime: FakeRuntime) -> None:
+    registry = CollectorRegistry()
+    made = runtime.populate(pods=1, containers_per_pod=1)
+    async with aiocri.connect(runtime.endpoint,
+                              instrumentation=PrometheusMetrics(registry)) as client:
+        ep = client.endpoint
+        async with Poller(client, period=0.05, mode="relist") as poller:
+            await poller.wait_synced()
+            cid = runtime.state.add_container(made.pod_ids[0], "late")
+            async for event in poller:
+                if event.id == cid and event.kind is EventKind.CONTAINER_STARTED:
+                    break
+            lagged = value(registry, "aiocri_pleg_event_lag_seconds_count", endpoint=ep)
+            assert lagged >= 1
+            async with poller.subscribe() as late:
+                async for event in late:
+                    if event.id == cid:  # its start, replayed
+                        break
+            assert value(registry, "aiocri_pleg_event_lag_seconds_count",
+                         endpoint=ep) == lagged
+
+
+async def test_subscribers_share_one_label_by_default(runtime: FakeRuntime) -> None:
+    registry = CollectorRegistry()
+    async with (aiocri.connect(runtime.endpoint,
+                               instrumentation=PrometheusMetrics(registry)) as client,
+                Poller(client, period=30, mode="relist") as poller):
+        await poller.wait_synced()
+        for _ in range(5):
+            poller.subscribe()
+        consumers = {s.labels["consumer"] for m in registry.collect() for s in m.samples
+                     if s.name == "aiocri_pleg_pending_events"}
+        assert consumers == {"poller", "subscriber"}
+
+
+async def test_last_seen_is_now_while_the_event_stream_is_open(runtime: FakeRuntime) -> None:
+    registry = CollectorRegistry()
+    async with (aiocri.connect(runtime.endpoint,
+                               instrumentation=PrometheusMetrics(registry)) as client,
+                Poller(client, mode="events", resync_period=math.inf) as poller):
+        await poller.wait_synced()
+        await until(lambda: poller.stream_open, "the stream open")
+        first = value(registry, "aiocri_pleg_last_seen_seconds", endpoint=client.endpoint)
+        await until(lambda: time.time() > first + 0.2, "time passing")
+        assert value(registry, "aiocri_pleg_last_seen_seconds",
+                     endpoint=client.endpoint) > first
+
+
+async def test_a_call_the_pinned_version_lacks_is_not_counted() -> None:
+    registry = CollectorRegistry()
+    async with (FakeRuntime(versions=("v1alpha2",)) as rt,
+                aiocri.connect(rt.endpoint, instrumentation=PrometheusMetrics(registry)) as client):
+        with pytest.raises(aiocri.UnsupportedByVersion):
+            await client.runtime.checkpoint_container(container_id="x")
+        with pytest.raises(aiocri.UnsupportedByVersion):
+            async for _ in client.runtime.stream_containers():
+                pass
+        text = generate_latest(registry).decode()
+        assert "stream_containers" not in text and "checkpoint_container" not in text
+        assert 'code="UnsupportedByVersion"' not in text
+
+
+async def test_port_forward_sessions_are_labelled_by_transport(runtime: FakeRuntime) -> None:
+    registry = CollectorRegistry()
+    made = runtime.populate(pods=1, containers_per_pod=1)
+    async with aiocri.connect(runtime.endpoint,
+                              instrumentation=PrometheusMetrics(registry)) as client:
+        for transport in ("spdy", "websocket"):
+            with contextlib.suppress(aiocri.StreamingError):
+                async with client.port_forward(made.pod_ids[0], 80, transport=transport):
+                    pass
+    transports = {s.labels["transport"] for m in registry.collect() for s in m.samples
+                  if s.name == "aiocri_streaming_sessions_total"}
+    assert transports == {"spdy", "websocket"}
+
+
+class _Broken(Instrumentation):
+    """A buggy exporter: every hook raises."""
+
+    def connection_event(self, manager: object, event: object) -> None:  # type: ignore[override]
+        raise KeyError("bug in my exporter")
+
+    def call_type(self, endpoint: str, method: str, name: str) -> None:
+        raise KeyError("bug in my exporter")
+
+
+async def test_a_failing_hook_never_takes_the_client_down(runtime: FakeRuntime) -> None:
+    async with aiocri.connect(runtime.endpoint, redial=FAST, instrumentation=_Broken()) as client:
+        await client.runtime.version()
+        await runtime.restart(down_for=0.1)
+        await wait_for_state(client, ConnectionState.READY, timeout=30)
+        await until(lambda: client.generation == 2, "the redial")
+        await client.runtime.version()
+        assert client.terminal_error is None

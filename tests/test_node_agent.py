@@ -94,6 +94,10 @@ def test_manifest_runs_the_agent_locked_down_on_every_node() -> None:
     assert pod["automountServiceAccountToken"] is False
     # every node: a toleration of every taint
     assert {"operator": "Exists"} in pod["tolerations"]
+    # its namespace admits a hostPath volume (Pod Security Baseline would refuse the pod)
+    (namespace,) = [d for d in docs if d["kind"] == "Namespace"]
+    assert namespace["metadata"]["name"] == ds["metadata"]["namespace"]
+    assert namespace["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "privileged"
     # its priority class is defined beside it
     classes = {d["metadata"]["name"] for d in docs if d["kind"] == "PriorityClass"}
     assert pod["priorityClassName"] in classes

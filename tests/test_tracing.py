@@ -9,13 +9,16 @@ from typing import Any
 
 import anyio
 import pytest
-from opentelemetry import trace
+from opentelemetry import propagate, trace
+from opentelemetry.propagators.composite import CompositePropagator
+from opentelemetry.propagators.textmap import TextMapPropagator, default_setter
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 import aiocri
 from aiocri import ConnectionState, RedialPolicy
@@ -205,3 +208,32 @@ async def test_a_relist_is_a_span_with_its_calls_as_children(
     # the lists (Stream* on v1), and the first relist's status of exited ones: none here
     assert names == ["StreamContainers", "StreamPodSandboxes"], names
     assert all(s.context.trace_id == relist.context.trace_id for s in children)
+
+
+class _XRayLike(TextMapPropagator):
+    """Writes its header with capitals, as AWS X-Ray's propagator does, and a binary one."""
+
+    def inject(self, carrier: Any, context: Any = None, setter: Any = default_setter) -> None:
+        span = trace.get_current_span(context).get_span_context()
+        setter.set(carrier, "X-Amzn-Trace-Id", f"Root=1-{span.trace_id:032x}")
+        setter.set(carrier, "grpc-trace-bin", "not text")
+
+    def extract(self, carrier: Any, context: Any = None, getter: Any = None) -> Any:
+        return context
+
+    @property
+    def fields(self) -> set[str]:
+        return {"X-Amzn-Trace-Id", "grpc-trace-bin"}
+
+
+async def test_any_propagator_works_over_grpc_metadata(
+        runtime: FakeRuntime, otel: Otel, monkeypatch: pytest.MonkeyPatch) -> None:
+    """gRPC refuses capitals in metadata keys: a propagator's header is lowercased,
+    not a reason for every call to fail."""
+    monkeypatch.setattr(propagate, "_HTTP_TEXT_FORMAT",
+                        CompositePropagator([TraceContextTextMapPropagator(), _XRayLike()]))
+    async with aiocri.connect(runtime.endpoint, instrumentation=otel.instrumentation) as client:
+        await client.runtime.version()
+    (call,) = otel.finished("runtime.v1.RuntimeService/Version")
+    assert call.status.status_code is StatusCode.UNSET
+    assert runtime.traceparents[-1][1].split("-")[1] == hexid(call.context.trace_id, 32)

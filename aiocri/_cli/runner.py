@@ -221,7 +221,7 @@ def run(
         except OSError as exc:
             raise CLIError(str(exc), code=2) from None
         async with server:
-            sys.stderr.write(f"aiocri: serving metrics on http://{host}:{server.port}/metrics\n")
+            sys.stderr.write(f"aiocri: serving metrics on {server.url}\n")
             sys.stderr.flush()
             return await connected(instrumentation)
 

@@ -36,6 +36,8 @@ class Consumer:
                  on_merge: Callable[[], None] | None = None,
                  on_drop: Callable[[], None] | None = None,
                  on_deliver: Callable[[LifecycleEvent], None] | None = None) -> None:
+        # on_deliver: told of each change delivered as it was offered (not of states
+        # looked up late: a replay, or an object whose turn came after a full queue)
         #: A name for metrics and logs ("poller" for the poller's own iterator).
         self.name = name
         self._on_close = on_close
@@ -146,6 +148,7 @@ class Consumer:
 
     def take(self) -> LifecycleEvent | None:
         """The next event due, or None."""
+        looked_up = False
         while True:
             if self._queue:
                 event: LifecycleEvent | None = self._queue.popleft()
@@ -160,6 +163,7 @@ class Consumer:
                     event = self._looked_up(key)
                     if event is None:
                         continue
+                    looked_up = True  # a state told late (a replay, a full queue)
             else:
                 self._coalescing = None  # emptied: back to plain order
                 return None
@@ -168,7 +172,7 @@ class Consumer:
                 self._seen.pop(key_of(event), None)
             else:
                 self._seen[key_of(event)] = event
-            if self._on_deliver is not None:
+            if self._on_deliver is not None and not looked_up:
                 self._on_deliver(event)
             return event
 

@@ -35,6 +35,7 @@ from aiocri.errors import (
     Unsupported,
     UnsupportedByVersion,
 )
+from aiocri.instrument import GuardedPollerObserver, guarded
 from aiocri.poller._consumers import Consumer
 from aiocri.poller._engine import Engine, StatusAnswer
 from aiocri.poller._model import _RETRY, LifecycleEvent, PollerStats, Snapshot, runtime_time
@@ -43,6 +44,8 @@ __all__ = ["Mode", "Poller"]
 
 log = logging.getLogger("aiocri.poller")
 
+#: How a :class:`Poller` watches: ``"relist"``, ``"events"`` or ``"auto"`` (see the
+#: module's description).
 Mode = Literal["auto", "relist", "events"]
 
 _BACKOFF_FIRST = 0.05
@@ -98,13 +101,13 @@ class Poller:
         self._consumers: set[Consumer] = set()
         self._error: CRIError | None = None
         self._closed = False
-        self._subscribers = 0
         self._list_requests = {rpc: RPCS[rpc].request_type() for rpc in LISTS}
         self._synced_at = math.inf  # monotonic time the first relist ended
         self._last_relist_start: float | None = None
         instrumentation = client.instrumentation
-        self._observer = (None if instrumentation is None
-                          else instrumentation.poller(self, client.endpoint))
+        observer = (None if instrumentation is None
+                    else guarded(instrumentation.poller, self, client.endpoint, default=None))
+        self._observer = None if observer is None else GuardedPollerObserver(observer)
         self._own = self._subscribe(replay=False, name="poller")
         self._task: asyncio.Task[None] | None = None
         self._synced = anyio.Event()
@@ -143,11 +146,11 @@ class Poller:
         """Another consumer: an async iterator of its own that gets every event, told
         the current state first (one event per known object), then every change.
         End it with ``await consumer.aclose()`` (the poller's end ends it too).
-        ``name`` labels its metrics (default ``subscriber-N``)."""
+        ``name`` labels its metrics (default ``subscriber``; the metrics add up the
+        consumers of one name, so keep names few)."""
         if name is not None and not isinstance(name, str):
             raise TypeError(f"subscribe name must be a str, not {name!r}")
-        self._subscribers += 1
-        return self._subscribe(replay=True, name=name or f"subscriber-{self._subscribers}")
+        return self._subscribe(replay=True, name=name or "subscriber")
 
     def _subscribe(self, *, replay: bool, name: str) -> Consumer:
         consumer = Consumer(self._engine.last, self._engine.tombstones, self.max_pending,
@@ -159,6 +162,16 @@ class Poller:
         else:
             self._consumers.add(consumer)
         return consumer
+
+    @property
+    def closed(self) -> bool:
+        """Whether the poller has stopped (closed, or ended by its client's end)."""
+        return self._closed
+
+    @property
+    def stream_open(self) -> bool:
+        """Whether GetContainerEvents is open now (events mode, stream up)."""
+        return self._stream_open
 
     @property
     def consumers(self) -> list[Consumer]:

@@ -226,6 +226,7 @@ def port_connection(
             except BaseException:
                 await session.aclose()
                 raise
+            connection.transport = session.transport
             closing = connection.aclose
 
             async def close_both() -> None:  # the session lives as long as its connection
@@ -257,6 +258,7 @@ def forward_port(
 
     async def start() -> PortForwarder:
         forwarder = PortForwarder(new_session, remote_port, host, local_port)
+        forwarder.transport = transport  # until its first session says which it got
         await forwarder.start()
         return forwarder
 

@@ -52,6 +52,8 @@ class PortConnection:
         self._checked = False
         #: bytes written so far
         self.bytes_sent = 0
+        #: the transport it runs over ("spdy" or "websocket"; set by its opener)
+        self.transport = ""
 
     async def read(self, n: int = -1) -> bytes:
         try:
