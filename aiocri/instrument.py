@@ -25,9 +25,9 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CallRecord",
+    "CallType",
     "GuardedPollerObserver",
     "GuardedSessionObserver",
-    "CallType",
     "Instrumentation",
     "PollerObserver",
     "SessionObserver",
