@@ -17,8 +17,8 @@ proto: setup
 	PATH="$(CURDIR)/.venv/bin:$$PATH" $(PY) proto/generate.py
 
 lint: setup
-	$(PY) -m ruff check aiocri tests benchmarks examples _aiocri_command.py
-	$(PY) -m mypy --strict aiocri _aiocri_command.py examples/node_agent/agent.py
+	$(PY) -m ruff check aiocri tests benchmarks examples docs/_ext
+	$(PY) -m mypy --strict aiocri examples/node_agent/agent.py docs/_ext
 
 # The API reference from the docstrings, built strictly (a warning fails it).
 docs: setup

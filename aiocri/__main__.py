@@ -1,9 +1,9 @@
 """``python -m aiocri``: the ``aiocri`` command (needs the ``cli`` extra).
 
-Here the package, and so grpc, is imported before this runs: set GRPC_VERBOSITY=ERROR
-in the environment to quiet grpc's notices, as the installed ``aiocri`` command does.
+Like the installed command, it sets GRPC_VERBOSITY=ERROR before grpc loads unless the
+environment sets it (see :mod:`aiocri._command`).
 """
 
-from aiocri.cli import main
+from aiocri._command import main
 
 main()

@@ -24,6 +24,17 @@ __all__ = [
 
 
 class ConnectionState(enum.Enum):
+    """Where a client's connection stands (``client.state``, and each
+    :class:`ConnectionEvent`).
+
+    CONNECTING (the first dial and version negotiation), READY (calls are sent),
+    RECONNECTING (the connection was lost; the client redials and calls wait, or fail
+    at once with ``fail_fast``), then READY again once the pinned version is checked;
+    RESTART_REQUIRED (the runtime came back without the pinned version: terminal, see
+    :class:`~aiocri.errors.RestartRequired`) and CLOSED (``aclose()``: terminal).
+    ``terminal`` tells the last two.
+    """
+
     CONNECTING = "connecting"
     READY = "ready"
     RECONNECTING = "reconnecting"
@@ -32,6 +43,7 @@ class ConnectionState(enum.Enum):
 
     @property
     def terminal(self) -> bool:
+        """Whether no call can succeed any more (RESTART_REQUIRED, CLOSED)."""
         return self in (ConnectionState.RESTART_REQUIRED, ConnectionState.CLOSED)
 
 

@@ -3,6 +3,51 @@
 Each error keeps what the runtime said (gRPC code and details) plus where it
 happened (endpoint, RPC), and its message ends with what to do about it.
 Transport errors from grpc never escape: :func:`from_rpc_error` maps them.
+
+The whole tree (all exported by ``aiocri`` too, as ``aiocri.NotFound``...):
+
+    CRIError
+    ├── EndpointError (also a ValueError)   the endpoint is malformed or not a socket
+    ├── ConnectFailed                       no connection before the connect timeout
+    │   └── NotACRIRuntime                  something answers, but not the CRI
+    ├── NoSupportedVersion                  no CRI version both sides speak
+    ├── ClientClosed                        the client was closed
+    ├── InternalError                       aiocri's own bug; the client is closed
+    ├── RestartRequired                     the runtime dropped the pinned version
+    ├── RuntimeCallError                    a call failed with a gRPC status
+    │   ├── NotFound                        NOT_FOUND
+    │   ├── InvalidArgument                 INVALID_ARGUMENT, or refused before sending
+    │   ├── Unavailable                     UNAVAILABLE
+    │   ├── DeadlineExceeded                DEADLINE_EXCEEDED
+    │   ├── MessageTooLarge                 RESOURCE_EXHAUSTED: a reply over the size limit
+    │   └── Unsupported                     the RPC cannot be served
+    │       ├── UnsupportedByVersion        not in the pinned CRI version (nothing sent)
+    │       └── UnsupportedByRuntime        UNIMPLEMENTED
+    ├── StreamingError                      exec, attach, port-forward sessions
+    │   ├── UpgradeRefused                  the streaming server answered HTTP 4xx/5xx
+    │   └── ExecFailed                      the command could not run
+    └── LogError                            a container's log file cannot be read
+
+Other gRPC codes (PERMISSION_DENIED, INTERNAL, UNKNOWN, FAILED_PRECONDITION...) raise
+:class:`RuntimeCallError` itself: test ``error.code`` to tell them apart.
+
+Every error carries these attributes:
+
+- ``hint``: what to do about it, one sentence. Each class has its own (the message
+  ends with it: ``str(error)`` is "what happened (where): the runtime's words; hint");
+  some errors give a more precise one when they know more (a refused request says
+  which field to fill).
+- ``code``: the :class:`grpc.StatusCode` when a call answered, else None (errors
+  raised before any call, or by a stream or a log file).
+- ``details``: the runtime's own words ("" when there are none).
+- ``method``: the RPC's name (``ContainerStatus``) when a call failed, else None.
+- ``endpoint``: the runtime's endpoint (``unix:///run/containerd/containerd.sock``)
+  when known, else None.
+- ``message``: what happened, without the place, the details or the hint.
+
+Catch the class that matches what the code can act on: ``NotFound`` to treat a
+removed object as gone, ``Unavailable`` and ``DeadlineExceeded`` to retry later,
+``RestartRequired`` and ``ClientClosed`` to make a new client, ``CRIError`` for all.
 """
 
 from __future__ import annotations
@@ -41,11 +86,14 @@ class CRIError(Exception):
     """Root of every aiocri error.
 
     ``code`` is the gRPC status code when the error came from a call (None for
-    errors raised before any call), ``details`` the runtime's own words.
+    errors raised before any call), ``details`` the runtime's own words, ``method``
+    the RPC's name and ``endpoint`` the runtime's endpoint (None when unknown);
+    ``hint`` says what to do about it, and ends the message.
     """
 
-    #: What the caller can do about this kind of error; subclasses override.
     hint = "see the runtime's logs for the cause"
+    """What the caller can do about this error, in one sentence; each subclass has its
+    own, and an error may carry a more precise one (``hint=`` at construction)."""
 
     def __init__(
         self,
@@ -181,26 +229,72 @@ def _describe(version: VersionResponse | None) -> str:
 
 
 class RuntimeCallError(CRIError):
-    """A call failed; the runtime (or the transport) gave a status code."""
+    """A call failed; the runtime (or the transport) gave a status code.
+
+    Raised as is for the codes without a class of their own (PERMISSION_DENIED,
+    FAILED_PRECONDITION, INTERNAL, UNKNOWN, ALREADY_EXISTS...): ``code`` says which.
+    """
 
 
 class NotFound(RuntimeCallError):
+    """The runtime has no such object (NOT_FOUND): a container, pod or image id or
+    reference that was removed, never existed, or is misspelled.
+
+    Containers and pods come and go: list again before acting on an id, and treat
+    NotFound from a remove or stop as "already gone" where that is what you wanted.
+    """
+
     hint = "the object may have been removed; list again before retrying"
 
 
 class InvalidArgument(RuntimeCallError):
+    """The request is malformed (INVALID_ARGUMENT): a field is missing or has a value
+    the runtime refuses.
+
+    aiocri raises it itself, before sending anything, for a request that names no
+    object (an empty ``container_id``, ``pod_sandbox_id`` or image reference), which
+    runtimes would otherwise resolve to one of their choice; the hint then says which
+    field to fill. Retrying the same request fails the same way: fix it.
+    """
+
     hint = "fix the request; the runtime rejected it as malformed"
 
 
 class Unavailable(RuntimeCallError):
+    """The runtime could not be reached for this call (UNAVAILABLE): it is restarting
+    or stopped, or the connection broke while the call was in flight.
+
+    The client redials on its own; by default a call made meanwhile waits for the
+    redial (within its deadline), and a read-only call that broke in flight is sent
+    again. A call that changes state and broke in flight raises this, since it may or
+    may not have run: check the object's state before sending it again. With
+    ``connect(..., fail_fast=True)`` calls made while reconnecting raise this at once.
+    """
+
     hint = "the runtime is not reachable; the call may be retried once it is back"
 
 
 class DeadlineExceeded(RuntimeCallError):
+    """The call did not finish before its deadline (DEADLINE_EXCEEDED).
+
+    Each call's deadline is its ``timeout=`` (by default the client's, 2 minutes, and
+    longer for image pulls). The runtime may still complete the work: check before
+    repeating a call that changes state, and raise ``timeout=`` for slow operations.
+    """
+
     hint = "the call took longer than its deadline; raise timeout= or check the runtime's load"
 
 
 class MessageTooLarge(RuntimeCallError):
+    """The runtime's reply is larger than the client accepts (RESOURCE_EXHAUSTED, as
+    grpc reports "message larger than max"): typically a list of thousands of
+    containers or images.
+
+    Raise ``max_message_size`` in :func:`aiocri.connect` (16 MiB by default, as the
+    kubelet's), filter the list, or use the Stream* list RPCs where the runtime serves
+    them (they send the list in several messages).
+    """
+
     hint = (
         "raise max_message_size in aiocri.connect() (default 16 MiB), "
         "or use the Stream* list RPCs where the runtime has them"

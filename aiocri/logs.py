@@ -34,18 +34,32 @@ _TIME = re.compile(r"^(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2})(?:\.(\d{1,9}))?(Z|[+
 
 @dataclass(frozen=True, slots=True)
 class LogEntry:
-    """One line of output (pieces joined), as the container wrote it."""
+    """One line of output (pieces joined), as the container wrote it.
+
+    ``data`` is bytes, exactly what the container wrote: the runtime does not
+    promise any encoding (decode it yourself, e.g. ``entry.data.decode("utf-8",
+    "replace")``). A complete line ends with its newline, ``b"\\n"``, so that writing
+    the entries one after the other gives back the output byte for byte
+    (``sys.stdout.buffer.write(entry.data)``, as ``aiocri logs`` does); strip it for
+    the text alone (``entry.data.rstrip(b"\\n")``). It has no newline when the line
+    was never finished (the file ends in a ``P`` piece: the container exited or is
+    still writing it) or when ``limit_bytes`` cut it. A line the runtime split into
+    pieces (containerd cuts every 16 KiB) comes joined, as one entry.
+    """
 
     #: nanoseconds since the epoch, from the first piece of the line
     time_ns: int
-    #: the timestamp as the runtime wrote it
+    #: the timestamp as the runtime wrote it (RFC 3339, nanoseconds)
     timestamp: str
+    #: ``"stdout"`` or ``"stderr"``
     stream: Stream
-    #: the text, with its newline unless the line was never finished
+    #: the line's bytes, with its trailing newline (``b"\\n"``) unless the line was
+    #: never finished or was cut by ``limit_bytes``
     data: bytes
 
     @property
     def time(self) -> datetime:
+        """``time_ns`` as an aware UTC datetime (microseconds: datetime holds no more)."""
         return datetime.fromtimestamp(self.time_ns / 1e9, UTC)
 
 

@@ -46,10 +46,11 @@ class CRIVersion:
         return self.name
 
 
+#: runtime.v1: every RPC of the schema; the kubelet's first choice.
 V1 = CRIVersion("v1", "runtime.v1", frozenset(RPCS))
 
-# What runtime.v1alpha2 had when it was frozen (cri-api 0.25): no Stream* lists,
-# no events, checkpoints, metrics or runtime config.
+#: runtime.v1alpha2 as it was when frozen (cri-api 0.25): no Stream* lists, no
+#: events, checkpoints, metrics or runtime config.
 V1ALPHA2 = CRIVersion(
     "v1alpha2",
     "runtime.v1alpha2",
@@ -68,6 +69,7 @@ V1ALPHA2 = CRIVersion(
     ),
 )
 
+#: The versions aiocri knows, by name ("v1", "v1alpha2").
 VERSIONS: Mapping[str, CRIVersion] = {v.name: v for v in (V1, V1ALPHA2)}
 
 #: The kubelet's preference: v1 first, then the older one.

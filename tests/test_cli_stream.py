@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from aiocri.testing import FakeRuntime
+from aiocri.testing import WEBSOCKET_V4, FakeRuntime
 from tests.cli_process import aiocri, cli_env
 
 pytest.importorskip("typer")
@@ -251,7 +251,11 @@ async def test_exec_stdin_edge_cases(fake: tuple[FakeRuntime, str]) -> None:
             env=cli_env())
         out, err = await asyncio.wait_for(proc.communicate(), 30)
     assert (proc.returncode, out) == (0, b""), err
-    # WebSocket v4 cannot pass the end of stdin on: a clear error, not a hang
+    # WebSocket v5 (the fake's first choice) passes the end of stdin on
+    assert await aiocri(rt.endpoint, "exec", "-i", "-r", "websocket", cid, "--", "cat",
+                        stdin=b"some input\n") == (0, b"some input\n", b"")
+    # WebSocket v4 (containerd's) cannot: a clear error, not a hang
+    rt.streaming.websocket_protocols = WEBSOCKET_V4
     code, out, err = await aiocri(rt.endpoint, "exec", "-i", "-r", "websocket", cid, "--", "cat",
                                   stdin=b"some input\n")
     assert code == 1 and out == b"some input\n" and b"cannot be closed alone" in err

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 import aiocri
 from aiocri.streaming import TransportName, _status
 from aiocri.streaming._pipe import Pipe
-from aiocri.testing import FakeRuntime
+from aiocri.testing import WEBSOCKET_PROTOCOLS, WEBSOCKET_V4, FakeRuntime
 from aiocri.testing._exec import ExecResult
 
 pytestmark = pytest.mark.anyio
@@ -159,7 +159,9 @@ async def test_exec_stdin_ends_on_close(client: aiocri.CRIClient, cid: str, tran
     assert output == aiocri.streaming.ExecOutput(b"hello\nworld", b"", 0)
 
 
-async def test_websocket_v4_cannot_end_stdin_alone(client: aiocri.CRIClient, cid: str) -> None:
+async def test_websocket_v4_cannot_end_stdin_alone(runtime: FakeRuntime,
+                                                   client: aiocri.CRIClient, cid: str) -> None:
+    runtime.streaming.websocket_protocols = WEBSOCKET_V4  # as containerd: no v5
     async with client.exec_stream(cid, ["cat"], stdin=True, transport="websocket") as session:
         assert session.transport == "websocket/v4.channel.k8s.io"
         assert session.stdin is not None and not session.stdin.can_close
@@ -171,12 +173,28 @@ async def test_websocket_v4_cannot_end_stdin_alone(client: aiocri.CRIClient, cid
         assert await session.stdout.read() == b"still open"
 
 
-async def test_websocket_v5_ends_stdin(runtime: FakeRuntime, client: aiocri.CRIClient,
-                                       cid: str) -> None:
-    runtime.streaming.websocket_protocols = ("v5.channel.k8s.io", "v4.channel.k8s.io")
+async def test_websocket_on_the_fake_is_v5_and_ends_stdin(client: aiocri.CRIClient,
+                                                          cid: str) -> None:
     async with client.exec_stream(cid, ["cat"], stdin=True, transport="websocket") as session:
         assert session.transport == "websocket/v5.channel.k8s.io"
-        assert (await session.communicate(b"abc")).stdout == b"abc"
+        assert session.stdin is not None and session.stdin.can_close
+        assert await session.communicate(b"data") == aiocri.streaming.ExecOutput(
+            b"data", b"", 0)
+
+
+async def test_the_fake_serves_websocket_v4_only_when_told(sock_dir: object) -> None:
+    assert WEBSOCKET_PROTOCOLS[0] == "v5.channel.k8s.io"
+    assert "v5.channel.k8s.io" not in WEBSOCKET_V4
+    async with FakeRuntime(f"{sock_dir}/v4.sock", websocket_protocols=WEBSOCKET_V4) as rt, \
+            aiocri.connect(rt.endpoint) as client:
+        container = rt.populate(1, 1).container_ids[0]
+        async with client.exec_stream(container, ["cat"], stdin=True,
+                                      transport="websocket") as session:
+            assert session.transport == "websocket/v4.channel.k8s.io"
+            assert session.stdin is not None and not session.stdin.can_close
+    for wrong in ((), "v4.channel.k8s.io", [""], [4]):
+        with pytest.raises(TypeError, match="websocket_protocols"):
+            FakeRuntime(f"{sock_dir}/bad.sock", websocket_protocols=wrong)  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
@@ -680,8 +698,10 @@ async def test_wait_with_unread_output_fails_instead_of_hanging(
     assert output.stdout == big and output.exit_code == 0
 
 
-async def test_communicate_refuses_a_stdin_it_cannot_end(client: aiocri.CRIClient, cid: str
+async def test_communicate_refuses_a_stdin_it_cannot_end(runtime: FakeRuntime,
+                                                         client: aiocri.CRIClient, cid: str
                                                          ) -> None:
+    runtime.streaming.websocket_protocols = WEBSOCKET_V4
     async with client.exec_stream(cid, ["cat"], stdin=True, transport="websocket") as session:
         with pytest.raises(aiocri.StreamingError, match="cannot do"):
             await asyncio.wait_for(session.communicate(b"x"), 5)

@@ -21,6 +21,9 @@ if TYPE_CHECKING:  # websockets is imported on first use: most sessions are SPDY
 
 __all__ = ["Channels", "TransportName", "close_websocket", "open_spdy", "open_websocket"]
 
+#: The ``transport=`` of a streaming session: ``"spdy"`` (SPDY/3.1), ``"websocket"``
+#: (remotecommand v5, else v4), or ``"auto"``: SPDY, then WebSocket when the server
+#: refuses it.
 TransportName = Literal["auto", "spdy", "websocket"]
 
 REMOTECOMMAND_V4 = "v4.channel.k8s.io"

@@ -25,6 +25,7 @@ from aiocri.testing._state import (
     StatusError,
     normalize_ref,
 )
+from aiocri.testing._streaming import WEBSOCKET_PROTOCOLS, WEBSOCKET_V4
 from aiocri.testing._wait import wait_for, wait_for_state
 from aiocri.testing.fake_runtime import (
     DEFAULT_VERSIONS,
@@ -38,6 +39,8 @@ from aiocri.testing.fake_runtime import (
 __all__ = [
     "DEFAULT_IMAGES",
     "DEFAULT_VERSIONS",
+    "WEBSOCKET_PROTOCOLS",
+    "WEBSOCKET_V4",
     "Container",
     "ExecHandler",
     "ExecResult",

@@ -60,6 +60,10 @@ def _files(container: Container) -> FileSystem:
 
 
 async def default_exec_handler(container: Container, cmd: list[str]) -> ExecResult:
+    """The fake runtime's exec handler unless one is set: runs ``cmd`` in the fake's
+    stand-in for busybox's ``sh``, on the container's files (its image's), and returns
+    its output and exit code. A handler of your own (``FakeRuntime.set_exec_handler``)
+    may call it for the commands it does not script."""
     try:
         result = await run_captured(cmd, shell_context(container, _files(container)))
     except Exception as exc:  # the fake shell's own fault: an exit code, not a broken RPC

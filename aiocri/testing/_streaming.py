@@ -1,8 +1,10 @@
 """The fake runtime's streaming server: exec, attach and port-forward on 127.0.0.1.
 
-It speaks what containerd's server speaks: SPDY/3.1 (remotecommand v4 and
-portforward.k8s.io) and WebSocket (remotecommand v4; v5 when enabled, which
-containerd does not have). URLs are one-time tokens that expire after a minute.
+It speaks SPDY/3.1 (remotecommand v4 and portforward.k8s.io), as containerd's server
+does, and WebSocket with remotecommand v5 first, then v4, as a server that has v5 does
+(the kubelet's): a WebSocket client can end stdin alone. containerd's server has no
+v5: ``FakeRuntime(websocket_protocols=WEBSOCKET_V4)`` plays it. URLs are one-time
+tokens that expire after a minute.
 """
 
 from __future__ import annotations
@@ -27,11 +29,17 @@ from websockets.typing import Subprotocol
 from aiocri.streaming._pipe import Pipe
 from aiocri.streaming._spdy_conn import SpdyConnection, SpdyStream, StreamReset
 
-__all__ = ["ServerIO", "StreamingServer"]
+__all__ = ["WEBSOCKET_PROTOCOLS", "WEBSOCKET_V4", "ServerIO", "StreamingServer"]
 
 TOKEN_TTL = 60.0
 STREAM_WAIT = 10.0  # how long the client has to create its streams
 _REMOTECOMMAND = ("v4.channel.k8s.io",)
+#: The WebSocket subprotocols served by default, in order of preference: v5 (stdin
+#: can be closed alone), then v4 and the original channel protocol.
+WEBSOCKET_PROTOCOLS: tuple[str, ...] = (
+    "v5.channel.k8s.io", "v4.channel.k8s.io", "channel.k8s.io")
+#: What containerd's streaming server serves over WebSocket: no v5.
+WEBSOCKET_V4: tuple[str, ...] = ("v4.channel.k8s.io", "channel.k8s.io")
 _PORTFORWARD = "portforward.k8s.io"
 _STDIN, _STDOUT, _STDERR, _ERROR, _RESIZE = 0, 1, 2, 3, 4
 
@@ -96,8 +104,9 @@ class StreamingServer:
         self._tasks: set[asyncio.Task[None]] = set()
         #: transports served; remove one to play a server that lacks it
         self.transports = {"spdy", "websocket"}
-        #: WebSocket subprotocols accepted, in order of preference
-        self.websocket_protocols: tuple[str, ...] = ("v4.channel.k8s.io", "channel.k8s.io")
+        #: WebSocket subprotocols accepted, in order of preference (the server's order
+        #: decides); WEBSOCKET_V4 to play containerd, which has no v5
+        self.websocket_protocols: tuple[str, ...] = WEBSOCKET_PROTOCOLS
         self.upgrades: dict[str, int] = {"spdy": 0, "websocket": 0}
 
     @property

@@ -47,7 +47,7 @@ from aiocri.testing._server import (
 from aiocri.testing._servicer import FakeServicer
 from aiocri.testing._shared import COMPAT_CHOICES
 from aiocri.testing._state import FakeState, Image, Populated
-from aiocri.testing._streaming import StreamingServer
+from aiocri.testing._streaming import WEBSOCKET_PROTOCOLS, StreamingServer
 from aiocri.versions import CRIVersion, resolve_versions
 
 __all__ = ["DEFAULT_VERSIONS", "FakeRuntime", "churn", "churn_once", "main", "serve"]
@@ -69,6 +69,14 @@ class FakeRuntime:
     path); one never stopped is removed when the object is collected or at exit.
     A socket file that a live server answers on is never taken over: :meth:`start`
     raises OSError (EADDRINUSE); a stale one (refusing connections) is replaced.
+
+    Its streaming server (exec, attach, port-forward URLs) serves SPDY/3.1 and
+    WebSocket; ``websocket_protocols`` are the WebSocket subprotocols it accepts, in
+    its order of preference: by default remotecommand ``v5.channel.k8s.io`` first
+    (stdin can be closed alone), then ``v4.channel.k8s.io`` and ``channel.k8s.io``.
+    ``websocket_protocols=WEBSOCKET_V4`` (from ``aiocri.testing``) serves as
+    containerd does, without v5. ``rt.streaming.websocket_protocols`` changes it on a
+    running fake, for the next sessions.
     """
 
     def __init__(
@@ -85,8 +93,10 @@ class FakeRuntime:
         stream_chunk: int = 1000,
         max_receive_message_length: int = 16 * _MiB,
         compat: str | None = None,
+        websocket_protocols: Sequence[str] = WEBSOCKET_PROTOCOLS,
     ) -> None:
         resolved = resolve_versions(versions)
+        websocket_protocols = _protocol_list(websocket_protocols)
         if compat is not None and compat not in COMPAT_CHOICES:
             raise ValueError(f"compat must be one of {', '.join(COMPAT_CHOICES)}, not {compat!r}")
         images = None if images is None else _image_list("images", images)
@@ -111,6 +121,7 @@ class FakeRuntime:
                 self.state, lambda: servicer.exec_handler, kind, request, io
             )
         )
+        self.streaming.websocket_protocols = websocket_protocols
         servicer.streaming = self.streaming
         self._hooks = Hooks(seed)
         self._versions = resolved
@@ -606,4 +617,13 @@ def _image_list(name: str, given: Iterable[str | Image]) -> list[str | Image]:
     if items is None or any(not isinstance(i, str | Image) for i in items):
         raise TypeError(f"FakeRuntime({name}=...) takes image references (str) or Image "
                         f"objects, not {given!r}")
+    return items
+
+
+def _protocol_list(given: Sequence[str]) -> tuple[str, ...]:
+    """``websocket_protocols`` as a tuple, refused at once unless it names at least one."""
+    items = None if isinstance(given, str | bytes) else tuple(given)
+    if not items or any(not isinstance(p, str) or not p for p in items):
+        raise TypeError("FakeRuntime(websocket_protocols=...) takes a non-empty list of "
+                        f"subprotocol names (e.g. WEBSOCKET_V4), not {given!r}")
     return items
