@@ -50,7 +50,8 @@ class Lifecycle:
         self._stats = stats
         self._events = events
         self._on_terminal = on_terminal
-        self._observe = observe
+        #: Told of every event too (an instrumentation's hook), when set.
+        self.observe = observe
 
     async def wait_changed(self, seconds: float) -> None:
         """Wait up to ``seconds`` for the next change of state."""
@@ -95,5 +96,5 @@ class Lifecycle:
             pinned=None if pinned is None else pinned.name, generation=self.generation,
             **extra)
         self._events.publish(event)
-        if self._observe is not None:
-            self._observe(event)
+        if self.observe is not None:
+            self.observe(event)

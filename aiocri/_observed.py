@@ -7,6 +7,7 @@ path is the plain one (see :mod:`aiocri.instrument`).
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator, Callable
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from google.protobuf.message import Message
@@ -15,9 +16,23 @@ from aiocri._rpc import RPC
 from aiocri.instrument import CallRecord, CallType, Instrumentation, guarded
 
 if TYPE_CHECKING:
+    from aiocri._lifecycle import Lifecycle
     from aiocri.channel import ChannelManager
 
-__all__ = ["ObservedCalls"]
+__all__ = ["ObservedCalls", "observe"]
+
+
+def observe(manager: ChannelManager, life: Lifecycle,
+            instrumentation: Instrumentation | None) -> None:
+    """Make ``manager`` report to ``instrumentation`` (None: nothing to do): its calls
+    through :class:`ObservedCalls`, its connection events, and itself (``attach``)."""
+    if instrumentation is None:
+        return
+    observed = ObservedCalls(manager, instrumentation)
+    manager.unary = observed.unary  # type: ignore[method-assign]
+    manager.stream = observed.stream  # type: ignore[method-assign]
+    life.observe = partial(guarded, instrumentation.connection_event, manager, default=None)
+    instrumentation.attach(manager)
 
 
 class ObservedCalls:

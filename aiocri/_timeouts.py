@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import math
 
-__all__ = ["MAX_TIMEOUT", "check_positive_int", "check_timeout"]
+__all__ = ["MAX_TIMEOUT", "OPEN_TIMEOUT", "check_id", "check_positive_int", "check_timeout"]
+
+#: Default bound on starting a streaming session (asking for its URL, upgrading it).
+OPEN_TIMEOUT = 30.0
 
 #: Deadlines longer than this (s, about 31 years) mean "no deadline": grpc adds a
 #: deadline to its clock in nanoseconds, which overflows a little above 9e9 s
@@ -36,4 +39,20 @@ def check_positive_int(name: str, value: object) -> int:
         raise TypeError(f"{name} must be an int, not {value!r}")
     if value < 1:
         raise ValueError(f"{name} must be at least 1, not {value!r}")
+    return value
+
+
+def check_id(kind: str, value: object) -> str:
+    """``value`` as an object id: a str (TypeError) that is not empty (InvalidArgument,
+    as the services refuse it: an empty reference is never sent)."""
+    if not isinstance(value, str):
+        raise TypeError(f"{kind} must be a str, not {type(value).__name__}")
+    if not value.strip():
+        import grpc
+
+        from aiocri.errors import InvalidArgument
+
+        raise InvalidArgument(f"{kind} is empty; nothing was sent",
+                              code=grpc.StatusCode.INVALID_ARGUMENT,
+                              hint=f"pass the {kind.replace('_', ' ')} to act on")
     return value

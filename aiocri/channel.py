@@ -26,7 +26,6 @@ import logging
 import math
 import time
 from collections.abc import AsyncGenerator, Callable
-from functools import partial
 from typing import Any, Literal
 
 import anyio
@@ -45,7 +44,7 @@ from aiocri._events import (
     Subscription,
 )
 from aiocri._lifecycle import Lifecycle
-from aiocri._observed import ObservedCalls
+from aiocri._observed import observe
 from aiocri._policy import RedialPolicy
 from aiocri._proto.runtime.v1 import api_pb2
 from aiocri._rpc import RPC, RPCS
@@ -84,6 +83,9 @@ log = logging.getLogger("aiocri.channel")
 DEFAULT_MAX_MESSAGE_SIZE = 16 * 1024 * 1024
 
 # Read-only unary RPCs: safe to send again after the connection broke under them.
+#: Parses a response's bytes instead of the RPC's own message class (see unary()).
+Decode = Callable[[bytes], Any] | None
+
 _RETRY_SAFE = frozenset(
     name
     for name, rpc in RPCS.items()
@@ -122,10 +124,8 @@ class ChannelManager:
         self.on_version_loss = on_version_loss
         self.fail_fast = fail_fast
         self.stats = ConnectionStats()
-        self._life = Lifecycle(
-            str(endpoint), self.stats, events if events is not None else EventBroadcast(),
-            on_terminal, None if instrumentation is None else partial(
-                guarded, instrumentation.connection_event, self, default=None))
+        self._life = Lifecycle(str(endpoint), self.stats,
+                               events if events is not None else EventBroadcast(), on_terminal)
         self._dialer = Dialer(
             endpoint, RPCS[probe], self.policy, max_message_size, self.stats,
             lambda n, error: self._life.publish("redial_attempt", attempt=n, error=error))
@@ -138,12 +138,7 @@ class ChannelManager:
         self._answer: api_pb2.VersionResponse | None = None
         self._tasks = TaskSet(f"aiocri {endpoint}", self._crashed)
         self.instrumentation = instrumentation
-        if instrumentation is not None:
-            # Instrumented calls go through a wrapper; without, the call path is untouched.
-            observed = ObservedCalls(self, instrumentation)
-            self.unary = observed.unary  # type: ignore[method-assign]
-            self.stream = observed.stream  # type: ignore[method-assign]
-            instrumentation.attach(self)
+        observe(self, self._life, instrumentation)  # None: the call path stays the plain one
 
     # -- public face -----------------------------------------------------------
 
@@ -224,8 +219,7 @@ class ChannelManager:
     # -- the call path -----------------------------------------------------------
 
     async def unary(self, rpc: RPC, request: Message | None, timeout: float | None,
-                    decode: Callable[[bytes], Any] | None = None,
-                    record: CallRecord | None = None) -> Any:
+                    decode: Decode = None, record: CallRecord | None = None) -> Any:
         """Send one unary RPC on the pinned version; see the module docstring.
 
         ``decode`` parses the response's bytes instead of the RPC's own message
@@ -235,7 +229,7 @@ class ChannelManager:
         request = rpc.request_type() if request is None else request
         deadline = _deadline(timeout)
         resent = False
-        metadata = None if record is None else record.metadata
+        metadata = record and record.metadata
         while True:
             conn, fn, remaining = await self._callable(rpc, deadline, decode)
             if resent and record is not None:
@@ -280,8 +274,7 @@ class ChannelManager:
         deadline = _deadline(timeout)
         conn, fn, remaining = await self._callable(rpc, deadline, decode)
         conn.users += 1
-        call = fn(request, timeout=remaining,
-                  metadata=None if record is None else record.metadata)
+        call = fn(request, timeout=remaining, metadata=record and record.metadata)
         responses = call.__aiter__()
         del fn
         failure: grpc.aio.AioRpcError | None = None
@@ -476,17 +469,11 @@ class ChannelManager:
         )
 
     async def _announce_newer(self, conn: Connection) -> None:
-        pinned = conn.version
-        newer = self.versions[: self.versions.index(pinned)] if pinned in self.versions else ()
-        conn.users += 1
-        try:
-            served = [v.name for v in newer if await self._dialer.serves(conn.channel, v)]
-        finally:
-            conn.release()
+        served = await _newer_served(self._dialer, conn, self.versions)
         if served and conn is self._live:
             log.info("%s: runtime now also serves CRI %s; staying on %s",
-                     self.endpoint, ", ".join(served), pinned.name)
-            self._life.publish("newer_version_available", served=(pinned.name, *served))
+                     self.endpoint, ", ".join(served), conn.version.name)
+            self._life.publish("newer_version_available", served=(conn.version.name, *served))
 
     # -- the end ------------------------------------------------------------------
 
@@ -505,6 +492,18 @@ class ChannelManager:
         )
         error.__cause__ = exc
         self._enter_terminal(ConnectionState.CLOSED, error)
+
+
+async def _newer_served(dialer: Dialer, conn: Connection,
+                        versions: tuple[CRIVersion, ...]) -> list[str]:
+    """The versions preferred to ``conn``'s that its runtime serves too."""
+    pinned = conn.version
+    newer = versions[: versions.index(pinned)] if pinned in versions else ()
+    conn.users += 1
+    try:
+        return [v.name for v in newer if await dialer.serves(conn.channel, v)]
+    finally:
+        conn.release()
 
 
 def _deadline(timeout: float | None) -> float | None:

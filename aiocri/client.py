@@ -13,34 +13,29 @@ import weakref
 from collections.abc import AsyncGenerator, AsyncIterator, Generator, Iterable, Sequence
 from datetime import datetime
 from types import TracebackType
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import anyio
 
 from aiocri._events import ConnectionEvent, ConnectionState, ConnectionStats, EventBroadcast
 from aiocri._policy import RedialPolicy
-from aiocri._timeouts import check_positive_int, check_timeout
+from aiocri._timeouts import OPEN_TIMEOUT, check_id, check_positive_int, check_timeout
 from aiocri.api import CONTAINER_RUNNING, VersionResponse
 from aiocri.channel import DEFAULT_MAX_MESSAGE_SIZE, ChannelManager
 from aiocri.endpoint import Endpoint, discover, parse_endpoint
 from aiocri.errors import ClientClosed, CRIError, LogError, NotFound, RestartRequired
 from aiocri.instrument import GuardedSessionObserver, Instrumentation, combine, guarded
-from aiocri.logs import LogEntry, Stream, log_filter, read_log
 from aiocri.services import ImageService, RuntimeService
-from aiocri.streaming._open import (
-    OPEN_TIMEOUT,
-    Opening,
-    R,
-    attach_session,
-    check_id,
-    exec_session,
-    forward_port,
-    port_connection,
-)
-from aiocri.streaming._portforward import PortConnection, PortForwarder
-from aiocri.streaming._session import StreamSession
-from aiocri.streaming._transports import TransportName
 from aiocri.versions import CRIVersion, resolve_versions
+
+if TYPE_CHECKING:
+    # Imported when first used: a program that never streams or reads logs (the
+    # command's ps, a node agent) does not pay for websockets and the rest.
+    from aiocri.logs import LogEntry, Stream
+    from aiocri.streaming._open import Opening, R
+    from aiocri.streaming._portforward import PortConnection, PortForwarder
+    from aiocri.streaming._session import StreamSession
+    from aiocri.streaming._transports import TransportName
 
 __all__ = ["DEFAULT_IMAGE_PULL_TIMEOUT", "DEFAULT_TIMEOUT", "CRIClient", "connect"]
 
@@ -237,6 +232,8 @@ class CRIClient:
         ``async with client.exec_stream(...) as session`` or ``await`` it and
         ``aclose()`` the session. ``timeout`` bounds the start only, not the session.
         """
+        from aiocri.streaming._open import exec_session
+
         return self._owned(exec_session(
             self.runtime, container_id, cmd, stdin=stdin, stdout=stdout, stderr=stderr,
             tty=tty, transport=transport, timeout=timeout), "exec")
@@ -247,6 +244,8 @@ class CRIClient:
         timeout: float | None = OPEN_TIMEOUT,
     ) -> Opening[StreamSession]:
         """Attach to a running container's main process (``kubectl attach``)."""
+        from aiocri.streaming._open import attach_session
+
         return self._owned(attach_session(
             self.runtime, container_id, stdin=stdin, stdout=stdout, stderr=stderr, tty=tty,
             transport=transport, timeout=timeout), "attach")
@@ -257,6 +256,8 @@ class CRIClient:
     ) -> Opening[PortConnection]:
         """One TCP connection to ``port`` inside a pod: ``read()``, ``write()``,
         ``close_write()``; ``async with`` closes it."""
+        from aiocri.streaming._open import port_connection
+
         return self._owned(port_connection(
             self.runtime, pod_id, port, transport=transport, timeout=timeout), "portforward")
 
@@ -267,6 +268,8 @@ class CRIClient:
     ) -> Opening[PortForwarder]:
         """Listen on ``host:local_port`` (0: any free port, see ``.port``) and forward
         each accepted connection to ``remote_port`` in the pod (``kubectl port-forward``)."""
+        from aiocri.streaming._open import forward_port
+
         return self._owned(forward_port(
             self.runtime, pod_id, remote_port, local_port=local_port, host=host,
             transport=transport, timeout=timeout), "portforward")
@@ -297,6 +300,8 @@ class CRIClient:
         Following ends once the container is no longer running. Reads the file
         directly, so it works on the runtime's own machine only. Wrong arguments raise
         at once, before any call to the runtime."""
+        from aiocri.logs import log_filter
+
         check_id("container_id", container_id)
         if not isinstance(streams, str):  # log_filter refuses a str; an iterator is read once
             streams = tuple(streams)
@@ -328,6 +333,8 @@ class CRIClient:
                     raise
                 return True  # the runtime is restarting: the file itself is fine
             return now.status.state == CONTAINER_RUNNING
+
+        from aiocri.logs import read_log
 
         async with contextlib.aclosing(read_log(
                 path, follow=follow and not previous, tail=tail, since=since, streams=streams,

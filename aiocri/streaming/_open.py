@@ -9,10 +9,10 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 import anyio
-import grpc
 
 from aiocri import api
-from aiocri.errors import ClientClosed, InvalidArgument, StreamingError, UpgradeRefused
+from aiocri._timeouts import check_id
+from aiocri.errors import ClientClosed, StreamingError, UpgradeRefused
 from aiocri.instrument import SessionObserver
 from aiocri.streaming._portforward import (
     PortConnection,
@@ -28,8 +28,6 @@ if TYPE_CHECKING:
 
 __all__ = ["Opening", "attach_session", "exec_session", "forward_port", "port_connection"]
 
-#: Default bound on asking for the URL and upgrading it.
-OPEN_TIMEOUT = 30.0
 _TRANSPORTS = ("auto", "spdy", "websocket")
 
 
@@ -109,16 +107,6 @@ def _observe(resource: Any, observer: SessionObserver) -> None:
                 observer.closed(resource.bytes_sent, resource.bytes_received)
 
     resource.aclose = aclose
-
-
-def check_id(kind: str, value: object) -> str:
-    if not isinstance(value, str):
-        raise TypeError(f"{kind} must be a str, not {type(value).__name__}")
-    if not value.strip():  # as the services refuse it: an empty reference is never sent
-        raise InvalidArgument(f"{kind} is empty; nothing was sent",
-                              code=grpc.StatusCode.INVALID_ARGUMENT,
-                              hint=f"pass the {kind.replace('_', ' ')} to act on")
-    return value
 
 
 def _check_flags(transport: str, stdin: bool, stdout: bool, stderr: bool, tty: bool) -> None:
