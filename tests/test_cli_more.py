@@ -105,13 +105,15 @@ async def test_config_and_completion(tmp_path: Path, fake: tuple[FakeRuntime, st
     assert yaml.safe_load(path.read_text()) == {"runtime-endpoint": rt.endpoint,
                                                 "timeout": 5, "debug": False}
     assert (await cli("config", "--get", "timeout"))[1] == "5\n"
-    assert (await cli("config", "--list"))[1].splitlines() == [
-        f"runtime-endpoint: {rt.endpoint}", "timeout: 5", "debug: false"]
+    assert [line.split() for line in (await cli("config", "--list"))[1].splitlines()] == [
+        ["KEY", "VALUE"], ["runtime-endpoint", rt.endpoint], ["image-endpoint"],
+        ["timeout", "5"], ["debug", "false"], ["pull-image-on-create", "false"],
+        ["disable-pull-on-run", "false"]]  # crictl's table: every setting, set or not
     assert (await cli("ps", "-q"))[0] == 0  # the endpoint now comes from the file
     code, _, err = await cli("config", "--set", "colour=red")
-    assert code == 1 and "KEY one of" in err
+    assert code == 2 and "KEY one of" in err  # a bad argument: a usage error
     code, _, err = await cli("config", "--get", "timeout", "--set", "timeout=9")
-    assert code == 1 and "separate commands" in err
+    assert code == 2 and "separate commands" in err
     assert yaml.safe_load(path.read_text())["timeout"] == 5  # untouched
     assert not list(tmp_path.glob(".crictl-*"))  # no temporary left behind
     for shell in ("bash", "zsh"):
@@ -218,15 +220,15 @@ async def test_flags_show_no_type() -> None:
 
 def test_hints_speak_in_flags() -> None:
     import aiocri
-    from aiocri._cli.runner import _cli_line
+    from aiocri._cli.runner import cli_line
 
-    lost = _cli_line(aiocri.ConnectFailed("could not reach a CRI runtime within 2 s"))
+    lost = cli_line(aiocri.ConnectFailed("could not reach a CRI runtime within 2 s"))
     assert "-r/--runtime-endpoint" in lost and "connect(" not in lost
-    foreign = _cli_line(aiocri.NotACRIRuntime("not a CRI runtime"))
+    foreign = cli_line(aiocri.NotACRIRuntime("not a CRI runtime"))
     assert aiocri.NotACRIRuntime.hint in foreign  # its own diagnosis, kept
-    slow = _cli_line(aiocri.DeadlineExceeded("took too long"))
+    slow = cli_line(aiocri.DeadlineExceeded("took too long"))
     assert "-t/--timeout" in slow and "timeout=" not in slow
-    assert "aiocri.connect" not in _cli_line(aiocri.ClientClosed("the client is closed"))
+    assert "aiocri.connect" not in cli_line(aiocri.ClientClosed("the client is closed"))
 
 
 async def test_the_command_never_sends_an_empty_reference(fake: tuple[FakeRuntime, str]

@@ -12,11 +12,22 @@ import typer
 import yaml
 
 from aiocri import api
-from aiocri._cli.common import CHANGE, INSPECT, OutputOpt, command, load_message, settings_of
+from aiocri._cli.common import (
+    CHANGE,
+    INSPECT,
+    OutputOpt,
+    TemplateOpt,
+    command,
+    load_message,
+    output_template,
+    print_table,
+    settings_of,
+)
 from aiocri._cli.render import OutputFormat, dump, message_dict
 from aiocri._cli.runner import CLIError, resolve_container, run
-from aiocri._cli.settings import CONFIG_ENV, DEFAULT_CONFIG_PATH
+from aiocri._cli.settings import CONFIG_ENV, DEFAULT_CONFIG_PATH, DEFAULT_TIMEOUT
 from aiocri.client import CRIClient
+from aiocri.errors import NotFound
 
 __all__: list[str] = []
 
@@ -28,24 +39,29 @@ def _json_default(output: OutputFormat) -> OutputFormat:
 
 
 @command("runtime-config", INSPECT)
-def runtime_config_cmd(ctx: typer.Context, output: OutputOpt = OutputFormat.json) -> None:
+def runtime_config_cmd(ctx: typer.Context, output: OutputOpt = OutputFormat.json,
+                       template: TemplateOpt = None) -> None:
     """Show the runtime's configuration (RuntimeConfig: the cgroup driver)."""
     settings = settings_of(ctx)
+    tmpl = output_template(output, template)
 
     async def body(client: CRIClient) -> None:
-        dump(message_dict(await client.runtime.runtime_config()), _json_default(output))
+        dump(message_dict(await client.runtime.runtime_config()), _json_default(output),
+             template=tmpl)
 
     run(settings, "getting the runtime config", body)
 
 
 @command("metricdescs", INSPECT)
-def metricdescs_cmd(ctx: typer.Context, output: OutputOpt = OutputFormat.json) -> None:
+def metricdescs_cmd(ctx: typer.Context, output: OutputOpt = OutputFormat.json,
+                    template: TemplateOpt = None) -> None:
     """List the descriptors of the pod metrics the runtime reports."""
     settings = settings_of(ctx)
+    tmpl = output_template(output, template)
 
     async def body(client: CRIClient) -> None:
         dump(message_dict(await client.runtime.list_metric_descriptors()),
-             _json_default(output))
+             _json_default(output), template=tmpl)
 
     run(settings, "listing metric descriptors", body)
 
@@ -56,9 +72,11 @@ def metricsp_cmd(
     pods: Annotated[list[str] | None, typer.Argument(
         metavar="[POD...]", help="Only these pod ids (default: all)")] = None,
     output: OutputOpt = OutputFormat.json,
+    template: TemplateOpt = None,
 ) -> None:
     """Show the pod sandboxes' metrics (ListPodSandboxMetrics)."""
     settings = settings_of(ctx)
+    tmpl = output_template(output, template)
 
     async def body(client: CRIClient) -> None:
         response = await client.runtime.list_pod_sandbox_metrics()
@@ -67,7 +85,7 @@ def metricsp_cmd(
                     if any(m.pod_sandbox_id.startswith(p) for p in pods)]
             del response.pod_metrics[:]
             response.pod_metrics.extend(keep)
-        dump(message_dict(response), _json_default(output))
+        dump(message_dict(response), _json_default(output), template=tmpl)
 
     run(settings, "getting pod metrics", body)
 
@@ -152,7 +170,7 @@ def run_cmd(
         "--no-pull", help="Do not pull the image first")] = False,
 ) -> None:
     """Run a new container inside a new pod sandbox; print the container's id."""
-    from aiocri._cli.cmd_write import load_pod_config
+    from aiocri._cli.cmd_write import load_pod_config, unless_image_missing
 
     settings = settings_of(ctx)
     pod = load_pod_config(pod_config)
@@ -165,8 +183,12 @@ def run_cmd(
             await client.image.pull_image(image=container.image, sandbox_config=pod)
         pod_id = (await client.runtime.run_pod_sandbox(
             config=pod, runtime_handler=runtime)).pod_sandbox_id
-        created = await client.runtime.create_container(
-            pod_sandbox_id=pod_id, config=container, sandbox_config=pod)
+        try:
+            created = await client.runtime.create_container(
+                pod_sandbox_id=pod_id, config=container, sandbox_config=pod)
+        except NotFound as exc:
+            raise await unless_image_missing(client, exc, container.image,
+                                             "leave out --no-pull") from None
         await client.runtime.start_container(container_id=created.container_id)
         print(created.container_id)
 
@@ -216,14 +238,25 @@ def _write_config(path: str, data: dict[str, Any]) -> None:
 def _typed(key: str, value: str) -> Any:
     if key in ("debug", "pull-image-on-create", "disable-pull-on-run"):
         if value.lower() not in ("true", "false"):
-            raise CLIError(f"{key} takes true or false, not {value!r}")
+            raise CLIError(f"{key} takes true or false, not {value!r}", code=2)
         return value.lower() == "true"
     if key == "timeout":
         try:
             return int(value)
         except ValueError:
-            raise CLIError(f"timeout takes whole seconds, not {value!r}") from None
+            raise CLIError(f"timeout takes whole seconds, not {value!r}", code=2) from None
     return value
+
+
+#: What each setting is when the file does not set it (crictl's --list shows them too).
+_CONFIG_DEFAULTS: dict[str, Any] = {
+    "runtime-endpoint": "", "image-endpoint": "", "timeout": int(DEFAULT_TIMEOUT),
+    "debug": False, "pull-image-on-create": False, "disable-pull-on-run": False,
+}
+
+
+def _config_text(value: Any) -> str:
+    return str(value).lower() if isinstance(value, bool) else str(value)
 
 
 @command("config", TOOLS)
@@ -238,28 +271,27 @@ def config_cmd(
     """Get and set the settings in crictl's config file (crictl.yaml)."""
     path = _config_path(ctx)
     if get is not None and set_:
-        raise CLIError("--get and --set go in separate commands")
+        raise CLIError("--get and --set go in separate commands", code=2)
     data = _read_config(path)
     if get is not None:
         if get not in _CONFIG_KEYS:
-            raise CLIError(f"unknown setting {get!r}; the settings: {', '.join(_CONFIG_KEYS)}")
-        value = data.get(get, "")
-        print(str(value).lower() if isinstance(value, bool) else value)
+            raise CLIError(f"unknown setting {get!r}; the settings: {', '.join(_CONFIG_KEYS)}",
+                           code=2)
+        print(_config_text(data.get(get, "")))
         return
     if set_:
         for item in set_:
             key, sep, value = item.partition("=")
             if not sep or key not in _CONFIG_KEYS:
                 raise CLIError(f"--set {item!r}: write KEY=VALUE with KEY one of "
-                               f"{', '.join(_CONFIG_KEYS)}")
+                               f"{', '.join(_CONFIG_KEYS)}", code=2)
             data[key] = _typed(key, value)
         _write_config(path, data)
         return
-    if list_ or not (get or set_):
-        for key in _CONFIG_KEYS:
-            if key in data:
-                value = data[key]
-                print(f"{key}: {str(value).lower() if isinstance(value, bool) else value}")
+    if list_ or not (get or set_):  # as crictl: every setting, set or not
+        print_table(["KEY", "VALUE"], [
+            [key, _config_text(data[key] if data.get(key) is not None
+                               else _CONFIG_DEFAULTS[key])] for key in _CONFIG_KEYS])
 
 
 @command("completion", TOOLS)
@@ -269,7 +301,7 @@ def completion_cmd(
 ) -> None:
     """Print a shell completion script: source <(aiocri completion bash)."""
     if shell not in ("bash", "zsh", "fish"):
-        raise CLIError(f"no completion for {shell!r}; choose bash, zsh or fish")
+        raise CLIError(f"no completion for {shell!r}; choose bash, zsh or fish", code=2)
     print(completion_script(shell, _command_options()))
 
 

@@ -11,7 +11,7 @@ import json
 import re
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Annotated, Any
 
 import anyio
@@ -26,11 +26,15 @@ from aiocri._cli.common import (
     NoTruncOpt,
     OutputOpt,
     QuietOpt,
+    TemplateOpt,
     command,
+    debug_flag,
+    output_template,
     parse_labels,
     print_table,
     settings_of,
 )
+from aiocri._cli.gotemplate import Template
 from aiocri._cli.render import (
     OutputFormat,
     age,
@@ -41,8 +45,16 @@ from aiocri._cli.render import (
     rfc3339,
     truncate_id,
 )
-from aiocri._cli.runner import CLIError, resolve_container, resolve_pod, run
+from aiocri._cli.runner import (
+    CLIError,
+    current_endpoint,
+    report,
+    resolve_container,
+    resolve_pod,
+    run,
+)
 from aiocri.client import CRIClient
+from aiocri.errors import NotFound
 
 CONTAINER_STATES = {
     "created": api.CONTAINER_CREATED,
@@ -76,7 +88,8 @@ def _regex(pattern: str | None, flag: str) -> re.Pattern[str] | None:
     try:
         return re.compile(pattern)
     except re.error as exc:
-        raise CLIError(f"invalid regular expression {pattern!r} for {flag}: {exc}") from None
+        raise CLIError(f"invalid regular expression {pattern!r} for {flag}: {exc}",
+                       code=2) from None
 
 
 def _matches(regex: re.Pattern[str] | None, text: str) -> bool:
@@ -92,13 +105,14 @@ def _truncate(items: list[Any], latest: bool, last: int) -> list[Any]:
     return items[: min(n, len(items))]
 
 
-def print_status_data(entries: list[dict[str, Any]], fmt: OutputFormat) -> None:
+def print_status_data(entries: list[dict[str, Any]], fmt: OutputFormat,
+                      template: Template | None = None) -> None:
     """crictl's outputStatusData: one object, or a list of them; keys sorted (Go maps)."""
     if not entries:
         return
     data: Any = entries[0] if len(entries) == 1 else entries
-    if fmt is OutputFormat.yaml:
-        dump(data, fmt)
+    if fmt is not OutputFormat.json:
+        dump(data, fmt, template=template)
     else:
         sys.stdout.write(_sorted_json(data) + "\n")
         sys.stdout.flush()
@@ -108,19 +122,41 @@ def _sorted_json(data: Any) -> str:
     return json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False)
 
 
+def _check_filters(state: str | None, states: Any, name: str | None,
+                   namespace: str | None) -> None:
+    """Bad filters are usage errors, found before any call: a ``--state`` not one of
+    ``states`` (any case), a ``--name``/``--namespace`` that is not a regex."""
+    if state is not None and state.lower() not in states:
+        names = list(states)
+        raise CLIError(f"--state must be {', '.join(names[:-1])} or {names[-1]}, not "
+                       f"{state!r}", code=2)
+    _regex(name, "--name")
+    _regex(namespace, "--namespace")
+
+
+def _failures_reported(action: str, failures: Sequence[Exception]) -> int | None:
+    """Each failure on its own line after what was found (as ``kubectl get`` does); 1 if any."""
+    for failure in failures:
+        report(action, failure, debug=debug_flag(), endpoint=current_endpoint())
+    return 1 if failures else None
+
+
 # -- version, info -------------------------------------------------------------------------
 
 
 @command("version", INSPECT)
-def version_cmd(ctx: typer.Context, output: OutputOpt = OutputFormat.table) -> None:
+def version_cmd(ctx: typer.Context, output: OutputOpt = OutputFormat.table,
+                template: TemplateOpt = None) -> None:
     """Display runtime version information (and the CRI version aiocri pinned)."""
     settings = settings_of(ctx)
+    tmpl = output_template(output, template)
 
     async def body(client: CRIClient) -> None:
         r = await client.runtime.version(api.VersionRequest(version="v1"))
         if output is not OutputFormat.table:
             dump({**message_dict(r), "pinnedCriVersion": client.version.name,
-                  "clientName": "aiocri", "clientVersion": aiocri.__version__}, output)
+                  "clientName": "aiocri", "clientVersion": aiocri.__version__}, output,
+                 template=tmpl)
             return
         print("Version: ", r.version)
         print("RuntimeName: ", r.runtime_name)
@@ -138,9 +174,11 @@ def info_cmd(
     ctx: typer.Context,
     output: OutputOpt = OutputFormat.json,
     quiet: Annotated[bool, typer.Option("-q", "--quiet", help="Skip the verbose info")] = False,
+    template: TemplateOpt = None,
 ) -> None:
     """Display information of the container runtime (Status, verbose)."""
     settings = settings_of(ctx)
+    tmpl = output_template(output, template)
 
     async def body(client: CRIClient) -> None:
         r = await client.runtime.status(api.StatusRequest(verbose=not quiet))
@@ -154,8 +192,8 @@ def info_cmd(
             data["features"] = json_format.MessageToDict(
                 r.features, preserving_proto_field_name=True)
         data.update(info_dict(r.info))
-        print_status_data([data], OutputFormat.yaml if output is OutputFormat.yaml
-                          else OutputFormat.json)
+        print_status_data([data], OutputFormat.json if output is OutputFormat.table
+                          else output, tmpl)
 
     run(settings, "getting the runtime status", body)
 
@@ -214,16 +252,19 @@ def pods_cmd(
     no_trunc: NoTruncOpt = False,
     latest: Annotated[bool, typer.Option("-l", "--latest", help="Show the newest pod")] = False,
     last: Annotated[int, typer.Option("-n", "--last", help="Show the n newest pods")] = 0,
+    template: TemplateOpt = None,
 ) -> None:
     """List pod sandboxes."""
     settings = settings_of(ctx)
     labels = parse_labels(label)
+    _check_filters(state, POD_STATES, name, namespace)
+    tmpl = output_template(output, template)
 
     async def body(client: CRIClient) -> None:
         pods = await list_pods(client, id=id, name=name, namespace=namespace, state=state,
                                labels=labels, latest=latest, last=last)
         if output is not OutputFormat.table:
-            dump(message_dict(api.ListPodSandboxResponse(items=pods)), output)
+            dump(message_dict(api.ListPodSandboxResponse(items=pods)), output, template=tmpl)
         elif quiet:
             sys.stdout.write("".join(f"{p.id}\n" for p in pods))
         else:
@@ -316,10 +357,16 @@ def ps_cmd(
         "-n", "--last", help="Show the n newest containers (any state)")] = 0,
     verbose: Annotated[bool, typer.Option(
         "-v", "--verbose", help="Every container's details instead of the table")] = False,
+    image: Annotated[str | None, typer.Option(
+        "--image", help="Filter by image (a reference or id, as the runtime resolves it)")
+    ] = None,
+    template: TemplateOpt = None,
 ) -> None:
     """List containers (running ones unless -a or --state)."""
     settings = settings_of(ctx)
     labels = parse_labels(label)
+    _check_filters(state, CONTAINER_STATES, name, namespace)
+    tmpl = output_template(output, template)
 
     async def body(client: CRIClient) -> None:
         pod_id = pod
@@ -330,8 +377,11 @@ def ps_cmd(
         containers = await list_containers(
             client, all=all, id=id, pod=pod_id, name=name, namespace=namespace, state=state,
             labels=labels, latest=latest, last=last)
+        if image:
+            containers = await _using_image(client, containers, image)
         if output is not OutputFormat.table:
-            dump(message_dict(api.ListContainersResponse(containers=containers)), output)
+            dump(message_dict(api.ListContainersResponse(containers=containers)), output,
+                 template=tmpl)
         elif quiet:
             sys.stdout.write("".join(f"{c.id}\n" for c in containers))
         elif verbose:
@@ -349,6 +399,25 @@ def ps_cmd(
             )
 
     run(settings, "listing containers", body)
+
+
+async def _using_image(client: CRIClient, containers: list[api.Container], image: str
+                       ) -> list[api.Container]:
+    """The containers whose image is ``image``, both resolved to an image id by the runtime
+    (ImageStatus), as crictl's ``ps --image`` does; none if the image is not there."""
+    ids: dict[str, str] = {}
+
+    async def image_id(ref: str) -> str:
+        if ref not in ids:
+            r = await client.image.image_status(api.ImageStatusRequest(
+                image=api.ImageSpec(image=ref)))
+            ids[ref] = r.image.id if r.HasField("image") else ""
+        return ids[ref]
+
+    wanted = await image_id(image)
+    if not wanted:
+        return []
+    return [c for c in containers if await image_id(c.image.image) == wanted]
 
 
 # -- images ------------------------------------------------------------------------------------
@@ -381,9 +450,11 @@ def images_cmd(
     no_trunc: NoTruncOpt = False,
     digests: Annotated[bool, typer.Option("--digests", help="Show digests")] = False,
     pinned: Annotated[bool, typer.Option("--pinned", help="Show whether pinned")] = False,
+    template: TemplateOpt = None,
 ) -> None:
     """List images."""
     settings = settings_of(ctx)
+    tmpl = output_template(output, template)
 
     async def body(client: CRIClient) -> None:
         request = api.ListImagesRequest()
@@ -391,7 +462,7 @@ def images_cmd(
             request.filter.image.image = repository
         r = await client.image.list_images(request)
         if output is not OutputFormat.table:
-            dump(message_dict(r), output)
+            dump(message_dict(r), output, template=tmpl)
             return
         if quiet:
             sys.stdout.write("".join(f"{i.id}\n" for i in r.images))
@@ -418,7 +489,8 @@ def images_cmd(
 # -- inspect, inspectp, inspecti ---------------------------------------------------------------
 
 InspectOutputOpt = Annotated[OutputFormat, typer.Option(
-    "-o", "--output", help="Output format: json, yaml or table", case_sensitive=False)]
+    "-o", "--output", help="Output format: json, yaml, go-template (with --template) or table",
+    case_sensitive=False)]
 
 
 def container_status_dict(status: api.ContainerStatus) -> dict[str, Any]:
@@ -450,22 +522,32 @@ def inspect_cmd(
         metavar="CONTAINER...", help="Container ids or id prefixes")],
     output: InspectOutputOpt = OutputFormat.json,
     quiet: Annotated[bool, typer.Option("-q", "--quiet", help="Skip the verbose info")] = False,
+    template: TemplateOpt = None,
 ) -> None:
-    """Display the status of one or more containers."""
-    settings = settings_of(ctx)
+    """Display the status of one or more containers.
 
-    async def body(client: CRIClient) -> None:
-        entries = []
+    Those found are printed; then each id that was not, on stderr (exit status 1).
+    """
+    settings = settings_of(ctx)
+    tmpl = output_template(output, template)
+
+    async def body(client: CRIClient) -> int | None:
+        entries, failures = [], []
         for ident in containers:
-            cid = await resolve_container(client, ident)
-            r = await client.runtime.container_status(
-                api.ContainerStatusRequest(container_id=cid, verbose=not quiet))
+            try:
+                cid = await resolve_container(client, ident)
+                r = await client.runtime.container_status(
+                    api.ContainerStatusRequest(container_id=cid, verbose=not quiet))
+            except (CLIError, NotFound) as exc:  # removed, or never there: go on
+                failures.append(exc)
+                continue
             if output is OutputFormat.table:
                 _container_status_text(r, verbose=not quiet)
             else:
                 entries.append({"status": container_status_dict(r.status),
                                 **info_dict(r.info)})
-        print_status_data(entries, output)
+        print_status_data(entries, output, tmpl)
+        return _failures_reported("inspecting containers", failures)
 
     run(settings, "inspecting containers", body)
 
@@ -532,23 +614,33 @@ def inspectp_cmd(
         metavar="POD...", help="Pod sandbox ids or id prefixes")],
     output: InspectOutputOpt = OutputFormat.json,
     quiet: Annotated[bool, typer.Option("-q", "--quiet", help="Skip the verbose info")] = False,
+    template: TemplateOpt = None,
 ) -> None:
-    """Display the status of one or more pod sandboxes."""
-    settings = settings_of(ctx)
+    """Display the status of one or more pod sandboxes.
 
-    async def body(client: CRIClient) -> None:
-        entries = []
+    Those found are printed; then each id that was not, on stderr (exit status 1).
+    """
+    settings = settings_of(ctx)
+    tmpl = output_template(output, template)
+
+    async def body(client: CRIClient) -> int | None:
+        entries, failures = [], []
         for ident in pods:
-            pid = await resolve_pod(client, ident)
-            r = await client.runtime.pod_sandbox_status(
-                api.PodSandboxStatusRequest(pod_sandbox_id=pid, verbose=not quiet))
+            try:
+                pid = await resolve_pod(client, ident)
+                r = await client.runtime.pod_sandbox_status(
+                    api.PodSandboxStatusRequest(pod_sandbox_id=pid, verbose=not quiet))
+            except (CLIError, NotFound) as exc:
+                failures.append(exc)
+                continue
             if output is OutputFormat.table:
                 _pod_status_text(r, verbose=not quiet)
             else:
                 status = message_dict(r.status)
                 status["createdAt"] = rfc3339(r.status.created_at)
                 entries.append({"status": status, **info_dict(r.info)})
-        print_status_data(entries, output)
+        print_status_data(entries, output, tmpl)
+        return _failures_reported("inspecting pod sandboxes", failures)
 
     run(settings, "inspecting pod sandboxes", body)
 
@@ -583,20 +675,27 @@ def inspecti_cmd(
         metavar="[IMAGE...]", help="Image ids or references (default: all images)")] = None,
     output: InspectOutputOpt = OutputFormat.json,
     quiet: Annotated[bool, typer.Option("-q", "--quiet", help="Skip the verbose info")] = False,
+    template: TemplateOpt = None,
 ) -> None:
-    """Display the status of one or more images."""
-    settings = settings_of(ctx)
+    """Display the status of one or more images.
 
-    async def body(client: CRIClient) -> None:
+    Those found are printed; then each image that was not, on stderr (exit status 1).
+    """
+    settings = settings_of(ctx)
+    tmpl = output_template(output, template)
+
+    async def body(client: CRIClient) -> int | None:
         refs = list(images or [])
         if not refs:
             refs = [i.id for i in (await client.image.list_images()).images]
-        entries = []
+        entries, failures = [], []
         for ref in refs:
             r = await client.image.image_status(
                 api.ImageStatusRequest(image=api.ImageSpec(image=ref), verbose=not quiet))
             if not r.HasField("image") or not r.image.id:
-                raise CLIError(f"no such image {ref!r}; list images with 'aiocri images'")
+                failures.append(CLIError(
+                    f"no such image {ref!r}; list images with 'aiocri images'"))
+                continue
             if output is OutputFormat.table:
                 print(f"ID: {r.image.id}")
                 for tag in r.image.repo_tags:
@@ -608,20 +707,23 @@ def inspecti_cmd(
                     _info_lines(r.info)
             else:
                 entries.append({"status": message_dict(r.image), **info_dict(r.info)})
-        print_status_data(entries, output)
+        print_status_data(entries, output, tmpl)
+        return _failures_reported("inspecting images", failures)
 
     run(settings, "inspecting images", body)
 
 
 @command("imagefsinfo", INSPECT)
-def imagefsinfo_cmd(ctx: typer.Context, output: InspectOutputOpt = OutputFormat.json) -> None:
+def imagefsinfo_cmd(ctx: typer.Context, output: InspectOutputOpt = OutputFormat.json,
+                    template: TemplateOpt = None) -> None:
     """Display image filesystem usage."""
     settings = settings_of(ctx)
+    tmpl = output_template(output, template)
 
     async def body(client: CRIClient) -> None:
         r = await client.image.image_fs_info()
         if output is not OutputFormat.table:
-            print_status_data([{"status": message_dict(r)}], output)
+            print_status_data([{"status": message_dict(r)}], output, tmpl)
             return
         for label, filesystems in (("Container", r.container_filesystems),
                                    ("Image", r.image_filesystems)):
@@ -657,6 +759,9 @@ async def _sample_twice(fetch: Callable[[], Any], seconds: float) -> tuple[Any, 
 @command("stats", INSPECT)
 def stats_cmd(
     ctx: typer.Context,
+    container: Annotated[str | None, typer.Argument(
+        metavar="[ID]", help="Only this container (or prefix), as --id", show_default=False)
+    ] = None,
     all: Annotated[bool, typer.Option("-a", "--all", help="Include stopped containers")] = False,
     id: Annotated[str | None, typer.Option("--id", help="Only this container (or prefix)")] = None,
     pod: Annotated[str | None, typer.Option(
@@ -666,10 +771,13 @@ def stats_cmd(
     seconds: SecondsOpt = 1.0,
     watch: Annotated[bool, typer.Option(
         "-w", "--watch", help="Print again every --seconds until Ctrl-C")] = False,
+    template: TemplateOpt = None,
 ) -> None:
     """List container resource usage (CPU % sampled over --seconds)."""
     settings = settings_of(ctx)
     labels = parse_labels(label)
+    tmpl = output_template(output, template)
+    id = id or container  # crictl: --id wins over the argument
 
     async def body(client: CRIClient) -> None:
         while True:
@@ -686,7 +794,8 @@ def stats_cmd(
             f.pod_sandbox_id = await resolve_pod(client, pod)
         request = api.ListContainerStatsRequest(filter=f)
         if output is not OutputFormat.table:
-            dump(message_dict(await client.runtime.list_container_stats(request)), output)
+            dump(message_dict(await client.runtime.list_container_stats(request)), output,
+                 template=tmpl)
             return
         old, new = await _sample_twice(
             lambda: client.runtime.list_container_stats(request), seconds)
@@ -722,14 +831,20 @@ def _pod_cpu_mem(s: api.PodSandboxStats) -> tuple[int, int, int]:
 @command("statsp", INSPECT)
 def statsp_cmd(
     ctx: typer.Context,
+    pod: Annotated[str | None, typer.Argument(
+        metavar="[ID]", help="Only this pod (or prefix), as --id", show_default=False)
+    ] = None,
     id: Annotated[str | None, typer.Option("--id", help="Only this pod (or prefix)")] = None,
     label: LabelOpt = None,
     output: OutputOpt = OutputFormat.table,
     seconds: SecondsOpt = 1.0,
+    template: TemplateOpt = None,
 ) -> None:
     """List pod sandbox resource usage (CPU % sampled over --seconds)."""
     settings = settings_of(ctx)
     labels = parse_labels(label)
+    tmpl = output_template(output, template)
+    id = id or pod  # crictl: --id wins over the argument
 
     async def body(client: CRIClient) -> None:
         f = api.PodSandboxStatsFilter(label_selector=labels)
@@ -737,7 +852,8 @@ def statsp_cmd(
             f.id = await resolve_pod(client, id)
         request = api.ListPodSandboxStatsRequest(filter=f)
         if output is not OutputFormat.table:
-            dump(message_dict(await client.runtime.list_pod_sandbox_stats(request)), output)
+            dump(message_dict(await client.runtime.list_pod_sandbox_stats(request)), output,
+                 template=tmpl)
             return
         old, new = await _sample_twice(
             lambda: client.runtime.list_pod_sandbox_stats(request), seconds)

@@ -16,13 +16,13 @@ from typing import Annotated
 import typer
 
 from aiocri import api
-from aiocri._cli.common import command, settings_of
-from aiocri._cli.runner import resolve_container, resolve_pod, run
+from aiocri._cli.common import command, debug_flag, settings_of
+from aiocri._cli.runner import CLIError, report, resolve_container, resolve_pod, run
 from aiocri._cli.terminal import forward_session
 from aiocri.client import CRIClient
 from aiocri.errors import ExecFailed
 from aiocri.logs import LogEntry, Stream, parse_time
-from aiocri.streaming import TransportName
+from aiocri.streaming import PortForwarder, TransportName
 
 __all__: list[str] = []
 
@@ -35,8 +35,22 @@ TransportOpt = Annotated[str, typer.Option(
 
 def _transport(value: str) -> TransportName:
     if value not in ("spdy", "websocket", "auto", ""):
-        raise typer.BadParameter(f"transport must be spdy or websocket, not {value!r}")
+        raise CLIError(f"-r/--transport must be spdy or websocket, not {value!r}", code=2)
     return "auto" if value in ("", "auto") else value  # type: ignore[return-value]
+
+
+def _terminal_for_tty(interactive: bool, tty: bool) -> None:
+    """-it runs the command on a terminal: refuse, as crictl does, when the input is not
+    one (a pipe, a file), rather than send the piped bytes as typed keys."""
+    if not (interactive and tty):
+        return
+    try:
+        terminal = sys.stdin.isatty()
+    except (AttributeError, ValueError):  # no stdin, or a closed one
+        terminal = False
+    if not terminal:
+        raise CLIError("-t needs a terminal, and the input is not a terminal; leave out -t "
+                       "to send the piped input with -i alone", code=2)
 
 
 async def _streamed(client: CRIClient, opening: object, *, interactive: bool) -> int:
@@ -75,10 +89,11 @@ def exec_cmd(
     settings = settings_of(ctx)
     argv = cmd[1:] if cmd and cmd[0] == "--" else cmd
     if not argv:
-        raise typer.BadParameter("give the command after --, e.g. aiocri exec ID -- ls /")
+        raise CLIError("give the command after --, e.g. aiocri exec ID -- ls /", code=2)
     chosen = _transport(transport)
     if sync and (interactive or tty):
-        raise typer.BadParameter("-s (ExecSync) cannot take -i or -t")
+        raise CLIError("-s (ExecSync) cannot take -i or -t", code=2)
+    _terminal_for_tty(interactive, tty)
 
     async def body(client: CRIClient) -> int:
         cid = await resolve_container(client, container)
@@ -116,6 +131,7 @@ def attach_cmd(
     container)."""
     settings = settings_of(ctx)
     chosen = _transport(transport)
+    _terminal_for_tty(interactive, tty)
 
     async def body(client: CRIClient) -> int:
         cid = await resolve_container(client, container)
@@ -134,12 +150,12 @@ def _port_pairs(specs: list[str]) -> list[tuple[int, int]]:
     for spec in specs:
         match = _PORT_SPEC.match(spec)
         if match is None:
-            raise typer.BadParameter(f"{spec!r}: expected [LOCAL:]REMOTE, e.g. 8080:80")
+            raise CLIError(f"{spec!r}: expected [LOCAL:]REMOTE, e.g. 8080:80", code=2)
         given_local, remote = match.group(1), int(match.group(2))
         # "80" forwards 80 to 80; ":80" and "0:80" take any free local port
         local = remote if given_local is None else int(given_local or 0)
         if not 0 < remote < 65536 or not 0 <= local < 65536:
-            raise typer.BadParameter(f"{spec!r}: ports are 1..65535 (local 0: any free port)")
+            raise CLIError(f"{spec!r}: ports are 1..65535 (local 0: any free port)", code=2)
         pairs.append((local, remote))
     return pairs
 
@@ -154,14 +170,18 @@ def port_forward_cmd(
         "--address", help="Local address to listen on")] = "127.0.0.1",
     transport: TransportOpt = "",
 ) -> None:
-    """Forward local ports to ports of a pod until interrupted (Ctrl-C)."""
+    """Forward local ports to ports of a pod until interrupted (Ctrl-C).
+
+    Says, as kubectl does, where it listens, each connection it handles, and on stderr
+    why a connection failed (the runtime's words: nothing listens on the pod's port...).
+    """
     settings = settings_of(ctx)
     pairs = _port_pairs(ports)
     chosen = _transport(transport)
 
     async def body(client: CRIClient) -> int:
         pod_id = await resolve_pod(client, pod)
-        forwarders = []
+        forwarders: list[PortForwarder] = []
         try:
             for local, remote in pairs:
                 forwarder = await client.forward_port(pod_id, remote, local_port=local,
@@ -169,13 +189,33 @@ def port_forward_cmd(
                                                       timeout=settings.deadline())
                 forwarders.append(forwarder)
                 print(f"Forwarding from {address}:{forwarder.port} -> {remote}", flush=True)
-            await asyncio.Event().wait()  # until Ctrl-C
+            await _narrate(forwarders)  # until Ctrl-C
         finally:
             for forwarder in forwarders:
                 await forwarder.aclose()
         return 0
 
     run(settings, "forwarding ports", body, interrupt_ok=True)
+
+
+#: How often port-forward looks for new connections and failures to tell of.
+_NARRATE_EVERY = 0.05
+
+
+async def _narrate(forwarders: list[PortForwarder]) -> None:
+    """Print "Handling connection for PORT" for each new connection, and each failure
+    on stderr, from the forwarders' counters (they take no callbacks)."""
+    seen = [(0, 0)] * len(forwarders)
+    while True:
+        await asyncio.sleep(_NARRATE_EVERY)
+        for i, forwarder in enumerate(forwarders):
+            connections, failures = forwarder.connections, forwarder.failures
+            for _ in range(connections - seen[i][0]):
+                print(f"Handling connection for {forwarder.port}", flush=True)
+            if failures > seen[i][1] and forwarder.last_error is not None:
+                report(f"forwarding {forwarder.port} -> {forwarder.remote_port}",
+                       forwarder.last_error, debug=debug_flag())
+            seen[i] = (connections, failures)
 
 
 _DURATION = re.compile(r"^(?:(\d+)h)?(?:(\d+)m)?(?:(\d+(?:\.\d+)?)s)?$")
@@ -195,9 +235,9 @@ def _since(value: str | None) -> datetime | None:
                 return datetime.min.replace(tzinfo=UTC)
         return datetime.fromtimestamp(parse_time(value) / 1e9, UTC)
     except (ValueError, OverflowError):
-        raise typer.BadParameter(
+        raise CLIError(
             f"--since {value!r}: give a duration (10s, 5m, 1h30m) or an RFC 3339 time "
-            "(2026-12-01T10:00:00Z)") from None
+            "(2026-12-01T10:00:00Z)", code=2) from None
 
 
 def _write(entry: LogEntry, timestamps: bool) -> None:
@@ -234,11 +274,11 @@ def logs_cmd(
     """Print a container's logs from its log file (on the runtime's machine)."""
     settings = settings_of(ctx)
     if stream not in (None, "stdout", "stderr"):
-        raise typer.BadParameter(f"--stream must be stdout or stderr, not {stream!r}")
+        raise CLIError(f"--stream must be stdout or stderr, not {stream!r}", code=2)
     if reverse and follow:
-        raise typer.BadParameter("-r (reverse) cannot be used with -f (follow)")
+        raise CLIError("-r (reverse) cannot be used with -f (follow)", code=2)
     if tail < -1 or limit_bytes == 0 or limit_bytes < -1:
-        raise typer.BadParameter("--tail and --limit-bytes take a positive number or -1 (all)")
+        raise CLIError("--tail and --limit-bytes take a positive number or -1 (all)", code=2)
     start = _since(since)
     streams: tuple[Stream, ...] = ("stdout", "stderr") if stream is None else (
         "stdout" if stream == "stdout" else "stderr",)

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import os
+import signal
 import stat
-from typing import Annotated
+from functools import partial
+from typing import Annotated, Any
 
+import anyio
 import typer
 
 from aiocri._cli.common import TRY, command, debug_flag
 from aiocri._cli.runner import CLIError, fail
+from aiocri._cli.settings import RUNTIME_ENV
 
 __all__ = ["demo_cmd", "fake_runtime_cmd"]
 
@@ -28,7 +32,8 @@ def fake_runtime_cmd(
     runtime_version: Annotated[str, typer.Option("--runtime-version")] = "1.0.0",
     seed: Annotated[int, typer.Option("--seed", help="Id seed: same seed, same ids")] = 0,
     images: Annotated[list[str] | None, typer.Option(
-        "--image", help="A local image (repeat); default: a few busybox/nginx/pause")] = None,
+        "--image", metavar="REFERENCE", show_default=False,
+        help="A local image (repeat); default: a few busybox/nginx/pause")] = None,
     pull: Annotated[str, typer.Option(
         "--pull", metavar="any|registry",
         help="PullImage of an unknown reference: 'any' makes the image, 'registry' answers "
@@ -43,27 +48,56 @@ def fake_runtime_cmd(
 ) -> None:
     """Serve the embedded fake CRI runtime in the foreground until Ctrl-C (for tests, demos).
 
+    Once it serves, it says how to point aiocri (or crictl) at it: -r unix://SOCKET, or
+    CONTAINER_RUNTIME_ENDPOINT=unix://SOCKET in the environment.
+
     The containers run their commands with a stand-in for busybox sh and its applets
     (sh -c with ; && || | and redirections, echo, printf, cat, ls, head, wc, env, id,
     hostname, sleep, ...); see python -m aiocri.testing --help for the whole list.
     """
-    from aiocri.testing import main as serve_main
+    from aiocri.testing import serve
+    from aiocri.versions import resolve_versions
 
     _check_socket_path(socket)
-    argv = [
-        "--socket", socket, "--versions", versions, "--pods", str(pods),
-        "--containers-per-pod", str(containers_per_pod),
-        "--churn-per-second", str(churn_per_second),
-        "--runtime-name", runtime_name, "--runtime-version", runtime_version,
-        "--seed", str(seed), "--pull", pull, "--stop-missing", stop_missing,
-        "--compat", compat,
-        *(arg for image in images or () for arg in ("--image", image)),
-    ]  # fmt: skip
+    for flag, value, choices in (("--pull", pull, ("any", "registry")),
+                                 ("--stop-missing", stop_missing, ("not-found", "ok")),
+                                 ("--compat", compat, ("1.7", "1.6"))):
+        if value not in choices:
+            raise CLIError(f"{flag} must be {' or '.join(choices)}, not {value!r}", code=2)
     try:
-        code = serve_main(argv)
-    except Exception as exc:  # grpc's "failed to bind" and the like: one line
+        served = resolve_versions(v.strip() for v in versions.split(",") if v.strip())
+    except ValueError as exc:
+        raise CLIError(f"--versions {versions!r}: {exc}", code=2) from None
+    serving = partial(serve, socket, versions=served, pods=pods,
+                      containers_per_pod=containers_per_pod, churn_per_second=churn_per_second,
+                      images=images, runtime_name=runtime_name, runtime_version=runtime_version,
+                      seed=seed, pull_policy=pull, stop_missing=stop_missing, compat=compat)
+    try:
+        anyio.run(_serve_until_stopped, serving, backend="asyncio")
+    except BaseException as exc:
+        while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+            exc = exc.exceptions[0]  # the task group wraps what serve() raised
+        if isinstance(exc, KeyboardInterrupt):  # a second Ctrl-C while stopping
+            raise SystemExit(130) from None
+        if isinstance(exc, OSError):  # a live server on the socket, a failed bind
+            exc = CLIError(str(exc))
         fail("serving the fake runtime", exc, debug=debug_flag())
-    raise SystemExit(code)
+    raise SystemExit(0)
+
+
+async def _serve_until_stopped(serve: Any) -> None:
+    """Serve until SIGTERM or SIGINT; say where once serving (first line: "serving")."""
+    with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        async with anyio.create_task_group() as tg:
+            runtime = await tg.start(serve)
+            names = ",".join(v.name for v in runtime.versions)
+            print(f"aiocri fake runtime serving {names} on {runtime.endpoint}: "
+                  f"{len(runtime.state.pods)} pods, {len(runtime.state.containers)} containers")
+            print(f"point aiocri or crictl at it: -r {runtime.endpoint}, or "
+                  f"export {RUNTIME_ENV}={runtime.endpoint}", flush=True)
+            async for _ in signals:
+                tg.cancel_scope.cancel()
+                break
 
 
 @command("demo", TRY)

@@ -26,9 +26,9 @@ from rich.text import Text
 
 from aiocri import api
 from aiocri._cli.cmd_read import POD_NAME_LABEL, POD_NAMESPACE_LABEL, container_state_text
-from aiocri._cli.common import WATCH, command, settings_of
+from aiocri._cli.common import WATCH, TemplateOpt, command, output_template, settings_of
 from aiocri._cli.render import OutputFormat, age, dump, message_dict, rfc3339, truncate_id
-from aiocri._cli.runner import current_endpoint, run
+from aiocri._cli.runner import CLIError, current_endpoint, run
 from aiocri.client import CRIClient
 from aiocri.errors import RestartRequired
 from aiocri.poller import EventKind, LifecycleEvent, Poller, Snapshot
@@ -167,7 +167,7 @@ def _metrics(host: str, port: int | None) -> tuple[str, int] | None:
     if port is None:
         return None
     if not 0 <= port <= 65535:
-        raise typer.BadParameter("--metrics-port must be between 0 and 65535")
+        raise CLIError(f"--metrics-port must be between 0 and 65535, not {port}", code=2)
     return host, port
 
 
@@ -175,8 +175,8 @@ def _metrics(host: str, port: int | None) -> tuple[str, int] | None:
 def events_cmd(
     ctx: typer.Context,
     output: Annotated[OutputFormat, typer.Option(
-        "-o", "--output", help="Output format: json, yaml or table (a line an event)",
-        case_sensitive=False)
+        "-o", "--output", help="Output format: json, yaml, go-template (with --template) or "
+        "table (a line an event)", case_sensitive=False)
     ] = OutputFormat.json,
     count: Annotated[int, typer.Option(
         "-n", "--count", help="Exit after this many events (0: until Ctrl-C)")] = 0,
@@ -187,6 +187,7 @@ def events_cmd(
         "--metrics-port", help=METRICS_PORT_HELP)] = None,
     metrics_host: Annotated[str, typer.Option(
         "--metrics-host", help="Address to serve metrics on")] = "127.0.0.1",
+    template: TemplateOpt = None,
 ) -> None:
     """Stream container events: each change of a pod or a container, once, in order.
 
@@ -207,7 +208,8 @@ def events_cmd(
     only.
     """
     if period <= 0:
-        raise typer.BadParameter("--poll-period must be a positive number of seconds")
+        raise CLIError("--poll-period must be a positive number of seconds", code=2)
+    tmpl = output_template(output, template)
     settings = settings_of(ctx)
     printed = [0]
 
@@ -216,7 +218,7 @@ def events_cmd(
         if output is OutputFormat.table:
             _event_row(event, header=printed[0] == 0)
         else:
-            dump(message_dict(event), output)
+            dump(message_dict(event), output, template=tmpl)
         printed[0] += 1
         return bool(count) and printed[0] >= count
 
@@ -321,7 +323,9 @@ def watch_cmd(
     """
     settings = settings_of(ctx)
     if mode not in ("auto", "relist", "events"):
-        raise typer.BadParameter("--mode must be auto, relist or events")
+        raise CLIError(f"--mode must be auto, relist or events, not {mode!r}", code=2)
+    if period <= 0:
+        raise CLIError("--period must be a positive number of seconds", code=2)
     poller_mode: Literal["auto", "relist", "events"] = mode  # type: ignore[assignment]
 
     console = Console(highlight=False)

@@ -9,12 +9,14 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
+import grpc
 import typer
 
 from aiocri import api
 from aiocri._cli.common import CHANGE, command, load_message, settings_of
 from aiocri._cli.runner import CLIError, resolve_container, resolve_pod, run
 from aiocri.client import CRIClient
+from aiocri.errors import CRIError, NotFound
 
 IdsArg = Annotated[list[str], typer.Argument(metavar="ID...", help="Ids or unique id prefixes")]
 
@@ -39,7 +41,7 @@ def runp_cmd(
     pod_config: Annotated[str, typer.Argument(
         metavar="POD_CONFIG.json|yaml", help="A PodSandboxConfig file")],
     runtime: Annotated[str, typer.Option(
-        "--runtime", help="Runtime handler (default: the runtime's default)")] = "",
+        "-r", "--runtime", help="Runtime handler (default: the runtime's default)")] = "",
 ) -> None:
     """Run a new pod sandbox; print its id."""
     settings = settings_of(ctx)
@@ -79,7 +81,7 @@ def rmp_cmd(
     """Remove one or more pod sandboxes (and their containers)."""
     settings = settings_of(ctx)
     if not pods and not all:
-        raise typer.BadParameter("give pod ids, or --all")
+        raise CLIError("give pod ids, or --all", code=2)
 
     async def body(client: CRIClient) -> None:
         if all:
@@ -128,11 +130,33 @@ def create_cmd(
         if with_pull:
             await client.image.pull_image(
                 api.PullImageRequest(image=config.image, sandbox_config=sandbox))
-        r = await client.runtime.create_container(api.CreateContainerRequest(
-            pod_sandbox_id=pid, config=config, sandbox_config=sandbox))
+        try:
+            r = await client.runtime.create_container(api.CreateContainerRequest(
+                pod_sandbox_id=pid, config=config, sandbox_config=sandbox))
+        except NotFound as exc:
+            raise await unless_image_missing(client, exc, config.image,
+                                             "give --with-pull") from None
         print(r.container_id)
 
     run(settings, "creating the container", body)
+
+
+async def unless_image_missing(client: CRIClient, exc: NotFound, image: api.ImageSpec,
+                               otherwise: str) -> NotFound:
+    """``exc``, advising to pull ``image`` when it is CreateContainer's NOT_FOUND and the
+    runtime has no such image (ImageStatus says so); ``otherwise``: the flag way to pull."""
+    if exc.code is not grpc.StatusCode.NOT_FOUND or exc.method != "CreateContainer":
+        return exc
+    try:
+        status = await client.image.image_status(api.ImageStatusRequest(image=image))
+    except CRIError:
+        return exc
+    if status.HasField("image") and status.image.id:
+        return exc  # the image is there: something else is missing (the pod)
+    return NotFound(exc.message, code=exc.code, details=exc.details, endpoint=exc.endpoint,
+                    method=exc.method,
+                    hint=f"the runtime has no image {image.image}: pull it with "
+                         f"'aiocri pull {image.image}' (or {otherwise})")
 
 
 @command("start", CHANGE)
@@ -183,7 +207,7 @@ def rm_cmd(
     """Remove one or more containers."""
     settings = settings_of(ctx)
     if not containers and not all:
-        raise typer.BadParameter("give container ids, or --all")
+        raise CLIError("give container ids, or --all", code=2)
 
     async def body(client: CRIClient) -> None:
         if all:
@@ -223,11 +247,11 @@ def pull_cmd(
     settings = settings_of(ctx)
     request = api.PullImageRequest(image=api.ImageSpec(image=image))
     if creds and auth:
-        raise CLIError("give --creds or --auth, not both")
+        raise CLIError("give --creds or --auth, not both", code=2)
     if creds:
         user, _, password = creds.partition(":")
         if not user:
-            raise CLIError("--creds needs a user name: USER[:PASSWORD]")
+            raise CLIError("--creds needs a user name: USER[:PASSWORD]", code=2)
         request.auth.username, request.auth.password = user, password
     elif auth:
         request.auth.auth = auth
@@ -254,7 +278,7 @@ def rmi_cmd(
     """Remove one or more images (every tag of each), all of them, or the unused ones."""
     settings = settings_of(ctx)
     if not images and not (all_ or prune):
-        raise typer.BadParameter("give image ids or references, or -a/--all, or --prune")
+        raise CLIError("give image ids or references, or -a/--all, or --prune", code=2)
 
     async def targets(client: CRIClient) -> list[str]:
         if not (all_ or prune):

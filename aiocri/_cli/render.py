@@ -23,6 +23,7 @@ from rich.console import Console
 from rich.table import Table
 
 from aiocri import api
+from aiocri._cli.gotemplate import Template
 from aiocri.convert import merge_dict, to_dict
 
 __all__ = [
@@ -47,6 +48,7 @@ class OutputFormat(enum.StrEnum):
     table = "table"
     json = "json"
     yaml = "yaml"
+    go_template = "go-template"  # with --template, run on the JSON (crictl's form)
 
 
 # -- messages <-> dicts ---------------------------------------------------------------
@@ -100,10 +102,16 @@ def rfc3339(nanos: int | None) -> str:
 # -- output -----------------------------------------------------------------------------
 
 
-def dump(data: Any, fmt: OutputFormat, stream: TextIO | None = None) -> None:
-    """Print ``data`` as indented JSON or as YAML with sorted keys (crictl's forms)."""
+def dump(data: Any, fmt: OutputFormat, stream: TextIO | None = None, *,
+         template: Template | None = None) -> None:
+    """Print ``data`` as indented JSON, as YAML with sorted keys (crictl's forms), or
+    through ``template`` (``-o go-template``), a line ending it as crictl's does."""
     out = stream or sys.stdout
-    if fmt is OutputFormat.yaml:
+    if fmt is OutputFormat.go_template:
+        if template is None:
+            raise ValueError("-o go-template needs --template")
+        out.write(template.execute(data) + "\n")
+    elif fmt is OutputFormat.yaml:
         out.write(yaml.safe_dump(data, sort_keys=True, default_flow_style=False,
                                  allow_unicode=True))
     else:

@@ -39,9 +39,11 @@ from aiocri.instrument import Instrumentation
 __all__ = [
     "EXIT_INTERRUPTED",
     "CLIError",
+    "cli_line",
     "configure_logging",
     "current_endpoint",
     "fail",
+    "report",
     "resolve_container",
     "resolve_pod",
     "run",
@@ -125,7 +127,7 @@ _CLI_HINTS: dict[type[CRIError], str] = {
 }
 
 
-def _cli_line(exc: CRIError) -> str:
+def cli_line(exc: CRIError) -> str:
     """``exc``'s words with the command's advice in place of the library's."""
     text = str(exc)
     if exc.hint and text.endswith(f"; {exc.hint}"):
@@ -144,14 +146,28 @@ def fail(
 
     ``endpoint`` (when known) is named in lines whose error does not name it.
     """
-    code = 1
     while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
         exc = exc.exceptions[0]  # a task group's wrapping says nothing to the user
     if isinstance(exc, KeyboardInterrupt):
         sys.stderr.write("aiocri: interrupted\n")
         raise SystemExit(EXIT_INTERRUPTED)
+    if isinstance(exc, BrokenPipeError):  # e.g. `aiocri ps | head -1`: not an error
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # so that the exit's flush does not fail again
+        raise SystemExit(1)
+    raise SystemExit(report(action, exc, debug=debug, endpoint=endpoint))
+
+
+def report(
+    action: str, exc: BaseException, *, debug: bool, endpoint: str | None = None
+) -> int:
+    """Print ``exc`` as :func:`fail` does, without exiting; the exit code it calls for.
+
+    For a command that goes on after a failure (``inspect GOOD BAD``) and fails at the end.
+    """
+    code = 1
     if isinstance(exc, CRIError):
-        line = f"aiocri: {action} failed: {_cli_line(exc)}"
+        line = f"aiocri: {action} failed: {cli_line(exc)}"
         extra = [
             f"  error: {type(exc).__module__}.{type(exc).__qualname__}",
             f"  grpc code: {exc.code.name if exc.code is not None else '-'}",
@@ -164,10 +180,6 @@ def fail(
         line, extra, code = f"aiocri: {what}{exc}", [], exc.code
     elif isinstance(exc, SettingsError | ValueError):
         line, extra = f"aiocri: {exc}", []
-    elif isinstance(exc, BrokenPipeError):  # e.g. `aiocri ps | head -1`: not an error
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())  # so that the exit's flush does not fail again
-        raise SystemExit(1)
     else:
         hint = "" if debug else "; rerun with --debug for the traceback"
         where = f" on {endpoint}" if endpoint else ""
@@ -180,7 +192,7 @@ def fail(
             sys.stderr.write(item + "\n")
         sys.stderr.write("".join(traceback.format_exception(exc)))
     sys.stderr.flush()
-    raise SystemExit(code)
+    return code
 
 
 def run(

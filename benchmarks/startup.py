@@ -1,0 +1,144 @@
+"""Start-up of the ``aiocri`` command: whole processes, beside Python's own floors.
+
+    python -m benchmarks.startup [--runs 7] [--containers 10]
+
+Each command runs as a user runs it (the installed ``aiocri`` script) against the
+fake runtime with ``--containers`` containers, served from this process; the floors
+are ``python -c pass`` and ``python -c "import grpc, google.protobuf.message"`` (what
+any Python CRI client must load). Runs alternate round-robin over every command, so
+a slow moment of the machine touches all of them alike. Printed: median wall and CPU
+(user + system of the child) per command, the ratio to each floor, and the RPCs the
+runtime served per run (a ``ps`` should be Version once and ListContainers).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import resource
+import shutil
+import sys
+import time
+from collections import Counter
+from typing import Any
+
+import anyio
+
+from aiocri.testing import FakeRuntime
+from benchmarks._common import fmt_x, loadavg, median, table
+
+FLOORS = {
+    "python -c pass": [sys.executable, "-c", "pass"],
+    "import grpc+protobuf": [sys.executable, "-c", "import grpc, google.protobuf.message"],
+}
+
+
+def _command() -> list[str]:
+    script = os.path.join(os.path.dirname(sys.executable), "aiocri")
+    if os.access(script, os.X_OK):
+        return [script]
+    found = shutil.which("aiocri")
+    return [found] if found else [sys.executable, "-m", "aiocri"]
+
+
+def _commands(endpoint: str, container_id: str) -> dict[str, tuple[list[str], str]]:
+    """name -> (argv, the floor it is held to)."""
+    aiocri = _command()
+    r = ["-r", endpoint]
+    return {
+        "aiocri --help": ([*aiocri, "--help"], "python -c pass"),
+        "aiocri ps --help": ([*aiocri, "ps", "--help"], "python -c pass"),
+        "aiocri version": ([*aiocri, *r, "version"], "import grpc+protobuf"),
+        "aiocri ps -a": ([*aiocri, *r, "ps", "-a"], "import grpc+protobuf"),
+        "aiocri pods": ([*aiocri, *r, "pods"], "import grpc+protobuf"),
+        "aiocri inspect ID": ([*aiocri, *r, "inspect", container_id], "import grpc+protobuf"),
+    }
+
+
+#: The targets of issue 22: command -> at most this many times its floor.
+TARGETS = {"aiocri --help": 1.5, "aiocri ps --help": 1.5, "aiocri version": 1.7,
+           "aiocri ps -a": 1.7, "aiocri pods": 1.7, "aiocri inspect ID": 1.7}
+
+
+async def _once(argv: list[str]) -> tuple[float, float, int]:
+    """Wall seconds, CPU seconds of the child, exit code."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    started = time.perf_counter()
+    proc = await asyncio.create_subprocess_exec(
+        *argv, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, "CRI_CONFIG_FILE": os.devnull})
+    _, err = await proc.communicate()
+    wall = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    if proc.returncode:
+        raise RuntimeError(f"{' '.join(argv)} exited {proc.returncode}: {err.decode()[-400:]}")
+    return wall, cpu, proc.returncode or 0
+
+
+async def run(runs: int = 7, containers: int = 10) -> dict[str, Any]:
+    async with FakeRuntime() as rt:
+        made = rt.populate(pods=max(1, containers // 5), containers_per_pod=min(5, containers))
+        commands = _commands(rt.endpoint, made.container_ids[0])
+        everything: dict[str, list[str]] = {**FLOORS, **{k: v[0] for k, v in commands.items()}}
+        walls: dict[str, list[float]] = {k: [] for k in everything}
+        cpus: dict[str, list[float]] = {k: [] for k in everything}
+        rpcs: dict[str, Counter[str]] = {}
+        for argv in everything.values():  # one warm-up each (page cache, .pyc)
+            await _once(argv)
+        for n in range(runs):
+            order = list(everything.items())
+            if n % 2:
+                order.reverse()
+            for name, argv in order:
+                calls = Counter(rt.calls)
+                wall, cpu, _ = await _once(argv)
+                walls[name].append(wall)
+                cpus[name].append(cpu)
+                rpcs[name] = Counter(rt.calls) - calls
+    medians = {k: median(v) for k, v in walls.items()}
+    result: dict[str, Any] = {"runs": runs, "containers": containers, "load": loadavg(),
+                              "commands": {}}
+    for name in everything:
+        floor = commands[name][1] if name in commands else None
+        result["commands"][name] = {
+            "wall_s": medians[name], "cpu_s": median(cpus[name]),
+            "vs_pass": medians[name] / medians["python -c pass"],
+            "vs_grpc": medians[name] / medians["import grpc+protobuf"],
+            "floor": floor,
+            "target": TARGETS.get(name),
+            "rpcs": dict(rpcs.get(name, {})),
+        }
+    return result
+
+
+def render(result: dict[str, Any]) -> str:
+    rows = []
+    for name, r in result["commands"].items():
+        target = r["target"]
+        held = r["vs_pass"] if r["floor"] == "python -c pass" else r["vs_grpc"]
+        verdict = "" if target is None else (
+            f"{'met' if held <= target else 'MISSED'} (<= {target}x {r['floor']})")
+        rpcs = ", ".join(f"{k} {v}" for k, v in sorted(r["rpcs"].items())) or "-"
+        rows.append([name, f"{r['wall_s'] * 1000:.0f}", f"{r['cpu_s'] * 1000:.0f}",
+                     fmt_x(r["vs_pass"]), fmt_x(r["vs_grpc"]), verdict, rpcs])
+    return table(
+        f"command start-up: median of {result['runs']} whole processes, alternating "
+        f"(fake runtime, {result['containers']} containers; load {result['load']:.2f})",
+        ["command", "wall ms", "cpu ms", "vs pass", "vs grpc", "target", "RPCs served"],
+        rows)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.startup",
+                                     description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=7)
+    parser.add_argument("--containers", type=int, default=10)
+    args = parser.parse_args(argv)
+    result = anyio.run(run, args.runs, args.containers)
+    print(render(result))
+
+
+if __name__ == "__main__":
+    main()
