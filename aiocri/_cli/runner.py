@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextvars
 import logging
 import os
+import re
 import sys
 import traceback
 from collections.abc import Awaitable, Callable
@@ -309,10 +310,16 @@ def run_coroutine(
 # -- id prefixes ------------------------------------------------------------------------
 
 
+#: A whole container id as runtimes make them (64 hex digits).
+_FULL_ID = re.compile(r"[0-9a-f]{64}")
+
+
 async def resolve_container(client: CRIClient, ident: str) -> str:
     """The full id of the one container whose id is or starts with ``ident`` (crictl-like)."""
     if not ident:
         raise CLIError("container id must not be empty")
+    if _FULL_ID.fullmatch(ident):  # a whole id: nothing to resolve, no list sent
+        return ident
     found = await client.runtime.list_containers(
         api.ListContainersRequest(filter=api.ContainerFilter(id=ident))
     )
