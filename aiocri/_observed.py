@@ -42,6 +42,9 @@ class ObservedCalls:
         self._manager = manager
         self._instrumentation = instrumentation
         self._endpoint = str(manager.endpoint)
+        # the plain methods (of the class: the instance's own are these wrappers)
+        self._unary = type(manager).unary
+        self._stream = type(manager).stream
         #: by (pinned package, RPC name): made on first use, None when not observed
         self._types: dict[tuple[str, str], CallType | None] = {}
 
@@ -64,14 +67,12 @@ class ObservedCalls:
     async def unary(self, rpc: RPC, request: Message | None, timeout: float | None,
                     decode: Callable[[bytes], Any] | None = None,
                     record: CallRecord | None = None) -> Any:
-        from aiocri.channel import ChannelManager
-
         call_type = self._call_type(rpc)
         record = None if call_type is None else guarded(call_type.begin, default=None)
         if record is None:
-            return await ChannelManager.unary(self._manager, rpc, request, timeout, decode)
+            return await self._unary(self._manager, rpc, request, timeout, decode)
         try:
-            response = await ChannelManager.unary(self._manager, rpc, request, timeout,
+            response = await self._unary(self._manager, rpc, request, timeout,
                                                   decode, record)
         except BaseException as exc:
             guarded(record.end, exc, default=None)
@@ -82,11 +83,9 @@ class ObservedCalls:
     async def stream(self, rpc: RPC, request: Message | None, timeout: float | None,
                      decode: Callable[[bytes], Any] | None = None,
                      record: CallRecord | None = None) -> AsyncGenerator[Any, None]:
-        from aiocri.channel import ChannelManager
-
         call_type = self._call_type(rpc)
         record = None if call_type is None else guarded(call_type.begin, default=None)
-        messages = ChannelManager.stream(self._manager, rpc, request, timeout, decode, record)
+        messages = self._stream(self._manager, rpc, request, timeout, decode, record)
         try:
             async for message in messages:
                 yield message

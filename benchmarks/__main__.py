@@ -2,6 +2,7 @@
 
     python -m benchmarks [--runtime fake|containerd] [--quick]
                          [--only throughput,recovery,polling] [--out benchmarks/results]
+    python -m benchmarks --only instrumentation    # not in the default run (~17 min)
 
 Prints tables (absolute figures and ratios), writes ``OUT/RUNTIME.json``, ``OUT/RUNTIME.md``
 (the same tables) and ``OUT/RUNTIME.png`` (one chart).
@@ -21,10 +22,13 @@ from typing import Any
 
 import anyio
 
-from benchmarks import polling, recovery, throughput
+from benchmarks import instrumentation, polling, recovery, throughput
 from benchmarks._common import ContainerdRuntime, FakeRuntime, loadavg, machine_info
 
 ALL = ("throughput", "polling", "recovery")  # recovery last: it restarts the runtime
+#: Run only when named in --only; in this order among ALL's.
+OPTIONAL = ("instrumentation",)
+ORDER = ("throughput", "polling", "instrumentation", "recovery")
 
 
 def _log(msg: str) -> None:
@@ -61,6 +65,11 @@ async def _run(args: argparse.Namespace, only: list[str]) -> dict[str, Any]:
                 await section(name, tp)
             elif name == "polling":
                 await section(name, lambda: polling.run("fake", quick=args.quick, log=_log))
+            elif name == "instrumentation":
+                async def ins() -> Any:
+                    async with FakeRuntime(pods=20, containers_per_pod=5) as rt:
+                        return await instrumentation.run(rt, quick=args.quick, log=_log)
+                await section(name, ins)
             elif name == "recovery":
                 async def rec() -> Any:
                     async with FakeRuntime(pods=20, containers_per_pod=5) as rt:
@@ -79,6 +88,9 @@ async def _run(args: argparse.Namespace, only: list[str]) -> dict[str, Any]:
                 elif name == "polling":
                     await section(name, lambda: polling.run(
                         "containerd", quick=args.quick, containerd=ctd, log=_log))
+                elif name == "instrumentation":
+                    await section(name, lambda: instrumentation.run(
+                        ctd, quick=args.quick, log=_log))
                 elif name == "recovery":
                     await section(name, lambda: recovery.run(ctd, quick=args.quick, log=_log))
     results["total_seconds"] = round(time.monotonic() - begin, 1)
@@ -99,7 +111,8 @@ def render(results: dict[str, Any]) -> str:
         "",
     ]
     parts = ["\n".join(head)]
-    for name, mod in (("throughput", throughput), ("recovery", recovery), ("polling", polling)):
+    for name, mod in (("throughput", throughput), ("recovery", recovery), ("polling", polling),
+                      ("instrumentation", instrumentation)):
         res = results.get(name)
         if res is None:
             continue
@@ -172,6 +185,9 @@ def _rerender(path: str) -> int:
     pol = results.get("polling")
     if pol and "error" not in pol:
         pol["targets"] = polling._targets(pol["rows"])
+    ins = results.get("instrumentation")
+    if ins and "error" not in ins:
+        ins["summary"] = instrumentation.summarize(ins["cells"], ins["stubs"])
     text = render(results)
     print(text)
     base = path.removesuffix(".json")
@@ -203,7 +219,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true",
                         help="a smoke run (under ~2 minutes): short cells, one repeat")
     parser.add_argument("--only", default=",".join(ALL),
-                        help="comma-separated subset of throughput,recovery,polling")
+                        help="comma-separated subset of throughput,recovery,polling,"
+                             "instrumentation (the last only when named)")
     parser.add_argument("--out", default="benchmarks/results")
     parser.add_argument("--repeats", type=int,
                         help="throughput worker processes per loop (default 2, quick 1)")
@@ -215,10 +232,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.render:
         return _rerender(args.render)
     only = [s.strip() for s in args.only.split(",") if s.strip()]
-    unknown = [s for s in only if s not in ALL]
+    unknown = [s for s in only if s not in ALL + OPTIONAL]
     if unknown:
         parser.error(f"unknown benchmark(s): {', '.join(unknown)}")
-    only = [s for s in ALL if s in only]
+    only = [s for s in ORDER if s in only]
     if args.runtime == "containerd":
         from aiocri.testing.containerd import containerd_available
 
@@ -238,7 +255,7 @@ def main(argv: list[str] | None = None) -> int:
         f.write(text)
     draw(results, base + ".png")
     _log(f"wrote {base}.json, {base}.md, {base}.png")
-    failed = [k for k in ALL if isinstance(results.get(k), dict) and "error" in results[k]]
+    failed = [k for k in ORDER if isinstance(results.get(k), dict) and "error" in results[k]]
     return 1 if failed else 0
 
 

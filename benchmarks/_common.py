@@ -208,13 +208,22 @@ def table(title: str, headers: Sequence[str], rows: Iterable[Sequence[Any]],
 # ----------------------------------------------------------------- workers
 
 
-async def run_worker(module: str, spec: dict[str, Any], *, timeout: float = 900.0) -> Any:
+async def run_worker(module: str, spec: dict[str, Any], *, timeout: float = 900.0,
+                     pythonpath: Sequence[str] | None = None) -> Any:
     """Run ``python -m MODULE --worker SPEC`` in a fresh process; return the JSON it
     prints on its last stdout line. The measurement then owns its process: its
-    rusage holds nothing of the orchestrator."""
+    rusage holds nothing of the orchestrator.
+
+    ``pythonpath``: import from these folders, in this order, and not from the
+    current folder (``python -P``, PYTHONPATH): another tree's ``aiocri`` beside
+    this tree's benchmarks."""
     argv = [sys.executable, "-m", module, "--worker", json.dumps(spec)]
+    env = None
+    if pythonpath is not None:
+        argv.insert(1, "-P")
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join(pythonpath))
     with anyio.fail_after(timeout):
-        result = await anyio.run_process(argv, check=False, cwd=_repo_root())
+        result = await anyio.run_process(argv, check=False, cwd=_repo_root(), env=env)
     if result.returncode != 0:
         raise RuntimeError(
             f"worker {module} failed ({result.returncode}):\n"

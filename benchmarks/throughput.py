@@ -131,7 +131,7 @@ async def _async_worker(spec: dict[str, Any]) -> list[dict[str, Any]]:
     requests = _requests(spec["ids"])
     async with aiocri.connect(spec["endpoint"]) as client:
         manager = client._runtime_manager  # the channel args actually in use
-        options = list(getattr(manager, "_options", AIOCRI_CHANNEL_OPTIONS))
+        options = list(manager._dialer._options)
         channel = grpc.aio.insecure_channel(spec["endpoint"], options=options)
         try:
             await channel.channel_ready()
@@ -588,7 +588,7 @@ async def _overhead_worker(spec: dict[str, Any]) -> dict[str, Any]:
     response = api.ContainerStatusResponse()
     done = _Done(response)
 
-    def stub(request: Any, timeout: float | None = None) -> _Done:
+    def stub(request: Any, timeout: float | None = None, metadata: Any = None) -> _Done:
         return done
 
     raw = functools.partial(stub, timeout=DEADLINE)
