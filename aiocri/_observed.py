@@ -32,7 +32,7 @@ def observe(manager: ChannelManager, life: Lifecycle,
     manager.unary = observed.unary  # type: ignore[method-assign]
     manager.stream = observed.stream  # type: ignore[method-assign]
     life.observe = partial(guarded, instrumentation.connection_event, manager, default=None)
-    instrumentation.attach(manager)
+    guarded(instrumentation.attach, manager, default=None)
 
 
 class ObservedCalls:

@@ -178,12 +178,16 @@ class _Several(Instrumentation):
     def __init__(self, items: list[Instrumentation]) -> None:
         self.items = items
 
+    # Each item is guarded on its own: one broken instrumentation silences none of
+    # the others, nor leaves their records or contexts unended.
+
     def attach(self, manager: ChannelManager) -> None:
         for item in self.items:
-            item.attach(manager)
+            guarded(item.attach, manager, default=None)
 
     def call_type(self, endpoint: str, method: str, name: str) -> CallType | None:
-        types = [t for item in self.items if (t := item.call_type(endpoint, method, name))]
+        types = [t for item in self.items
+                 if (t := guarded(item.call_type, endpoint, method, name, default=None))]
         if not types:
             return None
         return types[0] if len(types) == 1 else _SeveralCallTypes(types)
@@ -193,13 +197,15 @@ class _Several(Instrumentation):
             guarded(item.connection_event, manager, event, default=None)
 
     def poller(self, poller: Poller, endpoint: str) -> PollerObserver | None:
-        observers = [o for item in self.items if (o := item.poller(poller, endpoint))]
+        observers: list[PollerObserver] = [GuardedPollerObserver(o) for item in self.items
+                     if (o := guarded(item.poller, poller, endpoint, default=None))]
         if not observers:
             return None
         return observers[0] if len(observers) == 1 else _SeveralPollerObservers(observers)
 
     def session(self, kind: str, endpoint: str) -> SessionObserver | None:
-        observers = [o for item in self.items if (o := item.session(kind, endpoint))]
+        observers: list[SessionObserver] = [GuardedSessionObserver(o) for item in self.items
+                     if (o := guarded(item.session, kind, endpoint, default=None))]
         if not observers:
             return None
         return observers[0] if len(observers) == 1 else _SeveralSessionObservers(observers)
@@ -212,7 +218,8 @@ class _SeveralCallTypes(CallType):
         self.types = types
 
     def begin(self) -> CallRecord:
-        return _SeveralRecords([t.begin() for t in self.types])
+        return _SeveralRecords([r for t in self.types
+                                if (r := guarded(t.begin, default=None)) is not None])
 
 
 class _SeveralRecords(CallRecord):
@@ -225,11 +232,11 @@ class _SeveralRecords(CallRecord):
 
     def resent(self, generation: int) -> None:
         for r in self.records:
-            r.resent(generation)
+            guarded(r.resent, generation, default=None)
 
     def end(self, error: BaseException | None) -> None:
         for r in self.records:
-            r.end(error)
+            guarded(r.end, error, default=None)
 
 
 class _SeveralPollerObservers(PollerObserver):
@@ -285,9 +292,7 @@ class GuardedPollerObserver(PollerObserver):
         self.observer = observer
 
     def relist(self) -> Any:
-        import contextlib
-
-        return guarded(self.observer.relist, default=contextlib.nullcontext())
+        return _GuardedContext(guarded(self.observer.relist, default=None))
 
     def relist_done(self, seconds: float, interval: float | None) -> None:
         guarded(self.observer.relist_done, seconds, interval, default=None)
@@ -316,3 +321,24 @@ class GuardedSessionObserver(SessionObserver):
 
     def closed(self, sent: int, received: int) -> None:
         guarded(self.observer.closed, sent, received, default=None)
+
+
+class _GuardedContext:
+    """A hook's context manager whose enter and exit failures are logged and ignored;
+    it never swallows the exception of the code it surrounds."""
+
+    def __init__(self, context: Any) -> None:
+        self.context = context
+        self.entered = False
+
+    def __enter__(self) -> None:
+        if self.context is not None:
+            self.entered = guarded(self._enter, default=False)
+
+    def _enter(self) -> bool:
+        self.context.__enter__()
+        return True
+
+    def __exit__(self, *exc_info: Any) -> None:
+        if self.entered:
+            guarded(self.context.__exit__, *exc_info, default=None)

@@ -7,9 +7,10 @@ import asyncio
 import os
 import subprocess
 import sys
+import urllib.request
 from pathlib import Path
 
-__all__ = ["ROOT", "aiocri", "cli_env", "run_module"]
+__all__ = ["ROOT", "aiocri", "cli_env", "run_module", "scrape"]
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -48,3 +49,11 @@ async def aiocri(endpoint: str, *args: str, stdin: bytes | None = None, timeout:
                  ) -> tuple[int, bytes, bytes]:
     """``aiocri -r ENDPOINT ARGS``."""
     return await run_module("aiocri.cli", "-r", endpoint, *args, stdin=stdin, timeout=timeout)
+
+
+async def scrape(port: int) -> str:
+    """One GET of ``http://127.0.0.1:PORT/metrics`` (in a thread: the loop keeps serving)."""
+    url = f"http://127.0.0.1:{port}/metrics"
+    body: bytes = await asyncio.to_thread(
+        lambda: urllib.request.urlopen(url, timeout=10).read())
+    return body.decode()

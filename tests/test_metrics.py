@@ -12,7 +12,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import anyio
@@ -22,12 +22,12 @@ from prometheus_client import CollectorRegistry, generate_latest
 import aiocri
 from aiocri import ConnectionState, RedialPolicy
 from aiocri.channel import ChannelManager
-from aiocri.instrument import Instrumentation
+from aiocri.instrument import CallRecord, CallType, Instrumentation, PollerObserver
 from aiocri.metrics import KUBELET_BUCKETS, PrometheusMetrics, serve_metrics
 from aiocri.poller import EventKind, Poller
 from aiocri.testing import FakeRuntime, wait_for, wait_for_state
 from tests.cli_process import aiocri as aiocri_process
-from tests.cli_process import cli_env
+from tests.cli_process import cli_env, scrape
 
 pytestmark = pytest.mark.anyio
 
@@ -336,13 +336,6 @@ async def test_serve_metrics_refuses_wrong_arguments() -> None:
             await serve_metrics(first.port, registry=CollectorRegistry())
 
 
-async def _scrape(port: int) -> str:
-    url = f"http://127.0.0.1:{port}/metrics"
-    body: bytes = await anyio.to_thread.run_sync(
-        lambda: urllib.request.urlopen(url, timeout=10).read())
-    return body.decode()
-
-
 @pytest.mark.parametrize("command", ["events", "watch"])
 async def test_the_command_serves_metrics_while_it_watches(runtime: FakeRuntime,
                                                            command: str) -> None:
@@ -367,7 +360,7 @@ async def test_the_command_serves_metrics_while_it_watches(runtime: FakeRuntime,
 
         async def relisted() -> bool:
             nonlocal text
-            text = await _scrape(port)
+            text = await scrape(port)
             found = re.search(r'^aiocri_pleg_relists_total\{[^}]*\} (\S+)$', text, re.M)
             return found is not None and float(found.group(1)) >= 2
 
@@ -538,4 +531,78 @@ async def test_a_failing_hook_never_takes_the_client_down(runtime: FakeRuntime) 
         await wait_for_state(client, ConnectionState.READY, timeout=30)
         await until(lambda: client.generation == 2, "the redial")
         await client.runtime.version()
+        assert client.terminal_error is None
+
+
+class _Recording(Instrumentation):
+    """A working instrumentation that notes what it was told."""
+
+    def __init__(self) -> None:
+        self.seen: list[str] = []
+
+    def call_type(self, endpoint: str, method: str, name: str) -> CallType:
+        seen = self.seen
+
+        class Record(CallRecord):
+            def end(self, error: BaseException | None) -> None:
+                seen.append(f"end {name}")
+
+        class Kind(CallType):
+            def begin(self) -> CallRecord:
+                seen.append(f"begin {name}")
+                return Record()
+
+        return Kind()
+
+    def poller(self, poller: object, endpoint: str) -> PollerObserver:  # type: ignore[override]
+        seen = self.seen
+
+        class Observer(PollerObserver):
+            @contextlib.contextmanager
+            def relist(self) -> Iterator[None]:
+                seen.append("relist in")
+                yield
+                seen.append("relist out")
+
+        return Observer()
+
+
+class _BrokenEverywhere(Instrumentation):
+    """Every hook fails, also inside what the hooks return."""
+
+    def attach(self, manager: object) -> None:  # type: ignore[override]
+        raise RuntimeError("attach")
+
+    def call_type(self, endpoint: str, method: str, name: str) -> CallType:
+        class Record(CallRecord):
+            def end(self, error: BaseException | None) -> None:
+                raise RuntimeError("end")
+
+        class Kind(CallType):
+            def begin(self) -> CallRecord:
+                return Record()
+
+        return Kind()
+
+    def poller(self, poller: object, endpoint: str) -> PollerObserver:  # type: ignore[override]
+        class Observer(PollerObserver):
+            @contextlib.contextmanager
+            def relist(self) -> Iterator[None]:
+                raise RuntimeError("relist enter")
+                yield  # pragma: no cover
+
+        return Observer()
+
+
+async def test_a_broken_instrumentation_silences_none_of_the_others(
+        runtime: FakeRuntime) -> None:
+    good = _Recording()
+    async with aiocri.connect(runtime.endpoint,
+                              instrumentation=[_BrokenEverywhere(), good]) as client:
+        await client.runtime.version()
+        assert good.seen == ["begin Version", "end Version"]
+        async with Poller(client, mode="relist", period=30) as poller:
+            await poller.wait_synced()
+            assert not poller.closed
+        assert good.seen.count("relist in") == good.seen.count("relist out") >= 1
         assert client.terminal_error is None

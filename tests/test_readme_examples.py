@@ -17,7 +17,6 @@ import re
 import signal
 import subprocess
 import sys
-import urllib.request
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +27,7 @@ import pytest
 
 import aiocri
 from aiocri.testing import FakeRuntime, FakeRuntimeProcess, wait_for
+from tests.cli_process import scrape
 
 ROOT = Path(__file__).resolve().parent.parent
 CONTROLLER = "Use it in an async controller"
@@ -320,13 +320,6 @@ async def test_readme_exec_examples_run_on_the_fake_runtime(runtime: FakeRuntime
 
 
 # -- metrics and traces --------------------------------------------------------------------------
-
-
-async def scrape(port: int) -> str:
-    url = f"http://127.0.0.1:{port}/metrics"
-    body: bytes = await anyio.to_thread.run_sync(
-        lambda: urllib.request.urlopen(url, timeout=10).read())
-    return body.decode()
 
 
 @pytest.mark.anyio

@@ -278,7 +278,8 @@ class PortForwarder:
         #: bytes forwarded to the pod and back, over connections that ended
         self.bytes_sent = 0
         self.bytes_received = 0
-        #: the transport of the last session opened ("" before the first)
+        #: the transport asked for ("auto", "spdy", "websocket"; "" when made directly),
+        #: then that of the last session opened
         self.transport = ""
 
     @property
