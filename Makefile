@@ -2,7 +2,7 @@
 PY ?= .venv/bin/python
 PROTO_SRC := proto/runtime/v1/api.proto
 
-.PHONY: setup system-deps proto test soak lint docs demo bench clean
+.PHONY: setup system-deps proto cli test soak lint docs demo bench clean
 
 setup: .venv/.installed
 
@@ -15,6 +15,10 @@ setup: .venv/.installed
 # Regenerate aiocri/_proto from proto/ (messages + mypy stubs).
 proto: setup
 	PATH="$(CURDIR)/.venv/bin:$$PATH" $(PY) proto/generate.py
+
+# Regenerate the command's table of flags (aiocri/_cli/_commands.py) from its signatures.
+cli: setup
+	$(PY) -m aiocri._cli.spec
 
 lint: setup
 	$(PY) -m ruff check aiocri tests benchmarks examples docs/_ext

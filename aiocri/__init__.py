@@ -15,8 +15,10 @@ raises :class:`RestartRequired` when the upgraded runtime dropped it.
 from __future__ import annotations
 
 import importlib
-import logging
-from typing import TYPE_CHECKING, Any
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (the command's --help)
+if TYPE_CHECKING:
+    from typing import Any
 
 if TYPE_CHECKING:
     from aiocri._events import ConnectionEvent, ConnectionState, ConnectionStats
@@ -53,9 +55,6 @@ if TYPE_CHECKING:
     from aiocri.versions import V1, V1ALPHA2, CRIVersion
 
 __version__ = "0.1.0"
-
-# A library logs, the application decides where it goes (no lastResort output).
-logging.getLogger("aiocri").addHandler(logging.NullHandler())
 
 __all__ = [
     "V1",

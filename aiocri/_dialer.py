@@ -40,6 +40,7 @@ from tenacity import (
 from aiocri._classify import ConnectFailure, classify
 from aiocri._connection import abandon, close_channel
 from aiocri._events import ConnectionStats
+from aiocri._log import library_logger
 from aiocri._policy import RedialPolicy
 from aiocri._proto.runtime.v1 import api_pb2
 from aiocri._rpc import RPC
@@ -56,7 +57,7 @@ from aiocri.versions import VERSIONS, CRIVersion
 
 __all__ = ["SLOW_CHECK_CAP", "DialStopped", "Dialed", "Dialer", "VersionGone", "slow_check_timeout"]
 
-log = logging.getLogger("aiocri.channel")
+log = library_logger("aiocri.channel")
 
 # What the kubelet sends as its own API version in VersionRequest.
 _CLIENT_API_VERSION = "0.1.0"

@@ -24,12 +24,13 @@ from aiocri._events import (
     EventBroadcast,
     Subscription,
 )
+from aiocri._log import library_logger
 from aiocri.errors import CRIError
 from aiocri.versions import CRIVersion
 
 __all__ = ["Lifecycle"]
 
-log = logging.getLogger("aiocri.channel")
+log = library_logger("aiocri.channel")
 
 
 class Lifecycle:

@@ -8,15 +8,16 @@ to ``on_crash`` (the owner turns it into its terminal error) instead of being lo
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
 import anyio
 
+from aiocri._log import library_logger
+
 __all__ = ["TaskSet"]
 
-log = logging.getLogger("aiocri")
+log = library_logger("aiocri")
 T = TypeVar("T")
 
 

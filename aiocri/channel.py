@@ -22,7 +22,6 @@ and the terminal error in :mod:`aiocri._lifecycle`. This module only wires them.
 from __future__ import annotations
 
 import asyncio
-import logging
 import math
 import time
 from collections.abc import AsyncGenerator, Callable
@@ -44,6 +43,7 @@ from aiocri._events import (
     Subscription,
 )
 from aiocri._lifecycle import Lifecycle
+from aiocri._log import library_logger
 from aiocri._observed import observe
 from aiocri._policy import RedialPolicy
 from aiocri._proto.runtime.v1 import api_pb2
@@ -76,7 +76,7 @@ __all__ = [
     "RedialPolicy",
 ]
 
-log = logging.getLogger("aiocri.channel")
+log = library_logger("aiocri.channel")
 
 #: The largest message a client sends or accepts unless told otherwise
 #: (``connect(max_message_size=...)``): 16 MiB, the kubelet's default.

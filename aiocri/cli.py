@@ -1,32 +1,28 @@
 """The ``aiocri`` command: crictl's commands on aiocri, plus ``watch``, ``fake-runtime``, ``demo``.
 
-Its dependencies are the ``cli`` extra (typer, rich, PyYAML), imported only
-once they are known to be there, so that ``aiocri`` without them says how to
-get them instead of failing with a traceback. The implementation lives in
-:mod:`aiocri._cli`.
+Its dependencies are the ``cli`` extra (rich, PyYAML), imported only where a command
+needs them; they are looked for (not imported) first, so that ``aiocri`` without them
+says how to get them instead of failing with a traceback. The implementation lives in
+:mod:`aiocri._cli`: argv is parsed from a table of the commands (``aiocri._cli.parse``),
+and a command's module is imported only to run it.
 """
 
 from __future__ import annotations
 
-import importlib
+import importlib.util
 import sys
 from collections.abc import Sequence
 
 __all__ = ["CLI_DEPENDENCIES", "main", "missing_dependencies"]
 
 #: Module name -> distribution name of what the command needs beyond aiocri itself.
-CLI_DEPENDENCIES = {"typer": "typer", "rich": "rich", "yaml": "PyYAML"}
+CLI_DEPENDENCIES = {"rich": "rich", "yaml": "PyYAML"}
 
 
 def missing_dependencies() -> list[str]:
-    """The distributions of the ``cli`` extra that cannot be imported."""
-    missing = []
-    for module, dist in CLI_DEPENDENCIES.items():
-        try:
-            importlib.import_module(module)
-        except ImportError:
-            missing.append(dist)
-    return missing
+    """The distributions of the ``cli`` extra that are not installed."""
+    return [dist for module, dist in CLI_DEPENDENCIES.items()
+            if importlib.util.find_spec(module) is None]
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -38,10 +34,9 @@ def main(argv: Sequence[str] | None = None) -> None:
             "install it with: pip install 'aiocri[cli]'\n"
         )
         raise SystemExit(1)
-    from aiocri._cli.app import build_command
+    from aiocri._cli.parse import main as run
 
-    args = list(sys.argv[1:] if argv is None else argv)
-    build_command()(args=args, prog_name="aiocri")
+    run(list(sys.argv[1:] if argv is None else argv))
 
 
 if __name__ == "__main__":

@@ -13,9 +13,10 @@ carries on, as if that hook had done nothing.
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
+
+from aiocri._log import library_logger
 
 if TYPE_CHECKING:
     from aiocri._events import ConnectionEvent
@@ -36,7 +37,7 @@ __all__ = [
     "guarded",
 ]
 
-log = logging.getLogger("aiocri.instrument")
+log = library_logger("aiocri.instrument")
 _failed_hooks: set[str] = set()
 _T = TypeVar("_T")
 

@@ -1,6 +1,6 @@
 """The ``aiocri`` command against the fake runtime (run as a separate process).
 
-Most commands run in-process through typer's CliRunner (fast); a few run as a
+Most commands run in-process (``run_cli``: fast); a few run as a
 real process (``python -m aiocri.cli``) where what matters is the process:
 exit codes and stderr with no traceback, missing dependencies, event streams.
 
@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import datetime as dt
+import io
 import json
 import logging
 import os
@@ -35,11 +36,9 @@ from aiocri import api
 from aiocri.testing import FakeRuntime
 from tests.cli_process import cli_env
 
-pytest.importorskip("typer")
 yaml = pytest.importorskip("yaml")
-from typer.testing import CliRunner  # noqa: E402
 
-from aiocri._cli.app import build_app  # noqa: E402
+import aiocri.cli  # noqa: E402
 from aiocri._cli.render import human_duration, human_size, rfc3339  # noqa: E402
 from aiocri._cli.settings import (  # noqa: E402
     SettingsError,
@@ -86,16 +85,50 @@ def _isolated_env(env: Mapping[str, str | None] | None) -> dict[str, str | None]
     }
 
 
+class _Output(io.TextIOWrapper):
+    """A text stream over bytes (``.buffer``), as a terminal-less stdout is."""
+
+    def __init__(self) -> None:
+        super().__init__(io.BytesIO(), encoding="utf-8", write_through=True)
+
+    def text(self) -> str:
+        self.flush()
+        raw = self.buffer
+        assert isinstance(raw, io.BytesIO)
+        return raw.getvalue().decode("utf-8", "replace")
+
+
 def run_cli(*args: str, env: Mapping[str, str | None] | None = None) -> CLIResult:
-    """``aiocri ARGS`` in this process (CliRunner); the environment is isolated."""
+    """``aiocri ARGS`` in this process (stdin empty, stdout and stderr captured); the
+    environment is isolated."""
     logger = logging.getLogger("aiocri")
     saved = (list(logger.handlers), logger.level, logger.propagate)
+    saved_env = dict(os.environ)
+    saved_streams = (sys.stdin, sys.stdout, sys.stderr)
+    out, err = _Output(), _Output()
+    code: Any = 0
     try:
-        result = CliRunner().invoke(build_app(), list(args), env=_isolated_env(env),
-                                    catch_exceptions=False)
+        for key, value in _isolated_env(env).items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        sys.stdin, sys.stdout, sys.stderr = io.StringIO(""), out, err
+        try:
+            aiocri.cli.main(list(args))
+        except SystemExit as exc:
+            code = exc.code
     finally:  # the command configures the aiocri logger; other tests expect it untouched
+        sys.stdin, sys.stdout, sys.stderr = saved_streams
+        os.environ.clear()
+        os.environ.update(saved_env)
         logger.handlers[:], logger.level, logger.propagate = saved[0], saved[1], saved[2]
-    return CLIResult(result.exit_code, result.stdout, result.stderr)
+    if code is None:
+        code = 0
+    elif not isinstance(code, int):
+        err.write(f"{code}\n")
+        code = 1
+    return CLIResult(code, out.text(), err.text())
 
 
 def run_cli_process(*args: str, env: Mapping[str, str | None] | None = None,
@@ -644,7 +677,7 @@ def test_bad_endpoint_is_one_line_without_traceback(tmp_path: Path) -> None:
 
 def test_missing_cli_dependencies_say_how_to_install() -> None:
     script = ("import sys\n"
-              "for name in ('typer', 'rich', 'yaml'):\n"
+              "for name in ('rich', 'yaml'):\n"
               "    sys.modules[name] = None  # import fails as if not installed\n"
               "from aiocri.cli import main\n"
               "main(['ps'])\n")
@@ -654,7 +687,7 @@ def test_missing_cli_dependencies_say_how_to_install() -> None:
     assert done.returncode == 1
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1, done.stderr
-    assert "pip install 'aiocri[cli]'" in lines[0] and "typer" in lines[0]
+    assert "pip install 'aiocri[cli]'" in lines[0] and "rich" in lines[0]
 
 
 def test_missing_one_dependency_in_process(monkeypatch: pytest.MonkeyPatch,

@@ -14,7 +14,7 @@ from aiocri._cli.settings import SettingsError, parse_duration, resolve_settings
 from aiocri.testing import FakeRuntime
 from tests.cli_process import aiocri, cli_env, run_module
 
-pytest.importorskip("typer")
+pytest.importorskip("yaml")
 pytestmark = pytest.mark.anyio
 
 

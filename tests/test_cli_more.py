@@ -18,7 +18,7 @@ from aiocri.testing import FakeRuntime
 from aiocri.testing.containerd import Containerd
 from tests.cli_process import aiocri, cli_env, run_module
 
-pytest.importorskip("typer")
+pytest.importorskip("yaml")
 pytestmark = pytest.mark.anyio
 
 

@@ -23,7 +23,7 @@ import pytest
 from aiocri.testing import WEBSOCKET_V4, FakeRuntime
 from tests.cli_process import aiocri, cli_env
 
-pytest.importorskip("typer")
+pytest.importorskip("yaml")
 pytestmark = pytest.mark.anyio
 async def test_exec_streams_and_exit_codes(fake: tuple[FakeRuntime, str]) -> None:
     rt, cid = fake

@@ -101,7 +101,7 @@ async def test_grpc_loads_with_the_commands_verbosity(runtime: FakeRuntime, how:
                                                       chosen: str | None, seen: str) -> None:
     """The installed script itself (and ``python -m aiocri``), run with a spy on the
     import of grpc: it sees the command's GRPC_VERBOSITY, or the user's."""
-    pytest.importorskip("typer")
+    pytest.importorskip("yaml")
     if how == "script" and not SCRIPT.exists():
         pytest.skip("the console script is not installed (pip install -e '.[cli]')")
     env = cli_env()
@@ -126,7 +126,7 @@ async def test_no_grpc_notices_across_a_runtime_restart(runtime: FakeRuntime,
     may print the GOAWAY of the restart). grpcio 1.85.4 prints nothing here even with
     GRPC_VERBOSITY unset (benchmarks/README.md saw 1.85.3 print the GOAWAY), so the spy
     test above is the one that pins the mechanism."""
-    pytest.importorskip("typer")
+    pytest.importorskip("yaml")
     if not SCRIPT.exists():
         pytest.skip("the console script is not installed (pip install -e '.[cli]')")
     env = cli_env()

@@ -8,13 +8,14 @@ import tempfile
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
-import typer
 import yaml
 
 from aiocri import api
+from aiocri._cli.args import Argument, Context, Option
 from aiocri._cli.common import (
     CHANGE,
     INSPECT,
+    TOOLS,
     OutputOpt,
     TemplateOpt,
     command,
@@ -31,15 +32,13 @@ from aiocri.errors import NotFound
 
 __all__: list[str] = []
 
-TOOLS = "Configure"
-
 
 def _json_default(output: OutputFormat) -> OutputFormat:
     return OutputFormat.json if output is OutputFormat.table else output
 
 
 @command("runtime-config", INSPECT)
-def runtime_config_cmd(ctx: typer.Context, output: OutputOpt = OutputFormat.json,
+def runtime_config_cmd(ctx: Context, output: OutputOpt = OutputFormat.json,
                        template: TemplateOpt = None) -> None:
     """Show the runtime's configuration (RuntimeConfig: the cgroup driver)."""
     settings = settings_of(ctx)
@@ -53,7 +52,7 @@ def runtime_config_cmd(ctx: typer.Context, output: OutputOpt = OutputFormat.json
 
 
 @command("metricdescs", INSPECT)
-def metricdescs_cmd(ctx: typer.Context, output: OutputOpt = OutputFormat.json,
+def metricdescs_cmd(ctx: Context, output: OutputOpt = OutputFormat.json,
                     template: TemplateOpt = None) -> None:
     """List the descriptors of the pod metrics the runtime reports."""
     settings = settings_of(ctx)
@@ -68,8 +67,8 @@ def metricdescs_cmd(ctx: typer.Context, output: OutputOpt = OutputFormat.json,
 
 @command("metricsp", INSPECT)
 def metricsp_cmd(
-    ctx: typer.Context,
-    pods: Annotated[list[str] | None, typer.Argument(
+    ctx: Context,
+    pods: Annotated[list[str] | None, Argument(
         metavar="[POD...]", help="Only these pod ids (default: all)")] = None,
     output: OutputOpt = OutputFormat.json,
     template: TemplateOpt = None,
@@ -92,8 +91,8 @@ def metricsp_cmd(
 
 @command("update-runtime-config", CHANGE)
 def update_runtime_config_cmd(
-    ctx: typer.Context,
-    pod_cidr: Annotated[str, typer.Option("--pod-cidr", help="The pods' CIDR, e.g. 10.88.0.0/16")],
+    ctx: Context,
+    pod_cidr: Annotated[str, Option("--pod-cidr", help="The pods' CIDR, e.g. 10.88.0.0/16")],
 ) -> None:
     """Update the runtime's configuration (UpdateRuntimeConfig: the pod CIDR)."""
     settings = settings_of(ctx)
@@ -108,9 +107,9 @@ def update_runtime_config_cmd(
 
 @command("checkpoint", CHANGE)
 def checkpoint_cmd(
-    ctx: typer.Context,
-    containers: Annotated[list[str], typer.Argument(metavar="ID...", help="Container ids")],
-    export: Annotated[str, typer.Option(
+    ctx: Context,
+    containers: Annotated[list[str], Argument(metavar="ID...", help="Container ids")],
+    export: Annotated[str, Option(
         "--export", "-e", help="Where the runtime writes the checkpoint archive")],
 ) -> None:
     """Checkpoint one or more running containers (CheckpointContainer)."""
@@ -123,14 +122,14 @@ def checkpoint_cmd(
 
 @command("update", CHANGE)
 def update_cmd(
-    ctx: typer.Context,
-    containers: Annotated[list[str], typer.Argument(metavar="ID...", help="Container ids")],
-    cpu_shares: Annotated[int, typer.Option("--cpu-share", help="CPU shares")] = 0,
-    cpu_period: Annotated[int, typer.Option("--cpu-period", help="CFS period (us)")] = 0,
-    cpu_quota: Annotated[int, typer.Option("--cpu-quota", help="CFS quota (us)")] = 0,
-    cpuset_cpus: Annotated[str, typer.Option("--cpuset-cpus", help="CPUs, e.g. 0-3")] = "",
-    cpuset_mems: Annotated[str, typer.Option("--cpuset-mems", help="Memory nodes")] = "",
-    memory: Annotated[int, typer.Option("--memory", help="Memory limit in bytes")] = 0,
+    ctx: Context,
+    containers: Annotated[list[str], Argument(metavar="ID...", help="Container ids")],
+    cpu_shares: Annotated[int, Option("--cpu-share", help="CPU shares")] = 0,
+    cpu_period: Annotated[int, Option("--cpu-period", help="CFS period (us)")] = 0,
+    cpu_quota: Annotated[int, Option("--cpu-quota", help="CFS quota (us)")] = 0,
+    cpuset_cpus: Annotated[str, Option("--cpuset-cpus", help="CPUs, e.g. 0-3")] = "",
+    cpuset_mems: Annotated[str, Option("--cpuset-mems", help="Memory nodes")] = "",
+    memory: Annotated[int, Option("--memory", help="Memory limit in bytes")] = 0,
 ) -> None:
     """Update the resources of one or more running containers."""
     resources = api.LinuxContainerResources(
@@ -143,7 +142,7 @@ def update_cmd(
     _each_container(ctx, containers, act, "updating containers")
 
 
-def _each_container(ctx: typer.Context, idents: list[str],
+def _each_container(ctx: Context, idents: list[str],
                     act: Callable[[CRIClient, str], Awaitable[None]], action: str) -> None:
     """Resolve each id (prefixes too), act on it, print the full id, as crictl does."""
     settings = settings_of(ctx)
@@ -159,14 +158,14 @@ def _each_container(ctx: typer.Context, idents: list[str],
 
 @command("run", CHANGE)
 def run_cmd(
-    ctx: typer.Context,
-    container_config: Annotated[str, typer.Argument(
+    ctx: Context,
+    container_config: Annotated[str, Argument(
         metavar="CONTAINER_CONFIG.json|yaml", help="A ContainerConfig file")],
-    pod_config: Annotated[str, typer.Argument(
+    pod_config: Annotated[str, Argument(
         metavar="POD_CONFIG.json|yaml", help="A PodSandboxConfig file")],
-    runtime: Annotated[str, typer.Option(
+    runtime: Annotated[str, Option(
         "--runtime", "-r", help="Runtime handler (default: the runtime's default)")] = "",
-    no_pull: Annotated[bool, typer.Option(
+    no_pull: Annotated[bool, Option(
         "--no-pull", help="Do not pull the image first")] = False,
 ) -> None:
     """Run a new container inside a new pod sandbox; print the container's id."""
@@ -201,9 +200,9 @@ _CONFIG_KEYS = ("runtime-endpoint", "image-endpoint", "timeout", "debug",
                 "pull-image-on-create", "disable-pull-on-run")
 
 
-def _config_path(ctx: typer.Context) -> str:
-    flags = ctx.find_root().params
-    return str(flags.get("config") or os.environ.get(CONFIG_ENV) or DEFAULT_CONFIG_PATH)
+def _config_path(ctx: Context) -> str:
+    config = getattr(ctx.obj, "config", None)
+    return str(config or os.environ.get(CONFIG_ENV) or DEFAULT_CONFIG_PATH)
 
 
 def _read_config(path: str) -> dict[str, Any]:
@@ -261,12 +260,12 @@ def _config_text(value: Any) -> str:
 
 @command("config", TOOLS)
 def config_cmd(
-    ctx: typer.Context,
-    get: Annotated[str | None, typer.Option("--get", metavar="KEY",
+    ctx: Context,
+    get: Annotated[str | None, Option("--get", metavar="KEY",
                                             help="Print one setting")] = None,
-    set_: Annotated[list[str] | None, typer.Option(
+    set_: Annotated[list[str] | None, Option(
         "--set", metavar="KEY=VALUE", help="Change a setting (repeatable)")] = None,
-    list_: Annotated[bool, typer.Option("--list", help="Print every setting")] = False,
+    list_: Annotated[bool, Option("--list", help="Print every setting")] = False,
 ) -> None:
     """Get and set the settings in crictl's config file (crictl.yaml)."""
     path = _config_path(ctx)
@@ -296,7 +295,7 @@ def config_cmd(
 
 @command("completion", TOOLS)
 def completion_cmd(
-    shell: Annotated[str, typer.Argument(metavar="bash|zsh|fish",
+    shell: Annotated[str, Argument(metavar="bash|zsh|fish",
                                          help="The shell to complete in")] = "bash",
 ) -> None:
     """Print a shell completion script: source <(aiocri completion bash)."""
@@ -306,15 +305,11 @@ def completion_cmd(
 
 
 def _command_options() -> dict[str, list[str]]:
-    from aiocri._cli.app import build_app
+    from aiocri._cli import _commands
 
-    group: Any = typer.main.get_command(build_app())
-    table: dict[str, list[str]] = {}
-    for name, sub in sorted(group.commands.items()):
-        if not getattr(sub, "hidden", False):
-            table[name] = sorted(o for p in sub.params for o in getattr(p, "opts", ())
-                                 if o.startswith("-"))
-    return table
+    return {name: sorted([o for p in entry["params"] for o in p.get("decls", ())]
+                         + ["-h", "--help"])
+            for name, entry in sorted(_commands.COMMANDS.items())}
 
 
 def completion_script(shell: str, commands: dict[str, list[str]]) -> str:

@@ -15,11 +15,11 @@ from collections.abc import Callable, Sequence
 from typing import Annotated, Any
 
 import anyio
-import typer
 from google.protobuf import json_format
 
 import aiocri
 from aiocri import api
+from aiocri._cli.args import Argument, Context, Option
 from aiocri._cli.common import (
     INSPECT,
     LabelOpt,
@@ -145,7 +145,7 @@ def _failures_reported(action: str, failures: Sequence[Exception]) -> int | None
 
 
 @command("version", INSPECT)
-def version_cmd(ctx: typer.Context, output: OutputOpt = OutputFormat.table,
+def version_cmd(ctx: Context, output: OutputOpt = OutputFormat.table,
                 template: TemplateOpt = None) -> None:
     """Display runtime version information (and the CRI version aiocri pinned)."""
     settings = settings_of(ctx)
@@ -171,9 +171,9 @@ def version_cmd(ctx: typer.Context, output: OutputOpt = OutputFormat.table,
 
 @command("info", INSPECT)
 def info_cmd(
-    ctx: typer.Context,
+    ctx: Context,
     output: OutputOpt = OutputFormat.json,
-    quiet: Annotated[bool, typer.Option("-q", "--quiet", help="Skip the verbose info")] = False,
+    quiet: Annotated[bool, Option("-q", "--quiet", help="Skip the verbose info")] = False,
     template: TemplateOpt = None,
 ) -> None:
     """Display information of the container runtime (Status, verbose)."""
@@ -239,19 +239,19 @@ async def list_pods(
 
 @command("pods", INSPECT)
 def pods_cmd(
-    ctx: typer.Context,
-    id: Annotated[str | None, typer.Option("--id", help="Filter by pod id (or prefix)")] = None,
-    name: Annotated[str | None, typer.Option("--name", help="Filter by pod name regex")] = None,
-    namespace: Annotated[str | None, typer.Option(
+    ctx: Context,
+    id: Annotated[str | None, Option("--id", help="Filter by pod id (or prefix)")] = None,
+    name: Annotated[str | None, Option("--name", help="Filter by pod name regex")] = None,
+    namespace: Annotated[str | None, Option(
         "--namespace", help="Filter by pod namespace regex")] = None,
-    state: Annotated[str | None, typer.Option(
+    state: Annotated[str | None, Option(
         "-s", "--state", help="Filter by pod state: ready or notready")] = None,
     label: LabelOpt = None,
     quiet: QuietOpt = False,
     output: OutputOpt = OutputFormat.table,
     no_trunc: NoTruncOpt = False,
-    latest: Annotated[bool, typer.Option("-l", "--latest", help="Show the newest pod")] = False,
-    last: Annotated[int, typer.Option("-n", "--last", help="Show the n newest pods")] = 0,
+    latest: Annotated[bool, Option("-l", "--latest", help="Show the newest pod")] = False,
+    last: Annotated[int, Option("-n", "--last", help="Show the n newest pods")] = 0,
     template: TemplateOpt = None,
 ) -> None:
     """List pod sandboxes."""
@@ -335,29 +335,29 @@ def _image_column(image: str, full: bool) -> str:
 
 @command("ps", INSPECT)
 def ps_cmd(
-    ctx: typer.Context,
-    all: Annotated[bool, typer.Option("-a", "--all", help="Show all containers")] = False,
-    id: Annotated[str | None, typer.Option(
+    ctx: Context,
+    all: Annotated[bool, Option("-a", "--all", help="Show all containers")] = False,
+    id: Annotated[str | None, Option(
         "--id", help="Filter by container id (or prefix)")] = None,
-    pod: Annotated[str | None, typer.Option(
+    pod: Annotated[str | None, Option(
         "-p", "--pod", help="Filter by pod id (or prefix)")] = None,
-    name: Annotated[str | None, typer.Option(
+    name: Annotated[str | None, Option(
         "--name", help="Filter by container name regex")] = None,
-    namespace: Annotated[str | None, typer.Option(
+    namespace: Annotated[str | None, Option(
         "--namespace", help="Filter by pod namespace regex")] = None,
-    state: Annotated[str | None, typer.Option(
+    state: Annotated[str | None, Option(
         "-s", "--state", help="Filter by state: created, running, exited, unknown")] = None,
     label: LabelOpt = None,
     quiet: QuietOpt = False,
     output: OutputOpt = OutputFormat.table,
     no_trunc: NoTruncOpt = False,
-    latest: Annotated[bool, typer.Option(
+    latest: Annotated[bool, Option(
         "-l", "--latest", help="Show the newest container (any state)")] = False,
-    last: Annotated[int, typer.Option(
+    last: Annotated[int, Option(
         "-n", "--last", help="Show the n newest containers (any state)")] = 0,
-    verbose: Annotated[bool, typer.Option(
+    verbose: Annotated[bool, Option(
         "-v", "--verbose", help="Every container's details instead of the table")] = False,
-    image: Annotated[str | None, typer.Option(
+    image: Annotated[str | None, Option(
         "--image", help="Filter by image (a reference or id, as the runtime resolves it)")
     ] = None,
     template: TemplateOpt = None,
@@ -438,18 +438,18 @@ def _repo_tags(image: api.Image) -> list[tuple[str, str]]:
     return pairs
 
 
-@command("images", INSPECT)
+@command("images", INSPECT, aliases=("img", "image"))
 def images_cmd(
-    ctx: typer.Context,
-    repository: Annotated[str | None, typer.Argument(
+    ctx: Context,
+    repository: Annotated[str | None, Argument(
         metavar="[REPOSITORY[:TAG]]",
         help="Sent as the ListImages filter (containerd 1.6/1.7 ignore it: every image)")
     ] = None,
     quiet: QuietOpt = False,
     output: OutputOpt = OutputFormat.table,
     no_trunc: NoTruncOpt = False,
-    digests: Annotated[bool, typer.Option("--digests", help="Show digests")] = False,
-    pinned: Annotated[bool, typer.Option("--pinned", help="Show whether pinned")] = False,
+    digests: Annotated[bool, Option("--digests", help="Show digests")] = False,
+    pinned: Annotated[bool, Option("--pinned", help="Show whether pinned")] = False,
     template: TemplateOpt = None,
 ) -> None:
     """List images."""
@@ -488,7 +488,7 @@ def images_cmd(
 
 # -- inspect, inspectp, inspecti ---------------------------------------------------------------
 
-InspectOutputOpt = Annotated[OutputFormat, typer.Option(
+InspectOutputOpt = Annotated[OutputFormat, Option(
     "-o", "--output", help="Output format: json, yaml, go-template (with --template) or table",
     case_sensitive=False)]
 
@@ -517,11 +517,11 @@ def _labels_lines(title: str, labels: Any) -> None:
 
 @command("inspect", INSPECT)
 def inspect_cmd(
-    ctx: typer.Context,
-    containers: Annotated[list[str], typer.Argument(
+    ctx: Context,
+    containers: Annotated[list[str], Argument(
         metavar="CONTAINER...", help="Container ids or id prefixes")],
     output: InspectOutputOpt = OutputFormat.json,
-    quiet: Annotated[bool, typer.Option("-q", "--quiet", help="Skip the verbose info")] = False,
+    quiet: Annotated[bool, Option("-q", "--quiet", help="Skip the verbose info")] = False,
     template: TemplateOpt = None,
 ) -> None:
     """Display the status of one or more containers.
@@ -609,11 +609,11 @@ def _info_lines(info: Any) -> None:
 
 @command("inspectp", INSPECT)
 def inspectp_cmd(
-    ctx: typer.Context,
-    pods: Annotated[list[str], typer.Argument(
+    ctx: Context,
+    pods: Annotated[list[str], Argument(
         metavar="POD...", help="Pod sandbox ids or id prefixes")],
     output: InspectOutputOpt = OutputFormat.json,
-    quiet: Annotated[bool, typer.Option("-q", "--quiet", help="Skip the verbose info")] = False,
+    quiet: Annotated[bool, Option("-q", "--quiet", help="Skip the verbose info")] = False,
     template: TemplateOpt = None,
 ) -> None:
     """Display the status of one or more pod sandboxes.
@@ -670,11 +670,11 @@ def _pod_status_text(r: api.PodSandboxStatusResponse, *, verbose: bool) -> None:
 
 @command("inspecti", INSPECT)
 def inspecti_cmd(
-    ctx: typer.Context,
-    images: Annotated[list[str] | None, typer.Argument(
+    ctx: Context,
+    images: Annotated[list[str] | None, Argument(
         metavar="[IMAGE...]", help="Image ids or references (default: all images)")] = None,
     output: InspectOutputOpt = OutputFormat.json,
-    quiet: Annotated[bool, typer.Option("-q", "--quiet", help="Skip the verbose info")] = False,
+    quiet: Annotated[bool, Option("-q", "--quiet", help="Skip the verbose info")] = False,
     template: TemplateOpt = None,
 ) -> None:
     """Display the status of one or more images.
@@ -714,7 +714,7 @@ def inspecti_cmd(
 
 
 @command("imagefsinfo", INSPECT)
-def imagefsinfo_cmd(ctx: typer.Context, output: InspectOutputOpt = OutputFormat.json,
+def imagefsinfo_cmd(ctx: Context, output: InspectOutputOpt = OutputFormat.json,
                     template: TemplateOpt = None) -> None:
     """Display image filesystem usage."""
     settings = settings_of(ctx)
@@ -739,7 +739,7 @@ def imagefsinfo_cmd(ctx: typer.Context, output: InspectOutputOpt = OutputFormat.
 
 # -- stats, statsp -------------------------------------------------------------------------------
 
-SecondsOpt = Annotated[float, typer.Option(
+SecondsOpt = Annotated[float, Option(
     "-s", "--seconds", help="Sample duration for CPU usage, in seconds")]
 
 
@@ -758,18 +758,18 @@ async def _sample_twice(fetch: Callable[[], Any], seconds: float) -> tuple[Any, 
 
 @command("stats", INSPECT)
 def stats_cmd(
-    ctx: typer.Context,
-    container: Annotated[str | None, typer.Argument(
+    ctx: Context,
+    container: Annotated[str | None, Argument(
         metavar="[ID]", help="Only this container (or prefix), as --id", show_default=False)
     ] = None,
-    all: Annotated[bool, typer.Option("-a", "--all", help="Include stopped containers")] = False,
-    id: Annotated[str | None, typer.Option("--id", help="Only this container (or prefix)")] = None,
-    pod: Annotated[str | None, typer.Option(
+    all: Annotated[bool, Option("-a", "--all", help="Include stopped containers")] = False,
+    id: Annotated[str | None, Option("--id", help="Only this container (or prefix)")] = None,
+    pod: Annotated[str | None, Option(
         "-p", "--pod", help="Only containers of this pod (or prefix)")] = None,
     label: LabelOpt = None,
     output: OutputOpt = OutputFormat.table,
     seconds: SecondsOpt = 1.0,
-    watch: Annotated[bool, typer.Option(
+    watch: Annotated[bool, Option(
         "-w", "--watch", help="Print again every --seconds until Ctrl-C")] = False,
     template: TemplateOpt = None,
 ) -> None:
@@ -830,11 +830,11 @@ def _pod_cpu_mem(s: api.PodSandboxStats) -> tuple[int, int, int]:
 
 @command("statsp", INSPECT)
 def statsp_cmd(
-    ctx: typer.Context,
-    pod: Annotated[str | None, typer.Argument(
+    ctx: Context,
+    pod: Annotated[str | None, Argument(
         metavar="[ID]", help="Only this pod (or prefix), as --id", show_default=False)
     ] = None,
-    id: Annotated[str | None, typer.Option("--id", help="Only this pod (or prefix)")] = None,
+    id: Annotated[str | None, Option("--id", help="Only this pod (or prefix)")] = None,
     label: LabelOpt = None,
     output: OutputOpt = OutputFormat.table,
     seconds: SecondsOpt = 1.0,

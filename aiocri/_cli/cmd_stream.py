@@ -13,10 +13,9 @@ import sys
 from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
-import typer
-
 from aiocri import api
-from aiocri._cli.common import command, debug_flag, settings_of
+from aiocri._cli.args import Argument, Context, Option
+from aiocri._cli.common import STREAM, command, debug_flag, settings_of
 from aiocri._cli.runner import CLIError, report, resolve_container, resolve_pod, run
 from aiocri._cli.terminal import forward_session
 from aiocri.client import CRIClient
@@ -26,9 +25,7 @@ from aiocri.streaming import PortForwarder, TransportName
 
 __all__: list[str] = []
 
-STREAM = "Stream"
-
-TransportOpt = Annotated[str, typer.Option(
+TransportOpt = Annotated[str, Option(
     "-r", "--transport", metavar="spdy|websocket",
     help="Streaming transport (default: spdy, falling back to websocket)")]
 
@@ -66,23 +63,23 @@ async def _streamed(client: CRIClient, opening: object, *, interactive: bool) ->
         return exc.exit_code if exc.exit_code is not None else 1
 
 
-@command("exec", STREAM, context_settings={"allow_interspersed_args": False})
+@command("exec", STREAM, interspersed=False)
 def exec_cmd(
-    ctx: typer.Context,
-    container: Annotated[str, typer.Argument(
+    ctx: Context,
+    container: Annotated[str, Argument(
         metavar="CONTAINER", help="Container id or id prefix")],
-    cmd: Annotated[list[str], typer.Argument(
+    cmd: Annotated[list[str], Argument(
         metavar="-- CMD", help="The command and its arguments, after --")],
-    interactive: Annotated[bool, typer.Option(
+    interactive: Annotated[bool, Option(
         "-i", "--interactive", help="Send this process's stdin to the command")] = False,
-    tty: Annotated[bool, typer.Option(
+    tty: Annotated[bool, Option(
         "-t", "--tty", help="Run the command on a terminal (raw mode here, sizes forwarded)")
     ] = False,
-    sync: Annotated[bool, typer.Option(
+    sync: Annotated[bool, Option(
         "-s", "--sync", help="Run with ExecSync (no stdin, output once the command ends)")
     ] = False,
     transport: TransportOpt = "",
-    timeout: Annotated[int, typer.Option(
+    timeout: Annotated[int, Option(
         "--timeout", help="With -s: seconds the command may run (0: no limit)")] = 0,
 ) -> None:
     """Run a command in a running container; exit with the command's exit code."""
@@ -118,12 +115,12 @@ def exec_cmd(
 
 @command("attach", STREAM)
 def attach_cmd(
-    ctx: typer.Context,
-    container: Annotated[str, typer.Argument(
+    ctx: Context,
+    container: Annotated[str, Argument(
         metavar="CONTAINER", help="Container id or id prefix")],
-    interactive: Annotated[bool, typer.Option(
+    interactive: Annotated[bool, Option(
         "-i", "--stdin", help="Send this process's stdin to the container")] = False,
-    tty: Annotated[bool, typer.Option(
+    tty: Annotated[bool, Option(
         "-t", "--tty", help="The container runs on a terminal (its config says tty)")] = False,
     transport: TransportOpt = "",
 ) -> None:
@@ -162,11 +159,11 @@ def _port_pairs(specs: list[str]) -> list[tuple[int, int]]:
 
 @command("port-forward", STREAM)
 def port_forward_cmd(
-    ctx: typer.Context,
-    pod: Annotated[str, typer.Argument(metavar="POD", help="Pod sandbox id or id prefix")],
-    ports: Annotated[list[str], typer.Argument(
+    ctx: Context,
+    pod: Annotated[str, Argument(metavar="POD", help="Pod sandbox id or id prefix")],
+    ports: Annotated[list[str], Argument(
         metavar="[LOCAL:]REMOTE...", help="Ports to forward (LOCAL empty or 0: any free port)")],
-    address: Annotated[str, typer.Option(
+    address: Annotated[str, Option(
         "--address", help="Local address to listen on")] = "127.0.0.1",
     transport: TransportOpt = "",
 ) -> None:
@@ -250,25 +247,25 @@ def _write(entry: LogEntry, timestamps: bool) -> None:
 
 @command("logs", STREAM)
 def logs_cmd(
-    ctx: typer.Context,
-    container: Annotated[str, typer.Argument(
+    ctx: Context,
+    container: Annotated[str, Argument(
         metavar="CONTAINER", help="Container id or id prefix")],
-    follow: Annotated[bool, typer.Option(
+    follow: Annotated[bool, Option(
         "-f", "--follow", help="Keep printing as the container writes, until it stops")] = False,
-    tail: Annotated[int, typer.Option(
+    tail: Annotated[int, Option(
         "--tail", help="Only the last N lines (-1: all)")] = -1,
-    since: Annotated[str | None, typer.Option(
+    since: Annotated[str | None, Option(
         "--since", help="Only lines since a time (RFC 3339) or for a duration (10s, 5m)")
     ] = None,
-    timestamps: Annotated[bool, typer.Option(
+    timestamps: Annotated[bool, Option(
         "-t", "--timestamps", help="Print each line's timestamp")] = False,
-    stream: Annotated[str | None, typer.Option(
+    stream: Annotated[str | None, Option(
         "-s", "--stream", metavar="stdout|stderr", help="Only this stream")] = None,
-    limit_bytes: Annotated[int, typer.Option(
+    limit_bytes: Annotated[int, Option(
         "--limit-bytes", help="At most N bytes of text (-1: no limit)")] = -1,
-    previous: Annotated[bool, typer.Option(
+    previous: Annotated[bool, Option(
         "-p", "--previous", help="The previous attempt of the container")] = False,
-    reverse: Annotated[bool, typer.Option(
+    reverse: Annotated[bool, Option(
         "-r", "--reverse", help="Newest line first (not with -f)")] = False,
 ) -> None:
     """Print a container's logs from its log file (on the runtime's machine)."""

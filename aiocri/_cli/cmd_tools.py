@@ -9,8 +9,8 @@ from functools import partial
 from typing import Annotated, Any
 
 import anyio
-import typer
 
+from aiocri._cli.args import Option
 from aiocri._cli.common import TRY, command, debug_flag
 from aiocri._cli.runner import CLIError, fail
 from aiocri._cli.settings import RUNTIME_ENV
@@ -20,29 +20,29 @@ __all__ = ["demo_cmd", "fake_runtime_cmd"]
 
 @command("fake-runtime", TRY)
 def fake_runtime_cmd(
-    socket: Annotated[str, typer.Option("--socket", help="Unix socket path to serve on")],
-    versions: Annotated[str, typer.Option(
+    socket: Annotated[str, Option("--socket", help="Unix socket path to serve on")],
+    versions: Annotated[str, Option(
         "--versions", help="CRI versions to serve, e.g. v1,v1alpha2")] = "v1,v1alpha2",
-    pods: Annotated[int, typer.Option("--pods", help="Running pods to create")] = 0,
-    containers_per_pod: Annotated[int, typer.Option(
+    pods: Annotated[int, Option("--pods", help="Running pods to create")] = 0,
+    containers_per_pod: Annotated[int, Option(
         "--containers-per-pod", help="Running containers per pod")] = 0,
-    churn_per_second: Annotated[float, typer.Option(
+    churn_per_second: Annotated[float, Option(
         "--churn-per-second", help="Container crash-restarts per second")] = 0.0,
-    runtime_name: Annotated[str, typer.Option("--runtime-name")] = "aiocri-fake",
-    runtime_version: Annotated[str, typer.Option("--runtime-version")] = "1.0.0",
-    seed: Annotated[int, typer.Option("--seed", help="Id seed: same seed, same ids")] = 0,
-    images: Annotated[list[str] | None, typer.Option(
+    runtime_name: Annotated[str, Option("--runtime-name")] = "aiocri-fake",
+    runtime_version: Annotated[str, Option("--runtime-version")] = "1.0.0",
+    seed: Annotated[int, Option("--seed", help="Id seed: same seed, same ids")] = 0,
+    images: Annotated[list[str] | None, Option(
         "--image", metavar="REFERENCE", show_default=False,
         help="A local image (repeat); default: a few busybox/nginx/pause")] = None,
-    pull: Annotated[str, typer.Option(
+    pull: Annotated[str, Option(
         "--pull", metavar="any|registry",
         help="PullImage of an unknown reference: 'any' makes the image, 'registry' answers "
              "NOT_FOUND")] = "any",
-    stop_missing: Annotated[str, typer.Option(
+    stop_missing: Annotated[str, Option(
         "--stop-missing", metavar="not-found|ok",
         help="StopContainer/StopPodSandbox of an unknown id: OK (containerd 1.7, 2.x) or "
              "NOT_FOUND (containerd 1.6)")] = "ok",
-    compat: Annotated[str, typer.Option(
+    compat: Annotated[str, Option(
         "--compat", metavar="1.7|1.6",
         help="Answer as containerd 1.7 or 1.6 where they differ")] = "1.7",
 ) -> None:
@@ -102,11 +102,11 @@ async def _serve_until_stopped(serve: Any) -> None:
 
 @command("demo", TRY)
 def demo_cmd(
-    quick: Annotated[bool, typer.Option(
+    quick: Annotated[bool, Option(
         "--quick", help="A ~10 s run for CI instead of about a minute")] = False,
-    pods: Annotated[int | None, typer.Option(
+    pods: Annotated[int | None, Option(
         "--pods", help="Pods to start with (default 30, quick 10)", show_default=False)] = None,
-    containers_per_pod: Annotated[int | None, typer.Option(
+    containers_per_pod: Annotated[int | None, Option(
         "--containers-per-pod", help="Containers per pod (default 10)",
         show_default=False)] = None,
 ) -> None:

@@ -17,7 +17,6 @@ from collections.abc import Mapping
 from typing import Annotated, Literal, TypeVar
 
 import anyio
-import typer
 from google.protobuf.message import Message
 from rich.console import Console, Group
 from rich.live import Live
@@ -25,6 +24,7 @@ from rich.table import Table
 from rich.text import Text
 
 from aiocri import api
+from aiocri._cli.args import Context, Option
 from aiocri._cli.cmd_read import POD_NAME_LABEL, POD_NAMESPACE_LABEL, container_state_text
 from aiocri._cli.common import WATCH, TemplateOpt, command, output_template, settings_of
 from aiocri._cli.render import OutputFormat, age, dump, message_dict, rfc3339, truncate_id
@@ -173,19 +173,19 @@ def _metrics(host: str, port: int | None) -> tuple[str, int] | None:
 
 @command("events", WATCH)
 def events_cmd(
-    ctx: typer.Context,
-    output: Annotated[OutputFormat, typer.Option(
+    ctx: Context,
+    output: Annotated[OutputFormat, Option(
         "-o", "--output", help="Output format: json, yaml, go-template (with --template) or "
         "table (a line an event)", case_sensitive=False)
     ] = OutputFormat.json,
-    count: Annotated[int, typer.Option(
+    count: Annotated[int, Option(
         "-n", "--count", help="Exit after this many events (0: until Ctrl-C)")] = 0,
-    period: Annotated[float, typer.Option(
+    period: Annotated[float, Option(
         "--poll-period", help="Relist period, seconds, where the runtime has no "
         "GetContainerEvents and while its stream is down")] = 1.0,
-    metrics_port: Annotated[int | None, typer.Option(
+    metrics_port: Annotated[int | None, Option(
         "--metrics-port", help=METRICS_PORT_HELP)] = None,
-    metrics_host: Annotated[str, typer.Option(
+    metrics_host: Annotated[str, Option(
         "--metrics-host", help="Address to serve metrics on")] = "127.0.0.1",
     template: TemplateOpt = None,
 ) -> None:
@@ -301,19 +301,19 @@ class _View:
 
 @command("watch", WATCH)
 def watch_cmd(
-    ctx: typer.Context,
-    period: Annotated[float, typer.Option("--period", help="Relist period, seconds")] = 1.0,
-    mode: Annotated[str, typer.Option(
+    ctx: Context,
+    period: Annotated[float, Option("--period", help="Relist period, seconds")] = 1.0,
+    mode: Annotated[str, Option(
         "--mode", help="auto (events where the runtime has them), relist or events")] = "auto",
-    all: Annotated[bool, typer.Option(
+    all: Annotated[bool, Option(
         "-a", "--all", help="Show exited and created containers too")] = False,
-    duration: Annotated[float, typer.Option(
+    duration: Annotated[float, Option(
         "--duration", help="Exit after this many seconds (0: until Ctrl-C)")] = 0.0,
-    rows: Annotated[int, typer.Option(
+    rows: Annotated[int, Option(
         "--rows", help="Containers shown at most (0: as many as the terminal fits)")] = 0,
-    metrics_port: Annotated[int | None, typer.Option(
+    metrics_port: Annotated[int | None, Option(
         "--metrics-port", help=METRICS_PORT_HELP)] = None,
-    metrics_host: Annotated[str, typer.Option(
+    metrics_host: Annotated[str, Option(
         "--metrics-host", help="Address to serve metrics on")] = "127.0.0.1",
 ) -> None:
     """A live table of pods and containers, updated in place from the poller.

@@ -10,15 +10,15 @@ import uuid
 from typing import Annotated
 
 import grpc
-import typer
 
 from aiocri import api
+from aiocri._cli.args import Argument, Context, Option
 from aiocri._cli.common import CHANGE, command, load_message, settings_of
 from aiocri._cli.runner import CLIError, resolve_container, resolve_pod, run
 from aiocri.client import CRIClient
 from aiocri.errors import CRIError, NotFound
 
-IdsArg = Annotated[list[str], typer.Argument(metavar="ID...", help="Ids or unique id prefixes")]
+IdsArg = Annotated[list[str], Argument(metavar="ID...", help="Ids or unique id prefixes")]
 
 
 # -- pods ------------------------------------------------------------------------------------
@@ -37,10 +37,10 @@ def load_pod_config(path: str) -> api.PodSandboxConfig:
 
 @command("runp", CHANGE)
 def runp_cmd(
-    ctx: typer.Context,
-    pod_config: Annotated[str, typer.Argument(
+    ctx: Context,
+    pod_config: Annotated[str, Argument(
         metavar="POD_CONFIG.json|yaml", help="A PodSandboxConfig file")],
-    runtime: Annotated[str, typer.Option(
+    runtime: Annotated[str, Option(
         "-r", "--runtime", help="Runtime handler (default: the runtime's default)")] = "",
 ) -> None:
     """Run a new pod sandbox; print its id."""
@@ -56,7 +56,7 @@ def runp_cmd(
 
 
 @command("stopp", CHANGE)
-def stopp_cmd(ctx: typer.Context, pods: IdsArg) -> None:
+def stopp_cmd(ctx: Context, pods: IdsArg) -> None:
     """Stop one or more pod sandboxes (and their containers)."""
     settings = settings_of(ctx)
 
@@ -71,12 +71,12 @@ def stopp_cmd(ctx: typer.Context, pods: IdsArg) -> None:
 
 @command("rmp", CHANGE)
 def rmp_cmd(
-    ctx: typer.Context,
-    pods: Annotated[list[str] | None, typer.Argument(
+    ctx: Context,
+    pods: Annotated[list[str] | None, Argument(
         metavar="ID...", help="Ids or unique id prefixes")] = None,
-    force: Annotated[bool, typer.Option(
+    force: Annotated[bool, Option(
         "-f", "--force", help="Stop a ready pod before removing it")] = False,
-    all: Annotated[bool, typer.Option("-a", "--all", help="Remove every pod sandbox")] = False,
+    all: Annotated[bool, Option("-a", "--all", help="Remove every pod sandbox")] = False,
 ) -> None:
     """Remove one or more pod sandboxes (and their containers)."""
     settings = settings_of(ctx)
@@ -107,13 +107,13 @@ def rmp_cmd(
 
 @command("create", CHANGE)
 def create_cmd(
-    ctx: typer.Context,
-    pod: Annotated[str, typer.Argument(metavar="POD_ID", help="Pod sandbox id or id prefix")],
-    container_config: Annotated[str, typer.Argument(
+    ctx: Context,
+    pod: Annotated[str, Argument(metavar="POD_ID", help="Pod sandbox id or id prefix")],
+    container_config: Annotated[str, Argument(
         metavar="CONTAINER_CONFIG.json|yaml", help="A ContainerConfig file")],
-    pod_config: Annotated[str, typer.Argument(
+    pod_config: Annotated[str, Argument(
         metavar="POD_CONFIG.json|yaml", help="The pod's PodSandboxConfig file")],
-    with_pull: Annotated[bool, typer.Option(
+    with_pull: Annotated[bool, Option(
         "--with-pull", help="Pull the image before creating the container")] = False,
 ) -> None:
     """Create a new container in a pod sandbox; print its id."""
@@ -160,7 +160,7 @@ async def unless_image_missing(client: CRIClient, exc: NotFound, image: api.Imag
 
 
 @command("start", CHANGE)
-def start_cmd(ctx: typer.Context, containers: IdsArg) -> None:
+def start_cmd(ctx: Context, containers: IdsArg) -> None:
     """Start one or more created containers."""
     settings = settings_of(ctx)
 
@@ -175,9 +175,9 @@ def start_cmd(ctx: typer.Context, containers: IdsArg) -> None:
 
 @command("stop", CHANGE)
 def stop_cmd(
-    ctx: typer.Context,
+    ctx: Context,
     containers: IdsArg,
-    timeout: Annotated[int, typer.Option(
+    timeout: Annotated[int, Option(
         "-t", "--timeout", help="Seconds to wait before killing the container")] = 0,
 ) -> None:
     """Stop one or more running containers."""
@@ -197,12 +197,12 @@ def stop_cmd(
 
 @command("rm", CHANGE)
 def rm_cmd(
-    ctx: typer.Context,
-    containers: Annotated[list[str] | None, typer.Argument(
+    ctx: Context,
+    containers: Annotated[list[str] | None, Argument(
         metavar="ID...", help="Ids or unique id prefixes")] = None,
-    force: Annotated[bool, typer.Option(
+    force: Annotated[bool, Option(
         "-f", "--force", help="Stop a running container before removing it")] = False,
-    all: Annotated[bool, typer.Option("-a", "--all", help="Remove every container")] = False,
+    all: Annotated[bool, Option("-a", "--all", help="Remove every container")] = False,
 ) -> None:
     """Remove one or more containers."""
     settings = settings_of(ctx)
@@ -232,15 +232,15 @@ def rm_cmd(
 
 @command("pull", CHANGE)
 def pull_cmd(
-    ctx: typer.Context,
-    image: Annotated[str, typer.Argument(metavar="IMAGE", help="Image reference")],
-    creds: Annotated[str | None, typer.Option(
+    ctx: Context,
+    image: Annotated[str, Argument(metavar="IMAGE", help="Image reference")],
+    creds: Annotated[str | None, Option(
         "--creds", metavar="USER[:PASSWORD]", help="Registry credentials")] = None,
-    auth: Annotated[str | None, typer.Option(
+    auth: Annotated[str | None, Option(
         "--auth", metavar="BASE64", help="Registry auth string (base64 user:password)")] = None,
-    pod_config: Annotated[str | None, typer.Option(
+    pod_config: Annotated[str | None, Option(
         "--pod-config", metavar="FILE", help="PodSandboxConfig to pull the image for")] = None,
-    pull_timeout: Annotated[float, typer.Option(
+    pull_timeout: Annotated[float, Option(
         "--pull-timeout", help="Seconds the pull may take (0: no limit)")] = 0.0,
 ) -> None:
     """Pull an image; print its reference."""
@@ -268,11 +268,11 @@ def pull_cmd(
 
 @command("rmi", CHANGE)
 def rmi_cmd(
-    ctx: typer.Context,
-    images: Annotated[list[str] | None, typer.Argument(
+    ctx: Context,
+    images: Annotated[list[str] | None, Argument(
         metavar="IMAGE...", help="Image ids or references")] = None,
-    all_: Annotated[bool, typer.Option("-a", "--all", help="Remove every image")] = False,
-    prune: Annotated[bool, typer.Option(
+    all_: Annotated[bool, Option("-a", "--all", help="Remove every image")] = False,
+    prune: Annotated[bool, Option(
         "-q", "--prune", help="Remove the images no container uses")] = False,
 ) -> None:
     """Remove one or more images (every tag of each), all of them, or the unused ones."""

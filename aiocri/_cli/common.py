@@ -1,26 +1,17 @@
-"""What every subcommand shares: the typer app, global options, option types, helpers."""
+"""What every subcommand shares: the global flags, option types, helpers."""
 
 from __future__ import annotations
 
-import enum
-import functools
-import inspect
 import json
 import os
 import sys
-import typing
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Annotated, Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
-import typer
-import yaml
-from google.protobuf.message import Message
-from rich.console import Console
-from typer.core import TyperGroup
-
+from aiocri._cli.args import Context, Option, command
 from aiocri._cli.gotemplate import Template, TemplateError
-from aiocri._cli.render import OutputFormat, make_table, parse_message, stdout_console
+from aiocri._cli.render import OutputFormat, format_table, parse_message
 from aiocri._cli.runner import CLIError, cli_line, configure_logging, fail
 from aiocri._cli.settings import (
     CONFIG_ENV,
@@ -35,103 +26,35 @@ from aiocri._cli.settings import (
 from aiocri.endpoint import DEFAULT_ENDPOINTS, parse_endpoint
 from aiocri.errors import EndpointError
 
+if TYPE_CHECKING:
+    from google.protobuf.message import Message
+
 __all__ = [
     "CHANGE",
     "INSPECT",
+    "PANELS",
+    "ROOT_HELP",
     "TRY",
     "WATCH",
+    "Context",
+    "Option",
     "OutputOpt",
     "TemplateOpt",
-    "app",
     "command",
     "debug_flag",
     "load_message",
     "output_template",
     "parse_labels",
     "print_table",
+    "root_flags",
     "settings_of",
 ]
 
-_HELP = (
+ROOT_HELP = (
     "A CRI client for containerd and CRI-O, with crictl's commands and conventions.\n\n"
     f"The runtime endpoint comes from -r, else ${RUNTIME_ENV}, else runtime-endpoint in the "
     f"config file (--config, ${CONFIG_ENV}, or {DEFAULT_CONFIG_PATH}), else the first usable "
     f"of {', '.join(DEFAULT_ENDPOINTS)}."
-)
-
-
-class _Root(TyperGroup):
-    """The ``aiocri`` group: a usage error (an unknown flag, a missing argument, a value
-    of the wrong type) prints one line naming the flag and what it takes, and exits 2,
-    as every other bad argument does (typer would draw a box)."""
-
-    def main(self, args: Sequence[str] | None = None, prog_name: str | None = None,
-             complete_var: str | None = None, standalone_mode: bool = True,
-             windows_expand_args: bool = True, **extra: Any) -> Any:
-        run = functools.partial(super().main, args, prog_name, complete_var,
-                                windows_expand_args=windows_expand_args, **extra)
-        if not standalone_mode:
-            return run(standalone_mode=False)
-        try:
-            code = run(standalone_mode=False)
-        except typer.Abort:
-            sys.stderr.write("aiocri: aborted\n")
-            raise SystemExit(1) from None
-        except typer.TyperException as exc:
-            _usage_error(exc)
-        raise SystemExit(code if isinstance(code, int) else 0)
-
-
-def _usage_error(exc: typer.TyperException) -> NoReturn:
-    # bare `aiocri`: the help is printed already (typer's own check, by the class's name)
-    if type(exc).__name__ == "NoArgsIsHelpError":
-        raise SystemExit(exc.exit_code)
-    text = _typed_value_problem(exc)
-    if text is None:  # typer's own words, and where the usage is
-        ctx = getattr(exc, "ctx", None)
-        names = []
-        while ctx is not None and ctx.parent is not None:
-            names.append(ctx.info_name)
-            ctx = ctx.parent
-        text = (f"{exc.format_message().rstrip('.')}; see "
-                f"'{' '.join(['aiocri', *reversed(names)])} -h'")
-    fail("", CLIError(text, code=2), debug=_debug_flag[0])
-
-
-def _typed_value_problem(exc: typer.TyperException) -> str | None:
-    """A line such as "-n/--last takes a whole number, not 'abc'" for a value typer could
-    not convert to the option's type, from the option and the rejected input (None if
-    either is unknown)."""
-    param = getattr(exc, "param", None)
-    errors = getattr(exc.__cause__, "errors", None)  # typer converts with pydantic
-    descriptor = getattr(param, "type_descriptor", None)
-    if param is None or descriptor is None or not callable(errors):
-        return None
-    found = errors()
-    if not found or "input" not in found[0]:
-        return None
-    value = found[0]["input"]
-    kinds = [a for a in typing.get_args(descriptor.annotation) if a is not type(None)]
-    kind = kinds[0] if len(kinds) == 1 else descriptor.annotation
-    names = "/".join(sorted(getattr(param, "opts", ()), key=len)) or str(param.name)
-    if kind is int:
-        return f"{names} takes a whole number, not {value!r}"
-    if kind is float:
-        return f"{names} takes a number, not {value!r}"
-    if isinstance(kind, type) and issubclass(kind, enum.Enum):
-        choices = [str(m.value) for m in kind]
-        return f"{names} must be {', '.join(choices[:-1])} or {choices[-1]}, not {value!r}"
-    return None
-
-
-app = typer.Typer(
-    name="aiocri",
-    help=_HELP,
-    add_completion=False,
-    no_args_is_help=True,
-    pretty_exceptions_enable=False,
-    context_settings={"help_option_names": ["-h", "--help"]},
-    cls=_Root,
 )
 
 
@@ -144,65 +67,40 @@ class _Flags:
     config: str | None
 
 
-_F = TypeVar("_F", bound=Callable[..., Any])
-# Help panels.
+# Help panels, in the order the help lists them.
 INSPECT = "Inspect"
 CHANGE = "Change"
+STREAM = "Stream"
 WATCH = "Follow"
+TOOLS = "Configure"
 TRY = "Try it"
+PANELS = (INSPECT, CHANGE, STREAM, WATCH, TOOLS, TRY)
 _debug_flag: list[bool] = [False]
 
 
-def command(name: str, panel: str, **kwargs: Any) -> Callable[[_F], _F]:
-    """``@app.command(name)`` shown under ``panel`` in the help, with errors found before
-    any call (bad flags, bad files) printed as one line like every other failure."""
-
-    def decorator(fn: _F) -> _F:
-        @functools.wraps(fn)
-        def wrapper(*args: Any, **kw: Any) -> Any:
-            try:
-                return fn(*args, **kw)
-            except CLIError as exc:
-                fail("", exc, debug=_debug_flag[0])
-
-        kwargs.setdefault("help", _reflowed(fn.__doc__ or ""))
-        app.command(name, rich_help_panel=panel, **kwargs)(wrapper)
-        return fn
-
-    return decorator
-
-
-def _reflowed(doc: str) -> str:
-    """A docstring's paragraphs, each on one line: the help wraps them to the terminal
-    (typer's rich help would keep the source's line breaks, and wrap again inside)."""
-    paragraphs = inspect.cleandoc(doc).split("\n\n")
-    return "\n\n".join(" ".join(p.split()) for p in paragraphs)
-
-
-@app.callback()
-def _root(
-    ctx: typer.Context,
-    runtime_endpoint: Annotated[str | None, typer.Option(
+def root_flags(
+    runtime_endpoint: Annotated[str | None, Option(
         "-r", "--runtime-endpoint", metavar="ENDPOINT",
         help=f"Runtime socket, unix:///path (env {RUNTIME_ENV})",
         show_default=False)] = None,
-    image_endpoint: Annotated[str | None, typer.Option(
+    image_endpoint: Annotated[str | None, Option(
         "-i", "--image-endpoint", metavar="ENDPOINT",
         help=f"Image service socket (default: the runtime endpoint; env {IMAGE_ENV})",
         show_default=False)] = None,
-    timeout: Annotated[str | None, typer.Option(
+    timeout: Annotated[str | None, Option(
         "-t", "--timeout", metavar="DURATION",
         help="Deadline of the connection and of each call, as 2, 2s or 500ms, or inf "
              "for none (crictl's default: 2s)", show_default=False)] = None,
-    debug: Annotated[bool, typer.Option(
+    debug: Annotated[bool, Option(
         "-D", "--debug", help="Log connection details; show gRPC codes and tracebacks "
                               "on errors")] = False,
-    config: Annotated[str | None, typer.Option(
+    config: Annotated[str | None, Option(
         "-c", "--config", metavar="FILE",
         help=f"crictl config file (env {CONFIG_ENV}; default {DEFAULT_CONFIG_PATH})",
         show_default=False)] = None,
-) -> None:
-    try:  # bad flags are usage errors: exit 2 before anything runs
+) -> _Flags:
+    """The global flags, checked: a bad one is a usage error (exit 2) before anything runs."""
+    try:
         if timeout is not None:
             parse_duration(timeout, what="-t/--timeout")
         for flag, endpoint in (("-r/--runtime-endpoint", runtime_endpoint),
@@ -215,9 +113,9 @@ def _root(
                     raise SettingsError(f"bad {flag}: {advice}") from None
     except SettingsError as exc:
         fail("", CLIError(str(exc), code=2), debug=debug)
-    ctx.obj = _Flags(runtime_endpoint, image_endpoint, timeout, debug, config)
     _debug_flag[0] = debug
     configure_logging(debug)
+    return _Flags(runtime_endpoint, image_endpoint, timeout, debug, config)
 
 
 def debug_flag() -> bool:
@@ -225,10 +123,10 @@ def debug_flag() -> bool:
     return _debug_flag[0]
 
 
-def settings_of(ctx: typer.Context) -> Settings:
+def settings_of(ctx: Context) -> Settings:
     """The resolved settings (flag > env > config file > defaults); exits on a bad file."""
     flags = ctx.obj
-    if not isinstance(flags, _Flags):  # a subcommand invoked without the root callback
+    if not isinstance(flags, _Flags):  # a command run without the global flags
         flags = _Flags(None, None, None, False, None)
     try:
         settings = resolve_settings(
@@ -247,17 +145,17 @@ def settings_of(ctx: typer.Context) -> Settings:
 
 # -- option types ------------------------------------------------------------------------
 
-OutputOpt = Annotated[OutputFormat, typer.Option(
+OutputOpt = Annotated[OutputFormat, Option(
     "-o", "--output", help="Output format: table, json, yaml or go-template (with --template)",
     case_sensitive=False)]
-TemplateOpt = Annotated[str | None, typer.Option(
+TemplateOpt = Annotated[str | None, Option(
     "--template", metavar="TEMPLATE", show_default=False,
     help="A Go template for -o go-template, run on what -o json prints: fields by their "
          "JSON names ({{.status.id}}), range, if, with, printf, index, len, json")]
-QuietOpt = Annotated[bool, typer.Option("-q", "--quiet", help="Only display ids")]
-LabelOpt = Annotated[list[str] | None, typer.Option(
+QuietOpt = Annotated[bool, Option("-q", "--quiet", help="Only display ids")]
+LabelOpt = Annotated[list[str] | None, Option(
     "--label", metavar="KEY=VALUE", help="Filter by label (repeatable)", show_default=False)]
-NoTruncOpt = Annotated[bool, typer.Option("--no-trunc", help="Show full ids")]
+NoTruncOpt = Annotated[bool, Option("--no-trunc", help="Show full ids")]
 
 
 # -- helpers ---------------------------------------------------------------------------------
@@ -291,22 +189,14 @@ def parse_labels(items: Iterable[str] | None) -> dict[str, str]:
     return labels
 
 
-def print_table(headers: Sequence[str], rows: Iterable[Sequence[str]],
-                console: Console | None = None) -> None:
-    """Print a crictl-like table; piped output has no trailing blanks and no wrapping."""
-    console = console or stdout_console()
-    table = make_table(headers, rows)
-    if console.is_terminal:
-        console.print(table)
-        return
-    with console.capture() as capture:
-        console.print(table)
-    out = "\n".join(line.rstrip() for line in capture.get().splitlines())
-    sys.stdout.write(out + "\n" if out else "")
+def print_table(headers: Sequence[str], rows: Iterable[Sequence[str]]) -> None:
+    """Print a crictl-like table (tabwriter's columns, 3 spaces apart)."""
+    text = format_table(headers, rows)
+    sys.stdout.write(text)
     sys.stdout.flush()
 
 
-M = TypeVar("M", bound=Message)
+M = TypeVar("M", bound="Message")
 
 
 def load_message(path: str, message_type: type[M], *, what: str) -> M:
@@ -320,6 +210,8 @@ def load_message(path: str, message_type: type[M], *, what: str) -> M:
         raise CLIError(f"cannot read {what} {path}: {exc.strerror}") from None
     except UnicodeDecodeError:
         raise CLIError(f"{what} {path} is not UTF-8 text; save it as UTF-8") from None
+    import yaml  # only for a file (the command's other paths do without it)
+
     data: Any
     try:
         if os.path.splitext(path)[1].lower() == ".json":

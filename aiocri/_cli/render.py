@@ -4,7 +4,7 @@ JSON follows crictl (``protojson`` with ``EmitDefaultValues``): lowerCamel
 field names, fields without presence printed even when empty, 64-bit integers
 as strings, enums by name; ``KeyValue.value`` (bytes on the wire) as plain
 text. YAML is the same data with sorted keys, as crictl's ``JSONToYAML``.
-Tables are rich tables without borders, like crictl's tabwriter columns.
+Tables are columns of text 3 spaces apart, as crictl's tabwriter prints them.
 """
 
 from __future__ import annotations
@@ -15,28 +15,25 @@ import json
 import sys
 import time
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, TextIO
-
-import yaml
-from google.protobuf.message import Message
-from rich.console import Console
-from rich.table import Table
+from typing import TYPE_CHECKING, Any, TextIO
 
 from aiocri import api
 from aiocri._cli.gotemplate import Template
 from aiocri.convert import merge_dict, to_dict
 
+if TYPE_CHECKING:
+    from google.protobuf.message import Message
+
 __all__ = [
     "OutputFormat",
     "dump",
+    "format_table",
     "human_duration",
     "human_size",
     "info_dict",
-    "make_table",
     "message_dict",
     "parse_message",
     "rfc3339",
-    "stdout_console",
     "truncate_id",
 ]
 
@@ -112,6 +109,8 @@ def dump(data: Any, fmt: OutputFormat, stream: TextIO | None = None, *,
             raise ValueError("-o go-template needs --template")
         out.write(template.execute(data) + "\n")
     elif fmt is OutputFormat.yaml:
+        import yaml  # loaded for -o yaml only
+
         out.write(yaml.safe_dump(data, sort_keys=True, default_flow_style=False,
                                  allow_unicode=True))
     else:
@@ -119,23 +118,17 @@ def dump(data: Any, fmt: OutputFormat, stream: TextIO | None = None, *,
     out.flush()
 
 
-def stdout_console() -> Console:
-    """A console for tables: the terminal's width, or unbounded when piped (no wrapping)."""
-    console = Console(highlight=False)
-    if not console.is_terminal:
-        console = Console(highlight=False, width=100_000, no_color=True)
-    return console
-
-
-def make_table(headers: Sequence[str], rows: Iterable[Sequence[str]]) -> Table:
-    """A borderless table with crictl's look: upper-case headers, columns of text."""
-    table = Table(box=None, show_edge=False, pad_edge=False, padding=(0, 3, 0, 0),
-                  header_style="bold", expand=False)
-    for header in headers:
-        table.add_column(header, no_wrap=True, overflow="ignore")
-    for row in rows:
-        table.add_row(*row)
-    return table
+def format_table(headers: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
+    """crictl's tables (Go's tabwriter, padding 3): each column as wide as its widest
+    cell, 3 spaces apart, no trailing blanks; "" when there are no rows and no headers."""
+    lines = [list(headers), *(list(row) for row in rows)]
+    if not lines[0] and len(lines) == 1:
+        return ""
+    widths = [max(len(line[n]) for line in lines if n < len(line))
+              for n in range(max(len(line) for line in lines))]
+    return "".join(
+        "   ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=False))
+        .rstrip() + "\n" for line in lines)
 
 
 # -- humanising ---------------------------------------------------------------------------

@@ -23,6 +23,7 @@ import anyio.abc
 
 from aiocri import api
 from aiocri._lean import ITEMS, LISTS
+from aiocri._log import library_logger
 from aiocri._rpc import RPCS
 from aiocri._timeouts import check_positive_int
 from aiocri.client import CRIClient
@@ -42,7 +43,7 @@ from aiocri.poller._model import _RETRY, LifecycleEvent, PollerStats, Snapshot, 
 
 __all__ = ["Mode", "Poller"]
 
-log = logging.getLogger("aiocri.poller")
+log = library_logger("aiocri.poller")
 
 #: How a :class:`Poller` watches: ``"relist"``, ``"events"`` or ``"auto"`` (see the
 #: module's description).

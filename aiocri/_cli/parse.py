@@ -1,0 +1,283 @@
+"""Parse the ``aiocri`` command line from the table of commands, then run the command.
+
+Only the table (``_commands.py``) and argparse are loaded to parse argv, print help
+or refuse a bad flag; the command's module (and grpc with it) is imported once the
+arguments are known to be good. Every usage error is one line on stderr and exit 2,
+in the command's words: the flag, what it takes, what it got.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+import textwrap
+
+from aiocri._cli import _commands as table
+
+# typing.TYPE_CHECKING without importing typing: --help and a bad flag load little else
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from typing import Any, NoReturn
+
+__all__ = ["UsageError", "main"]
+
+PROG = "aiocri"
+_METAVARS = {"int": "N", "float": "NUM", "str": "TEXT"}
+
+
+class UsageError(Exception):
+    """A bad command line: printed as one line, exit 2."""
+
+    def __init__(self, message: str, prog: str | None = None) -> None:
+        super().__init__(message)
+        self.prog = prog
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(_reworded(message), self.prog)
+
+
+class _Formatter(argparse.HelpFormatter):
+    """``-o, --output TEXT`` rather than argparse's ``-o OUTPUT, --output OUTPUT``."""
+
+    def __init__(self, prog: str) -> None:
+        super().__init__(prog, max_help_position=30)
+
+    def _format_action_invocation(self, action: argparse.Action) -> str:
+        if not action.option_strings or action.nargs == 0:
+            return super()._format_action_invocation(action)
+        metavar = self._metavar_formatter(action, action.dest.upper())(1)[0]
+        return f"{', '.join(action.option_strings)} {metavar}"
+
+
+def _reworded(message: str) -> str:
+    """argparse's messages in the command's words."""
+    head, _, rest = message.partition(": ")
+    if head == "unrecognized arguments":
+        token = rest.split()[0]
+        return (f"unknown flag {token}" if token.startswith("-")
+                else f"unexpected extra argument {token!r}")
+    if head == "the following arguments are required":
+        return f"missing {rest}"
+    if head.startswith("argument ") and rest == "expected one argument":
+        return f"{head[len('argument '):]} needs a value"
+    if head.startswith("argument "):
+        return f"{head[len('argument '):]}: {rest}"
+    return message
+
+
+def _names(param: dict[str, Any]) -> str:
+    if param["kind"] == "argument":
+        return str(param["metavar"] or param["dest"].upper())
+    return "/".join(sorted(param["decls"], key=len))
+
+
+def _metavar(param: dict[str, Any]) -> str:
+    if param["metavar"]:
+        return str(param["metavar"])
+    if "choices" in param:
+        return "|".join(param["choices"])
+    return _METAVARS[param["type"]] if param["kind"] != "argument" else param["dest"].upper()
+
+
+def _help(param: dict[str, Any]) -> str:
+    text = str(param["help"]).replace("%", "%%")
+    default = param["default"]
+    if param["show_default"] and default not in (None, False, "", []):
+        text = f"{text} [default: {default}]".strip()
+    return text
+
+
+def _add(parser: argparse.ArgumentParser, param: dict[str, Any], last: bool,
+         interspersed: bool) -> None:
+    help_text = _help(param)
+    dest = param["dest"]
+    if param["kind"] == "flag":
+        parser.add_argument(*param["decls"], dest=dest, action="store_true", default=None,
+                            help=help_text)
+    elif param["kind"] == "option":
+        parser.add_argument(*param["decls"], dest=dest, default=None,
+                            action="append" if param["many"] else "store",
+                            required=param["required"], metavar=_metavar(param),
+                            help=help_text)
+    else:
+        if param["many"]:
+            nargs: Any = ("+" if param["required"] else "*") if interspersed or not last \
+                else argparse.REMAINDER
+        else:
+            nargs = None if param["required"] else "?"
+        parser.add_argument(dest, nargs=nargs, default=None, metavar=_metavar(param),
+                            help=help_text)
+
+
+def _parser(prog: str, description: str, params: Sequence[dict[str, Any]],
+            interspersed: bool = True, **extra: Any) -> _Parser:
+    parser = _Parser(prog=prog, description=description, add_help=False, allow_abbrev=False,
+                     formatter_class=_Formatter, **extra)
+    arguments = [p for p in params if p["kind"] == "argument"]
+    for param in params:
+        _add(parser, param, bool(arguments) and param is arguments[-1], interspersed)
+    parser.add_argument("-h", "--help", action="store_true", help="Show this help and exit")
+    return parser
+
+
+def _glued(args: Sequence[str], params: Sequence[dict[str, Any]], interspersed: bool
+           ) -> list[str]:
+    """``args`` with each option's value joined to it (``-t=-5s``), so that argparse takes a
+    value that starts with ``-`` as the value, as crictl does. Stops at ``--``, and at the
+    first argument when the arguments after it are not for us (``exec ID cmd -t``)."""
+    takes_value = {d for p in params if p["kind"] == "option" for d in p["decls"]}
+    out = list(args)
+    n = 0
+    while n < len(out):
+        token = out[n]
+        if token == "--":
+            break
+        if token in takes_value and n + 1 < len(out):
+            out[n:n + 2] = [f"{token}={out[n + 1]}"]
+        elif not token.startswith("-") and not interspersed:
+            break
+        n += 1
+    return out
+
+
+def _asks_help(args: Sequence[str], interspersed: bool) -> bool:
+    for token in args:
+        if token in ("-h", "--help"):
+            return True
+        if token == "--" or (not interspersed and not token.startswith("-")):
+            return False
+    return False
+
+
+def _convert(param: dict[str, Any], text: str) -> Any:
+    kind = param["type"]
+    try:
+        if kind == "int":
+            return int(text)
+        if kind == "float":
+            return float(text)
+    except ValueError:
+        what = "a whole number" if kind == "int" else "a number"
+        raise UsageError(f"{_names(param)} takes {what}, not {text!r}") from None
+    if kind == "choice":
+        choices: list[str] = param["choices"]
+        found = text if param.get("case_sensitive", True) else next(
+            (c for c in choices if c.lower() == text.lower()), text)
+        if found not in choices:
+            raise UsageError(f"{_names(param)} must be {', '.join(choices[:-1])} or "
+                             f"{choices[-1]}, not {text!r}")
+        return found
+    return text
+
+
+def _values(params: Sequence[dict[str, Any]], ns: argparse.Namespace) -> dict[str, Any]:
+    """The arguments given, converted; those not given are left to the function's
+    defaults."""
+    values: dict[str, Any] = {}
+    for param in params:
+        given = getattr(ns, param["dest"])
+        if given is None:
+            continue
+        if param["many"]:
+            values[param["dest"]] = [_convert(param, v) for v in given]
+        else:
+            values[param["dest"]] = _convert(param, given)
+    return values
+
+
+def _root_help(parser: argparse.ArgumentParser) -> str:
+    width = parser._get_formatter()._width  # the terminal's, as argparse measures it
+    lines = [f"usage: {PROG} [GLOBAL OPTIONS] COMMAND [ARGS]...", ""]
+    for paragraph in table.HELP.split("\n\n"):
+        lines += [*textwrap.wrap(paragraph, width), ""]
+    commands: dict[str, list[tuple[str, str]]] = {panel: [] for panel in table.PANELS}
+    for name, entry in table.COMMANDS.items():
+        commands.setdefault(entry["panel"], []).append((name, entry["summary"]))
+    column = max(len(name) for name in table.COMMANDS) + 4
+    for panel, rows in commands.items():
+        if rows:
+            lines.append(f"{panel} commands:")
+            for name, summary in rows:
+                wrapped = textwrap.wrap(summary, max(20, width - column - 2)) or [""]
+                lines.append(f"  {name.ljust(column - 2)}{wrapped[0]}")
+                lines += [" " * column + more for more in wrapped[1:]]
+            lines.append("")
+    formatter = parser._get_formatter()
+    formatter.start_section("global options")
+    formatter.add_arguments([a for a in parser._actions if a.option_strings])
+    formatter.end_section()
+    lines += [formatter.format_help().strip("\n"), "",
+              f"Run '{PROG} COMMAND -h' for a command's flags."]
+    return "\n".join(lines) + "\n"
+
+
+def _fail(error: UsageError, prog: str) -> NoReturn:
+    sys.stderr.write(f"{PROG}: {error}; see '{error.prog or prog} -h'\n")
+    raise SystemExit(2)
+
+
+def main(argv: Sequence[str]) -> None:
+    """Run ``aiocri argv``; exits with the command's code."""
+    root = _parser(PROG, table.HELP, table.ROOT)
+    root.add_argument("--version", action="store_true", help="Print aiocri's version and exit")
+    root.add_argument("command", nargs="?", metavar="COMMAND")
+    root.add_argument("rest", nargs=argparse.REMAINDER)
+    prog = PROG
+    try:
+        ns = root.parse_args(_glued(argv, table.ROOT, interspersed=False))
+        if ns.version:
+            from aiocri import __version__
+
+            sys.stdout.write(f"{PROG} version {__version__}\n")
+            raise SystemExit(0)
+        if ns.help or ns.command is None:
+            sys.stdout.write(_root_help(root))
+            raise SystemExit(0)
+        flags = _values(table.ROOT, ns)
+        name = table.ALIASES.get(ns.command, ns.command)
+        entry = table.COMMANDS.get(name)
+        if entry is None:
+            raise UsageError(f"no command {ns.command!r}; the commands: "
+                             f"{', '.join(table.COMMANDS)}")
+        prog = f"{PROG} {name}"
+        parser = _parser(prog, entry["help"], entry["params"], entry["interspersed"])
+        parse = parser.parse_args if not entry["interspersed"] else \
+            parser.parse_intermixed_args
+        rest = _glued(ns.rest, entry["params"], entry["interspersed"])
+        if _asks_help(rest, entry["interspersed"]):  # even with a required flag missing
+            sys.stdout.write(parser.format_help())
+            raise SystemExit(0)
+        args = parse(rest)
+        if args.help:
+            sys.stdout.write(parser.format_help())
+            raise SystemExit(0)
+        values = _values(entry["params"], args)
+    except UsageError as exc:
+        _fail(exc, prog)
+    _run(name, entry, flags, values)
+
+
+def _run(name: str, entry: dict[str, Any], flags: dict[str, Any],
+         values: dict[str, Any]) -> None:
+    from aiocri._cli.args import Context
+    from aiocri._cli.common import root_flags
+    from aiocri._cli.runner import CLIError, fail
+
+    context = Context(root_flags(**flags), name)
+    function = getattr(importlib.import_module(entry["module"]), entry["function"])
+    for param in entry["params"]:
+        if param.get("enum") and param["dest"] in values:
+            module, _, qualname = param["enum"].partition(":")
+            kind = getattr(importlib.import_module(module), qualname)
+            values[param["dest"]] = kind(values[param["dest"]])
+    if entry["context"]:
+        values[entry["context"]] = context
+    try:
+        code = function(**values)
+    except CLIError as exc:
+        fail("", exc, debug=context.obj.debug)
+    raise SystemExit(code if isinstance(code, int) else 0)
