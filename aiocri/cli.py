@@ -10,6 +10,7 @@ and a command's module is imported only to run it.
 from __future__ import annotations
 
 import importlib.util
+import os
 import sys
 from collections.abc import Sequence
 
@@ -36,7 +37,12 @@ def main(argv: Sequence[str] | None = None) -> None:
         raise SystemExit(1)
     from aiocri._cli.parse import main as run
 
-    run(list(sys.argv[1:] if argv is None else argv))
+    try:
+        run(list(sys.argv[1:] if argv is None else argv))
+    except BrokenPipeError:  # `aiocri --help | head -1`: the reader is gone, not an error
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # so that the exit's flush does not fail again
+        raise SystemExit(1) from None
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Start-up of the ``aiocri`` command: whole processes, beside Python's own floors.
 
-    python -m benchmarks.startup [--runs 7] [--containers 10]
+    python -m benchmarks.startup [--runs 7] [--containers 10] [--baseline DIR]
 
 Each command runs as a user runs it (the installed ``aiocri`` script) against the
 fake runtime with ``--containers`` containers, served from this process; the floors
@@ -9,6 +9,9 @@ any Python CRI client must load). Runs alternate round-robin over every command,
 a slow moment of the machine touches all of them alike. Printed: median wall and CPU
 (user + system of the child) per command, the ratio to each floor, and the RPCs the
 runtime served per run (a ``ps`` should be Version once and ListContainers).
+``--baseline DIR``: the same commands also from another checkout of aiocri (``git
+worktree add DIR COMMIT``), run as ``python -m aiocri`` with DIR first on the path, in
+the same rounds, with the ratio of each command to its baseline.
 """
 
 from __future__ import annotations
@@ -68,13 +71,14 @@ _ENV = {**{k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"
         "CRI_CONFIG_FILE": os.devnull}
 
 
-async def _once(argv: list[str]) -> tuple[float, float, int]:
+async def _once(argv: list[str], env: dict[str, str] | None = None
+                ) -> tuple[float, float, int]:
     """Wall seconds, CPU seconds of the child, exit code."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     proc = await asyncio.create_subprocess_exec(
         *argv, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
-        env=_ENV)
+        env=env or _ENV)
     _, err = await proc.communicate()
     wall = time.perf_counter() - started
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -84,23 +88,30 @@ async def _once(argv: list[str]) -> tuple[float, float, int]:
     return wall, cpu, proc.returncode or 0
 
 
-async def run(runs: int = 7, containers: int = 10) -> dict[str, Any]:
+async def run(runs: int = 7, containers: int = 10, baseline: str | None = None
+              ) -> dict[str, Any]:
     async with FakeRuntime() as rt:
         made = rt.populate(pods=max(1, containers // 5), containers_per_pod=min(5, containers))
         commands = _commands(rt.endpoint, made.container_ids[0])
         everything: dict[str, list[str]] = {**FLOORS, **{k: v[0] for k, v in commands.items()}}
+        envs: dict[str, dict[str, str]] = {}
+        if baseline is not None:
+            old_env = {**_ENV, "PYTHONPATH": baseline}
+            for name, (argv, _) in commands.items():
+                everything[f"{name} [baseline]"] = [sys.executable, "-m", "aiocri", *argv[1:]]
+                envs[f"{name} [baseline]"] = old_env
         walls: dict[str, list[float]] = {k: [] for k in everything}
         cpus: dict[str, list[float]] = {k: [] for k in everything}
         rpcs: dict[str, Counter[str]] = {}
-        for argv in everything.values():  # one warm-up each (page cache, .pyc)
-            await _once(argv)
+        for name, argv in everything.items():  # one warm-up each (page cache, .pyc)
+            await _once(argv, envs.get(name))
         for n in range(runs):
             order = list(everything.items())
             if n % 2:
                 order.reverse()
             for name, argv in order:
                 calls = Counter(rt.calls)
-                wall, cpu, _ = await _once(argv)
+                wall, cpu, _ = await _once(argv, envs.get(name))
                 walls[name].append(wall)
                 cpus[name].append(cpu)
                 rpcs[name] = Counter(rt.calls) - calls
@@ -109,7 +120,9 @@ async def run(runs: int = 7, containers: int = 10) -> dict[str, Any]:
                               "commands": {}}
     for name in everything:
         floor = commands[name][1] if name in commands else None
+        base = medians.get(f"{name} [baseline]")
         result["commands"][name] = {
+            "vs_baseline": None if base is None else medians[name] / base,
             "wall_s": medians[name], "cpu_s": median(cpus[name]),
             "vs_pass": medians[name] / medians["python -c pass"],
             "vs_grpc": medians[name] / medians["import grpc+protobuf"],
@@ -128,12 +141,14 @@ def render(result: dict[str, Any]) -> str:
         verdict = "" if target is None else (
             f"{'met' if held <= target else 'MISSED'} (<= {target}x {r['floor']})")
         rpcs = ", ".join(f"{k} {v}" for k, v in sorted(r["rpcs"].items())) or "-"
+        base = "" if r["vs_baseline"] is None else fmt_x(r["vs_baseline"])
         rows.append([name, f"{r['wall_s'] * 1000:.0f}", f"{r['cpu_s'] * 1000:.0f}",
-                     fmt_x(r["vs_pass"]), fmt_x(r["vs_grpc"]), verdict, rpcs])
+                     fmt_x(r["vs_pass"]), fmt_x(r["vs_grpc"]), base, verdict, rpcs])
     return table(
         f"command start-up: median of {result['runs']} whole processes, alternating "
         f"(fake runtime, {result['containers']} containers; load {result['load']:.2f})",
-        ["command", "wall ms", "cpu ms", "vs pass", "vs grpc", "target", "RPCs served"],
+        ["command", "wall ms", "cpu ms", "vs pass", "vs grpc", "vs baseline", "target",
+         "RPCs served"],
         rows)
 
 
@@ -142,8 +157,11 @@ def main(argv: list[str] | None = None) -> None:
                                      description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=7)
     parser.add_argument("--containers", type=int, default=10)
+    parser.add_argument("--baseline", metavar="DIR",
+                        help="another checkout of aiocri to run the same commands from")
     args = parser.parse_args(argv)
-    result = anyio.run(run, args.runs, args.containers)
+    baseline = None if args.baseline is None else os.path.abspath(args.baseline)
+    result = anyio.run(run, args.runs, args.containers, baseline)
     print(render(result))
 
 

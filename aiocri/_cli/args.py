@@ -53,24 +53,28 @@ class CommandInfo:
     """Where a command is listed (``panel``) and how argv maps onto its parameters."""
 
     def __init__(self, name: str, panel: str, *, aliases: tuple[str, ...] = (),
-                 interspersed: bool = True) -> None:
+                 interspersed: bool = True, lasting: bool = False) -> None:
         self.name = name
         self.panel = panel
         self.aliases = aliases
         self.interspersed = interspersed
+        self.lasting = lasting
 
 
 _REGISTERED: list[tuple[CommandInfo, Callable[..., Any]]] = []
 
 
 def command(name: str, panel: str, *, aliases: tuple[str, ...] = (),
-            interspersed: bool = True) -> Callable[[_F], _F]:
+            interspersed: bool = True, lasting: bool = False) -> Callable[[_F], _F]:
     """Register ``fn`` as the command ``name``. ``interspersed=False``: flags only before
-    the first argument, everything after it is the argument list (``exec ID -- cmd -x``)."""
+    the first argument, everything after it is the argument list (``exec ID -- cmd -x``).
+    ``lasting``: it may run for long (follow, stream, serve), so it runs with Python's
+    cyclic garbage collector on; a one-shot command runs without it (see
+    :mod:`aiocri._command`)."""
 
     def decorator(fn: _F) -> _F:
         _REGISTERED.append((CommandInfo(name, panel, aliases=aliases,
-                                        interspersed=interspersed), fn))
+                                        interspersed=interspersed, lasting=lasting), fn))
         return fn
 
     return decorator

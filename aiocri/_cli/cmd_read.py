@@ -12,7 +12,7 @@ import re
 import sys
 import time
 from collections.abc import Callable, Sequence
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import anyio
 from google.protobuf import json_format
@@ -34,7 +34,6 @@ from aiocri._cli.common import (
     print_table,
     settings_of,
 )
-from aiocri._cli.gotemplate import Template
 from aiocri._cli.render import (
     OutputFormat,
     age,
@@ -55,6 +54,9 @@ from aiocri._cli.runner import (
 )
 from aiocri.client import CRIClient
 from aiocri.errors import NotFound
+
+if TYPE_CHECKING:
+    from aiocri._cli.gotemplate import Template
 
 CONTAINER_STATES = {
     "created": api.CONTAINER_CREATED,
@@ -756,7 +758,7 @@ async def _sample_twice(fetch: Callable[[], Any], seconds: float) -> tuple[Any, 
     return first, await fetch()
 
 
-@command("stats", INSPECT)
+@command("stats", INSPECT, lasting=True)
 def stats_cmd(
     ctx: Context,
     container: Annotated[str | None, Argument(
@@ -828,7 +830,7 @@ def _pod_cpu_mem(s: api.PodSandboxStats) -> tuple[int, int, int]:
             side.cpu.timestamp)
 
 
-@command("statsp", INSPECT)
+@command("statsp", INSPECT, lasting=True)
 def statsp_cmd(
     ctx: Context,
     pod: Annotated[str | None, Argument(

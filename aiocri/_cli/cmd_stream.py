@@ -63,7 +63,7 @@ async def _streamed(client: CRIClient, opening: object, *, interactive: bool) ->
         return exc.exit_code if exc.exit_code is not None else 1
 
 
-@command("exec", STREAM, interspersed=False)
+@command("exec", STREAM, interspersed=False, lasting=True)
 def exec_cmd(
     ctx: Context,
     container: Annotated[str, Argument(
@@ -113,7 +113,7 @@ def exec_cmd(
     run(settings, "executing in the container", body)
 
 
-@command("attach", STREAM)
+@command("attach", STREAM, lasting=True)
 def attach_cmd(
     ctx: Context,
     container: Annotated[str, Argument(
@@ -157,7 +157,7 @@ def _port_pairs(specs: list[str]) -> list[tuple[int, int]]:
     return pairs
 
 
-@command("port-forward", STREAM)
+@command("port-forward", STREAM, lasting=True)
 def port_forward_cmd(
     ctx: Context,
     pod: Annotated[str, Argument(metavar="POD", help="Pod sandbox id or id prefix")],
@@ -245,7 +245,7 @@ def _write(entry: LogEntry, timestamps: bool) -> None:
     out.flush()
 
 
-@command("logs", STREAM)
+@command("logs", STREAM, lasting=True)
 def logs_cmd(
     ctx: Context,
     container: Annotated[str, Argument(

@@ -18,7 +18,7 @@ from aiocri._cli.settings import RUNTIME_ENV
 __all__ = ["demo_cmd", "fake_runtime_cmd"]
 
 
-@command("fake-runtime", TRY)
+@command("fake-runtime", TRY, lasting=True)
 def fake_runtime_cmd(
     socket: Annotated[str, Option("--socket", help="Unix socket path to serve on")],
     versions: Annotated[str, Option(
@@ -100,7 +100,7 @@ async def _serve_until_stopped(serve: Any) -> None:
                 break
 
 
-@command("demo", TRY)
+@command("demo", TRY, lasting=True)
 def demo_cmd(
     quick: Annotated[bool, Option(
         "--quick", help="A ~10 s run for CI instead of about a minute")] = False,

@@ -171,7 +171,7 @@ def _metrics(host: str, port: int | None) -> tuple[str, int] | None:
     return host, port
 
 
-@command("events", WATCH)
+@command("events", WATCH, lasting=True)
 def events_cmd(
     ctx: Context,
     output: Annotated[OutputFormat, Option(
@@ -299,7 +299,7 @@ class _View:
         return Group(*parts)
 
 
-@command("watch", WATCH)
+@command("watch", WATCH, lasting=True)
 def watch_cmd(
     ctx: Context,
     period: Annotated[float, Option("--period", help="Relist period, seconds")] = 1.0,

@@ -10,7 +10,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 from aiocri._cli.args import Context, Option, command
-from aiocri._cli.gotemplate import Template, TemplateError
 from aiocri._cli.render import OutputFormat, format_table, parse_message
 from aiocri._cli.runner import CLIError, cli_line, configure_logging, fail
 from aiocri._cli.settings import (
@@ -28,6 +27,8 @@ from aiocri.errors import EndpointError
 
 if TYPE_CHECKING:
     from google.protobuf.message import Message
+
+    from aiocri._cli.gotemplate import Template
 
 __all__ = [
     "CHANGE",
@@ -171,6 +172,8 @@ def output_template(output: OutputFormat, template: str | None) -> Template | No
     if template is None:
         raise CLIError("-o go-template needs --template, e.g. --template '{{.status.id}}'",
                        code=2)
+    from aiocri._cli.gotemplate import Template, TemplateError  # for -o go-template only
+
     try:
         return Template(template)
     except TemplateError as exc:

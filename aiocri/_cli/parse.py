@@ -9,7 +9,9 @@ in the command's words: the flag, what it takes, what it got.
 from __future__ import annotations
 
 import argparse
+import gc
 import importlib
+import os
 import sys
 import textwrap
 
@@ -25,6 +27,7 @@ __all__ = ["UsageError", "main"]
 
 PROG = "aiocri"
 _METAVARS = {"int": "N", "float": "NUM", "str": "TEXT"}
+_WIDTH: list[int] = []
 
 
 class UsageError(Exception):
@@ -44,13 +47,31 @@ class _Formatter(argparse.HelpFormatter):
     """``-o, --output TEXT`` rather than argparse's ``-o OUTPUT, --output OUTPUT``."""
 
     def __init__(self, prog: str) -> None:
-        super().__init__(prog, max_help_position=30)
+        # argparse makes a formatter per flag added, each asking the terminal's size
+        if not _WIDTH:
+            _WIDTH.append(_columns() - 2)
+        super().__init__(prog, max_help_position=30, width=_WIDTH[0])
 
     def _format_action_invocation(self, action: argparse.Action) -> str:
         if not action.option_strings or action.nargs == 0:
             return super()._format_action_invocation(action)
         metavar = self._metavar_formatter(action, action.dest.upper())(1)[0]
         return f"{', '.join(action.option_strings)} {metavar}"
+
+
+def _columns() -> int:
+    """shutil.get_terminal_size().columns, without importing shutil (and its
+    compression modules) on every run: $COLUMNS, else the terminal's, else 80."""
+    try:
+        columns = int(os.environ.get("COLUMNS", ""))
+    except ValueError:
+        columns = 0
+    if columns > 0:
+        return columns
+    try:
+        return os.get_terminal_size(sys.__stdout__.fileno()).columns or 80  # type: ignore[union-attr]
+    except (AttributeError, ValueError, OSError):  # no stdout, or not a terminal
+        return 80
 
 
 def _reworded(message: str) -> str:
@@ -267,6 +288,9 @@ def _run(name: str, entry: dict[str, Any], flags: dict[str, Any],
     from aiocri._cli.common import root_flags
     from aiocri._cli.runner import CLIError, fail
 
+    if entry["lasting"] and not gc.isenabled():  # off for start-up (aiocri._command)
+        gc.freeze()  # what start-up made stays: collections look at what the command makes
+        gc.enable()
     context = Context(root_flags(**flags), name)
     function = getattr(importlib.import_module(entry["module"]), entry["function"])
     for param in entry["params"]:

@@ -18,11 +18,12 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TextIO
 
 from aiocri import api
-from aiocri._cli.gotemplate import Template
 from aiocri.convert import merge_dict, to_dict
 
 if TYPE_CHECKING:
     from google.protobuf.message import Message
+
+    from aiocri._cli.gotemplate import Template
 
 __all__ = [
     "OutputFormat",

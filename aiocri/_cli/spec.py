@@ -105,13 +105,18 @@ def build_table() -> dict[str, Any]:
         importlib.import_module(f"aiocri._cli.{name}")
     commands: dict[str, Any] = {}
     aliases: dict[str, str] = {}
-    for info, fn in registered():
+    # modules in COMMAND_MODULES' order, commands in the order they are written (not
+    # the order of import, which a program that imported one module first would change)
+    modules = [f"aiocri._cli.{name}" for name in COMMAND_MODULES]
+    for info, fn in sorted(registered(), key=lambda item: (
+            modules.index(item[1].__module__), item[1].__code__.co_firstlineno)):
         context, params = signature_params(fn)
         help_text = reflowed(fn.__doc__ or "")
         commands[info.name] = {
             "module": fn.__module__, "function": fn.__qualname__, "panel": info.panel,
             "help": help_text, "summary": help_text.split("\n\n")[0],
-            "context": context, "interspersed": info.interspersed, "params": params,
+            "context": context, "interspersed": info.interspersed, "lasting": info.lasting,
+            "params": params,
         }
         aliases.update(dict.fromkeys(info.aliases, info.name))
     _, root = signature_params(common.root_flags)

@@ -1,0 +1,146 @@
+"""The command's argument layer (issue 22): argparse from the generated table of commands.
+
+The table must say what the signatures say; parsing argv, printing help and refusing a
+bad flag load no command module (so neither grpc nor protobuf); the console script
+keeps its exit codes and its output whole although it skips the interpreter's teardown;
+one-shot commands run without the cyclic garbage collector, lasting ones with it.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from aiocri._cli import _commands, spec
+from aiocri._cli.parse import _glued
+from aiocri._cli.render import format_table
+from tests.cli_process import cli_env
+from tests.test_cli import FakeProcess, fake_dir, ro_runtime, run_cli  # noqa: F401
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = Path(sys.executable).with_name("aiocri")
+
+
+def test_the_table_is_what_the_signatures_say() -> None:
+    assert spec.main(["--check"]) == 0, "aiocri/_cli/_commands.py is stale: run make cli"
+    assert spec.render_table(spec.build_table()) == spec.TABLE_PATH.read_text()
+
+
+def test_every_command_is_listed_with_its_help() -> None:
+    table = spec.build_table()
+    assert set(table["COMMANDS"]) == set(_commands.COMMANDS)
+    for name, entry in table["COMMANDS"].items():
+        assert entry["summary"], f"{name} has no help"
+        assert entry["panel"] in table["PANELS"], name
+    assert _commands.ALIASES == {"img": "images", "image": "images"}
+
+
+_NO_GRPC = """
+import io, sys
+from aiocri._cli import _commands
+from aiocri._cli.parse import main
+out = io.StringIO()
+codes = {}
+for argv in [["--help"], ["--version"], ["ps", "--bogus"], ["-t", "x"],
+             *([name, "--help"] for name in _commands.COMMANDS)]:
+    sys.stdout, sys.stderr = out, out
+    try:
+        main(argv)
+    except SystemExit as exc:
+        codes[" ".join(argv)] = exc.code
+    finally:
+        sys.stdout, sys.stderr = sys.__stdout__, sys.__stderr__
+heavy = sorted(m for m in sys.modules
+               if m.split(".")[0] in ("grpc", "google", "yaml", "rich", "anyio")
+               or m.startswith("aiocri._cli.cmd_"))
+print(repr(heavy))
+print(repr(codes))
+"""
+
+
+def test_help_and_bad_flags_load_no_command_and_no_grpc() -> None:
+    done = subprocess.run([sys.executable, "-c", _NO_GRPC], capture_output=True, text=True,
+                          env=cli_env(), cwd=ROOT, timeout=60, check=True)
+    heavy_line, codes_line = done.stdout.strip().splitlines()[-2:]
+    assert heavy_line == "[]", heavy_line
+    codes = eval(codes_line)  # a dict literal printed by the child
+    assert codes.pop("ps --bogus") == 2
+    assert codes.pop("-t x") == 0  # the root's help: no command given
+    assert set(codes.values()) == {0}, codes
+
+
+@pytest.mark.parametrize(("argv", "params", "interspersed", "expected"), [
+    (["-t", "-5s", "ps"], "ROOT", False, ["-t=-5s", "ps"]),
+    (["-r", "unix:///x", "exec", "-t", "y"], "ROOT", False, ["-r=unix:///x", "exec", "-t", "y"]),
+    (["ID", "sh", "-c", "x"], "exec", False, ["ID", "sh", "-c", "x"]),
+    (["--tail", "-5", "ID"], "logs", True, ["--tail=-5", "ID"]),
+    (["--", "--tail", "1"], "logs", True, ["--", "--tail", "1"]),
+])
+def test_option_values_may_start_with_a_dash(argv: list[str], params: str, interspersed: bool,
+                                             expected: list[str]) -> None:
+    table = _commands.ROOT if params == "ROOT" else _commands.COMMANDS[params]["params"]
+    assert _glued(argv, table, interspersed) == expected
+
+
+def test_tables_are_tabwriter_columns() -> None:
+    text = format_table(["A", "LONGER"], [["xyz", "1"], ["", "22"]])
+    assert text == "A     LONGER\nxyz   1\n      22\n"
+    assert format_table(["A", "B"], []) == "A   B\n"
+
+
+def test_a_command_after_help_and_version_forms() -> None:
+    assert run_cli("--version").stdout.strip().startswith("aiocri version ")
+    assert "ps " in run_cli().stdout and run_cli().code == 0  # bare: the help
+    listed = run_cli("--help").stdout
+    for name in _commands.COMMANDS:
+        assert f"  {name} " in listed, name
+    assert run_cli("img", "--help").stdout.startswith("usage: aiocri images")
+    unknown = run_cli("pss")
+    assert unknown.code == 2 and "no command 'pss'" in unknown.stderr
+
+
+def test_one_shot_commands_run_without_the_cycle_collector(ro_runtime: FakeProcess  # noqa: F811
+                                                          ) -> None:
+    ep = ("-r", ro_runtime.endpoint)
+    gc.disable()  # as the console script starts
+    try:
+        assert run_cli(*ep, "ps", "-q").code == 0
+        assert not gc.isenabled()  # one-shot: left off until the process ends
+        assert run_cli(*ep, "stats", "-s", "0").code == 0
+        assert gc.isenabled()  # lasting: turned back on before it runs
+    finally:
+        gc.unfreeze()
+        gc.enable()
+
+
+@pytest.mark.skipif(not SCRIPT.exists(), reason="the console script is not installed")
+def test_the_script_keeps_its_output_and_exit_codes(ro_runtime: FakeProcess  # noqa: F811
+                                                    ) -> None:
+    """The script ends with os._exit (no teardown): what it printed is all there, piped,
+    and its exit code is the command's."""
+    ep = ["-r", ro_runtime.endpoint]
+
+    def script(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([str(SCRIPT), *args], capture_output=True, text=True,
+                              env=cli_env(), timeout=60, check=False)
+
+    listed = script(*ep, "ps", "-a", "-o", "json")
+    expected = run_cli(*ep, "ps", "-a", "-o", "json").stdout
+    assert listed.returncode == 0 and len(expected) > 1000
+    assert json.loads(listed.stdout) == json.loads(expected)  # all of it (maps in any order)
+    missing = script(*ep, "inspect", "f" * 64)
+    assert missing.returncode == 1 and missing.stderr.count("\n") == 1
+    assert script(*ep, "ps", "--bogus").returncode == 2
+    assert script("--version").returncode == 0
+    # a reader that goes away: no traceback, no hang
+    with subprocess.Popen([str(SCRIPT), "--help"], stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, env=cli_env()) as proc:
+        assert proc.stdout is not None and proc.stderr is not None
+        proc.stdout.close()
+        assert proc.wait(timeout=60) in (0, 1)
+        assert b"Traceback" not in proc.stderr.read()
