@@ -78,7 +78,7 @@ async def _once(argv: list[str], env: dict[str, str] | None = None
     started = time.perf_counter()
     proc = await asyncio.create_subprocess_exec(
         *argv, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
-        env=env or _ENV)
+        env=env or _ENV, cwd=(env or {}).get("PYTHONPATH"))  # -m puts the cwd first
     _, err = await proc.communicate()
     wall = time.perf_counter() - started
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -98,6 +98,8 @@ async def run(runs: int = 7, containers: int = 10, baseline: str | None = None
         if baseline is not None:
             old_env = {**_ENV, "PYTHONPATH": baseline}
             for name, (argv, _) in commands.items():
+                if name == "aiocri --version":  # new in issue 22
+                    continue
                 everything[f"{name} [baseline]"] = [sys.executable, "-m", "aiocri", *argv[1:]]
                 envs[f"{name} [baseline]"] = old_env
         walls: dict[str, list[float]] = {k: [] for k in everything}

@@ -15,7 +15,6 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Annotated, Any
 
 import anyio
-from google.protobuf import json_format
 
 import aiocri
 from aiocri import api
@@ -183,6 +182,8 @@ def info_cmd(
     tmpl = output_template(output, template)
 
     async def body(client: CRIClient) -> None:
+        from google.protobuf import json_format  # (not for the table commands)
+
         r = await client.runtime.status(api.StatusRequest(verbose=not quiet))
         data: dict[str, Any] = {"status": message_dict(r.status)}
         if r.runtime_handlers:  # crictl marshals these with Go's encoding/json

@@ -18,7 +18,6 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TextIO
 
 from aiocri import api
-from aiocri.convert import merge_dict, to_dict
 
 if TYPE_CHECKING:
     from google.protobuf.message import Message
@@ -54,6 +53,8 @@ class OutputFormat(enum.StrEnum):
 
 def message_dict(message: Message) -> dict[str, Any]:
     """``message`` as crictl's JSON would show it."""
+    from aiocri.convert import to_dict  # protobuf's json_format: not for tables
+
     return to_dict(message)
 
 
@@ -62,6 +63,8 @@ def parse_message(data: Any, message: Message, *, source: str) -> None:
 
     Raises ValueError with one line naming ``source`` and the bad field.
     """
+    from aiocri.convert import merge_dict
+
     merge_dict(data, message, source=source)
 
 
