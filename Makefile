@@ -23,6 +23,7 @@ cli: setup
 lint: setup
 	$(PY) -m ruff check aiocri tests benchmarks examples docs/_ext
 	$(PY) -m mypy --strict aiocri examples/node_agent/agent.py docs/_ext
+	$(PY) -m aiocri._cli.spec --check
 
 # The API reference from the docstrings, built strictly (a warning fails it).
 docs: setup

@@ -51,9 +51,11 @@ def main() -> None:
 
 
 def _exit_at_once() -> None:
-    try:
-        sys.stdout.flush()
-        sys.stderr.flush()
-    except (BrokenPipeError, ValueError):  # a reader that went away, or a closed stream
-        os._exit(_exit_code[0] or 1)
-    os._exit(_exit_code[0])
+    code = _exit_code[0]
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            if stream is not None:
+                stream.flush()
+        except Exception:  # a reader that went away, a closed stream: nothing to tell it
+            code = code or 1
+    os._exit(code)

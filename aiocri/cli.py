@@ -35,6 +35,9 @@ def main(argv: Sequence[str] | None = None) -> None:
             "install it with: pip install 'aiocri[cli]'\n"
         )
         raise SystemExit(1)
+    for name in ("stdout", "stderr"):  # started with the descriptor closed (`>&-`)
+        if getattr(sys, name) is None:
+            setattr(sys, name, open(os.devnull, "w"))  # noqa: SIM115 (lives as long as sys)
     from aiocri._cli.parse import main as run
 
     try:

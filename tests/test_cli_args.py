@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from aiocri._cli import _commands, spec
-from aiocri._cli.parse import _glued
+from aiocri._cli.parse import _arranged
 from aiocri._cli.render import format_table
 from tests.cli_process import cli_env
 from tests.test_cli import FakeProcess, fake_dir, ro_runtime, run_cli  # noqa: F401
@@ -70,21 +70,28 @@ def test_help_and_bad_flags_load_no_command_and_no_grpc() -> None:
     assert heavy_line == "[]", heavy_line
     codes = eval(codes_line)  # a dict literal printed by the child
     assert codes.pop("ps --bogus") == 2
-    assert codes.pop("-t x") == 0  # the root's help: no command given
+    assert codes.pop("-t x") == 2  # global flags without a command
     assert set(codes.values()) == {0}, codes
 
 
 @pytest.mark.parametrize(("argv", "params", "interspersed", "expected"), [
-    (["-t", "-5s", "ps"], "ROOT", False, ["-t=-5s", "ps"]),
-    (["-r", "unix:///x", "exec", "-t", "y"], "ROOT", False, ["-r=unix:///x", "exec", "-t", "y"]),
-    (["ID", "sh", "-c", "x"], "exec", False, ["ID", "sh", "-c", "x"]),
-    (["--tail", "-5", "ID"], "logs", True, ["--tail=-5", "ID"]),
+    (["-t", "-5s", "ps"], "ROOT", False, ["-t=-5s", "--", "ps"]),
+    (["-r", "unix:///x", "exec", "-t", "y"], "ROOT", False,
+     ["-r=unix:///x", "--", "exec", "-t", "y"]),
+    (["ID", "sh", "-c", "x"], "exec", False, ["--", "ID", "sh", "-c", "x"]),
+    (["-it", "ID", "--", "sh"], "exec", False, ["-it", "--", "ID", "--", "sh"]),
+    (["--tail", "-5", "ID"], "logs", True, ["--tail=-5", "--", "ID"]),
     (["--", "--tail", "1"], "logs", True, ["--", "--tail", "1"]),
+    (["a", "-f", "b"], "rm", True, ["-f", "--", "a", "b"]),
+    (["-f", "--", "-af"], "rm", True, ["-f", "--", "-af"]),
+    (["-qn", "-1"], "ps", True, ["-qn-1"]),
+    (["-a", "-o", "json"], "ps", True, ["-a", "-o=json"]),
 ])
-def test_option_values_may_start_with_a_dash(argv: list[str], params: str, interspersed: bool,
-                                             expected: list[str]) -> None:
+def test_options_first_then_the_arguments(argv: list[str], params: str, interspersed: bool,
+                                          expected: list[str]) -> None:
+    """Values may start with a dash; after ``--`` (or a foreign command) all is argument."""
     table = _commands.ROOT if params == "ROOT" else _commands.COMMANDS[params]["params"]
-    assert _glued(argv, table, interspersed) == expected
+    assert _arranged(argv, table, interspersed)[0] == expected
 
 
 def test_tables_are_tabwriter_columns() -> None:
@@ -144,3 +151,55 @@ def test_the_script_keeps_its_output_and_exit_codes(ro_runtime: FakeProcess  # n
         proc.stdout.close()
         assert proc.wait(timeout=60) in (0, 1)
         assert b"Traceback" not in proc.stderr.read()
+
+
+def test_what_follows_double_dash_is_never_a_flag(ro_runtime: FakeProcess  # noqa: F811
+                                                  ) -> None:
+    """``rm -- -af`` names a container called -af; it must not remove them all."""
+    ep = ("-r", ro_runtime.endpoint)
+    before = run_cli(*ep, "ps", "-aq").stdout.split()
+    assert before
+    refused = run_cli(*ep, "rm", "--", "-af")
+    assert refused.code == 1 and "'-af'" in refused.stderr
+    assert run_cli(*ep, "ps", "-aq").stdout.split() == before
+    extra = run_cli(*ep, "ps", "--", "-a")
+    assert extra.code == 2 and "unexpected extra argument '-a'" in extra.stderr
+
+
+@pytest.mark.parametrize(("argv", "code", "needle"), [
+    (("-D",), 2, "missing a command"),
+    (("--",), 2, "missing a command"),
+    (("-r", "ps"), 2, "missing a command"),
+    (("ps", "-qx"), 2, "unknown flag -x"),
+    (("ps", "-n", "\uff15"), 2, "takes a whole number"),  # a full-width digit five
+])
+def test_usage_errors_in_the_commands_words(argv: tuple[str, ...], code: int,
+                                           needle: str) -> None:
+    argv = tuple(a.encode().decode("unicode_escape") for a in argv)
+    result = run_cli(*argv)
+    assert result.code == code, result
+    assert needle in result.stderr and result.stderr.count("\n") == 1, result.stderr
+
+
+def test_help_shows_defaults_and_plain_usage_lines() -> None:
+    assert "[default: 0]" in run_cli("stop", "-h").stdout  # 0: kill at once
+    assert run_cli("inspect", "-h").stdout.startswith("usage: aiocri inspect [OPTIONS] "
+                                                      "CONTAINER...\n")
+    assert run_cli("exec", "-h").stdout.startswith("usage: aiocri exec [OPTIONS] CONTAINER "
+                                                   "-- CMD...\n")
+    assert "[ID...]" in run_cli("rm", "-h").stdout.splitlines()[0]
+
+
+@pytest.mark.parametrize("columns", ["1", "2", "30"])
+def test_help_on_a_narrow_terminal(columns: str) -> None:
+    done = subprocess.run([sys.executable, "-m", "aiocri.cli", "-h"], capture_output=True,
+                          text=True, env=cli_env(COLUMNS=columns), timeout=60, check=False)
+    assert done.returncode == 0 and "Traceback" not in done.stderr
+    assert "ps" in done.stdout
+
+
+@pytest.mark.skipif(not SCRIPT.exists(), reason="the console script is not installed")
+def test_a_closed_stdout_is_not_an_error() -> None:
+    done = subprocess.run(f"'{SCRIPT}' -h >&-", shell=True, capture_output=True, text=True,
+                          env=cli_env(), timeout=60, check=False)
+    assert done.returncode == 0 and done.stderr == ""

@@ -39,8 +39,10 @@ class UsageError(Exception):
 
 
 class _Parser(argparse.ArgumentParser):
+    arguments: list[str] = []  # what the command line gives as arguments
+
     def error(self, message: str) -> NoReturn:
-        raise UsageError(_reworded(message), self.prog)
+        raise UsageError(_reworded(message, self.arguments), self.prog)
 
 
 class _Formatter(argparse.HelpFormatter):
@@ -49,7 +51,7 @@ class _Formatter(argparse.HelpFormatter):
     def __init__(self, prog: str) -> None:
         # argparse makes a formatter per flag added, each asking the terminal's size
         if not _WIDTH:
-            _WIDTH.append(_columns() - 2)
+            _WIDTH.append(max(_columns() - 2, 40))
         super().__init__(prog, max_help_position=30, width=_WIDTH[0])
 
     def _format_action_invocation(self, action: argparse.Action) -> str:
@@ -74,13 +76,16 @@ def _columns() -> int:
         return 80
 
 
-def _reworded(message: str) -> str:
+def _reworded(message: str, arguments: Sequence[str] = ()) -> str:
     """argparse's messages in the command's words."""
     head, _, rest = message.partition(": ")
     if head == "unrecognized arguments":
-        token = rest.split()[0]
-        return (f"unknown flag {token}" if token.startswith("-")
+        token = next((t for t in rest.split() if t != "--"), "--")
+        return (f"unknown flag {token}" if token.startswith("-") and token not in arguments
                 else f"unexpected extra argument {token!r}")
+    if head.startswith("argument ") and rest.startswith("ignored explicit argument "):
+        extra = rest[len("ignored explicit argument "):].strip("'")
+        return f"unknown flag -{extra[:1]}"
     if head == "the following arguments are required":
         return f"missing {rest}"
     if head.startswith("argument ") and rest == "expected one argument":
@@ -107,7 +112,8 @@ def _metavar(param: dict[str, Any]) -> str:
 def _help(param: dict[str, Any]) -> str:
     text = str(param["help"]).replace("%", "%%")
     default = param["default"]
-    if param["show_default"] and default not in (None, False, "", []):
+    if param["show_default"] and not (default is None or default is False
+                                      or default == "" or default == []):
         text = f"{text} [default: {default}]".strip()
     return text
 
@@ -130,12 +136,13 @@ def _add(parser: argparse.ArgumentParser, param: dict[str, Any], last: bool,
                 else argparse.REMAINDER
         else:
             nargs = None if param["required"] else "?"
-        parser.add_argument(dest, nargs=nargs, default=None, metavar=_metavar(param),
-                            help=help_text)
+        parser.add_argument(dest, nargs=nargs, default=None,
+                            metavar=_metavar(param).removesuffix("..."), help=help_text)
 
 
 def _parser(prog: str, description: str, params: Sequence[dict[str, Any]],
             interspersed: bool = True, **extra: Any) -> _Parser:
+    extra.setdefault("usage", _usage(prog, params, interspersed))
     parser = _Parser(prog=prog, description=description, add_help=False, allow_abbrev=False,
                      formatter_class=_Formatter, **extra)
     arguments = [p for p in params if p["kind"] == "argument"]
@@ -145,37 +152,66 @@ def _parser(prog: str, description: str, params: Sequence[dict[str, Any]],
     return parser
 
 
-def _glued(args: Sequence[str], params: Sequence[dict[str, Any]], interspersed: bool
-           ) -> list[str]:
-    """``args`` with each option's value joined to it (``-t=-5s``), so that argparse takes a
-    value that starts with ``-`` as the value, as crictl does. Stops at ``--``, and at the
-    first argument when the arguments after it are not for us (``exec ID cmd -t``)."""
+def _arranged(args: Sequence[str], params: Sequence[dict[str, Any]], interspersed: bool
+              ) -> tuple[list[str], bool]:
+    """``args`` as argparse reads them right: the options first, each with its value
+    joined (``-t=-5s``, ``-qn2``: a value may start with ``-``, as in crictl), then ``--``,
+    then the arguments. What follows the user's ``--`` is an argument whatever it looks
+    like (``rm -- -af`` names a container); so is everything after the first argument
+    of a command whose arguments are not ours (``exec ID sh -c x``). Also: whether
+    ``-h``/``--help`` is among the options."""
     takes_value = {d for p in params if p["kind"] == "option" for d in p["decls"]}
-    out = list(args)
+    short_flags = {d for p in params if p["kind"] == "flag" for d in p["decls"]
+                   if not d.startswith("--")}
+    options: list[str] = []
+    arguments: list[str] = []
+    tokens = list(args)
     n = 0
-    while n < len(out):
-        token = out[n]
-        if token == "--":
-            break
-        if token in takes_value and n + 1 < len(out):
-            out[n:n + 2] = [f"{token}={out[n + 1]}"]
-        elif not token.startswith("-") and not interspersed:
-            break
+    while n < len(tokens):
+        token = tokens[n]
         n += 1
-    return out
+        if token == "--":
+            arguments += tokens[n:]
+            break
+        if token == "-" or not token.startswith("-"):
+            arguments.append(token)
+            if not interspersed:
+                arguments += tokens[n:]
+                break
+            continue
+        if token in takes_value and n < len(tokens):
+            token, n = f"{token}={tokens[n]}", n + 1
+        elif not token.startswith("--") and n < len(tokens):
+            # a cluster of short flags ending in one that takes a value: -qn 2
+            flags = [f"-{c}" for c in token[1:]]
+            if flags[-1] in takes_value and all(f in short_flags for f in flags[:-1]):
+                token, n = token + tokens[n], n + 1
+        options.append(token)
+    asks_help = any(t in ("-h", "--help") for t in options)
+    return ([*options, "--", *arguments] if arguments else options), asks_help
 
 
-def _asks_help(args: Sequence[str], interspersed: bool) -> bool:
-    for token in args:
-        if token in ("-h", "--help"):
-            return True
-        if token == "--" or (not interspersed and not token.startswith("-")):
-            return False
-    return False
+def _usage(prog: str, params: Sequence[dict[str, Any]], interspersed: bool) -> str:
+    """``aiocri rm [OPTIONS] [ID...]``: the arguments in full, the options in the list."""
+    parts = [prog, "[OPTIONS]"]
+    arguments = [p for p in params if p["kind"] == "argument"]
+    for param in arguments:
+        name = _metavar(param).removesuffix("...")
+        if param["many"] and not interspersed and param is arguments[-1]:
+            name = f"{name}..."
+        elif param["many"]:
+            name = f"{name}..." if param["required"] else f"[{name}...]"
+        elif not param["required"]:
+            name = f"[{name}]"
+        parts.append(name)
+    return " ".join(parts)
 
 
 def _convert(param: dict[str, Any], text: str) -> Any:
     kind = param["type"]
+    if kind in ("int", "float") and not text.isascii():  # int() takes other scripts' digits
+        what = "a whole number" if kind == "int" else "a number"
+        raise UsageError(f"{_names(param)} takes {what}, not {text!r}")
     try:
         if kind == "int":
             return int(text)
@@ -249,15 +285,18 @@ def main(argv: Sequence[str]) -> None:
     root.add_argument("rest", nargs=argparse.REMAINDER)
     prog = PROG
     try:
-        ns = root.parse_args(_glued(argv, table.ROOT, interspersed=False))
+        arranged, asks_help = _arranged(argv, table.ROOT, interspersed=False)
+        ns = root.parse_args(arranged)
         if ns.version:
             from aiocri import __version__
 
             sys.stdout.write(f"{PROG} version {__version__}\n")
             raise SystemExit(0)
-        if ns.help or ns.command is None:
+        if ns.help or not argv:
             sys.stdout.write(_root_help(root))
             raise SystemExit(0)
+        if ns.command is None:
+            raise UsageError("missing a command (ps, pods, exec, ...)")
         flags = _values(table.ROOT, ns)
         name = table.ALIASES.get(ns.command, ns.command)
         entry = table.COMMANDS.get(name)
@@ -266,17 +305,12 @@ def main(argv: Sequence[str]) -> None:
                              f"{', '.join(table.COMMANDS)}")
         prog = f"{PROG} {name}"
         parser = _parser(prog, entry["help"], entry["params"], entry["interspersed"])
-        parse = parser.parse_args if not entry["interspersed"] else \
-            parser.parse_intermixed_args
-        rest = _glued(ns.rest, entry["params"], entry["interspersed"])
-        if _asks_help(rest, entry["interspersed"]):  # even with a required flag missing
+        arranged, asks_help = _arranged(ns.rest, entry["params"], entry["interspersed"])
+        if asks_help:  # even with a required flag missing
             sys.stdout.write(parser.format_help())
             raise SystemExit(0)
-        args = parse(rest)
-        if args.help:
-            sys.stdout.write(parser.format_help())
-            raise SystemExit(0)
-        values = _values(entry["params"], args)
+        parser.arguments = arranged[arranged.index("--") + 1:] if "--" in arranged else []
+        values = _values(entry["params"], parser.parse_args(arranged))
     except UsageError as exc:
         _fail(exc, prog)
     _run(name, entry, flags, values)

@@ -77,6 +77,9 @@ def _param(name: str, hint: Any, parameter: inspect.Parameter) -> dict[str, Any]
         entry["choices"] = choices
         entry["enum"] = enum_path
     if isinstance(marker, Option):
+        if value == "bool" and default is not False:
+            raise TypeError(f"flag {name!r} must default to False: a flag can only turn "
+                            "something on")
         entry["kind"] = "flag" if value == "bool" else "option"
         entry["decls"] = list(marker.decls) or [f"--{name.rstrip('_').replace('_', '-')}"]
         entry["case_sensitive"] = marker.case_sensitive
