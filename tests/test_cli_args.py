@@ -203,3 +203,29 @@ def test_a_closed_stdout_is_not_an_error() -> None:
     done = subprocess.run(f"'{SCRIPT}' -h >&-", shell=True, capture_output=True, text=True,
                           env=cli_env(), timeout=60, check=False)
     assert done.returncode == 0 and done.stderr == ""
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(("args", "sent"), [
+    (("version",), {"Version": 1}),
+    (("ps", "-a"), {"Version": 1, "ListContainers": 1}),
+    (("pods",), {"Version": 1, "ListPodSandbox": 1}),
+    (("inspect", "CID"), {"Version": 1, "ContainerStatus": 1}),  # a whole id: no list
+    (("ps", "--bogus"), {}),  # refused before connecting
+])
+async def test_each_command_sends_only_what_it_needs(args: tuple[str, ...],
+                                                     sent: dict[str, int]) -> None:
+    """The RPCs a command sends, counted by the runtime: one Version (the connect's
+    check, also what ``version`` prints), then the command's own call."""
+    from collections import Counter
+
+    from aiocri.testing import FakeRuntime
+    from tests.cli_process import aiocri
+
+    async with FakeRuntime() as rt:
+        made = rt.populate(pods=1, containers_per_pod=2)
+        args = tuple(made.container_ids[0] if a == "CID" else a for a in args)
+        before = Counter(rt.calls)
+        code, _, err = await aiocri(rt.endpoint, *args)
+        assert code == (2 if "--bogus" in args else 0), err
+        assert dict(Counter(rt.calls) - before) == sent
