@@ -13,8 +13,9 @@ import importlib.util
 import os
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
-__all__ = ["CLI_DEPENDENCIES", "main", "missing_dependencies"]
+__all__ = ["CLI_DEPENDENCIES", "main", "missing_dependencies", "reader_gone"]
 
 #: Module name -> distribution name of what the command needs beyond aiocri itself.
 CLI_DEPENDENCIES = {"rich": "rich", "yaml": "PyYAML"}
@@ -42,10 +43,15 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     try:
         run(list(sys.argv[1:] if argv is None else argv))
-    except BrokenPipeError:  # `aiocri --help | head -1`: the reader is gone, not an error
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())  # so that the exit's flush does not fail again
-        raise SystemExit(1) from None
+    except BrokenPipeError:
+        reader_gone()
+
+
+def reader_gone() -> NoReturn:
+    """Exit 1, quietly: stdout's reader went away (`aiocri ps | head -1`), not an error."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())  # so that the exit's flush does not fail again
+    raise SystemExit(1) from None
 
 
 if __name__ == "__main__":

@@ -71,14 +71,14 @@ _ENV = {**{k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"
         "CRI_CONFIG_FILE": os.devnull}
 
 
-async def _once(argv: list[str], env: dict[str, str] | None = None
+async def _once(argv: list[str], env: dict[str, str] | None = None, cwd: str | None = None
                 ) -> tuple[float, float, int]:
     """Wall seconds, CPU seconds of the child, exit code."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     proc = await asyncio.create_subprocess_exec(
         *argv, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
-        env=env or _ENV, cwd=(env or {}).get("PYTHONPATH"))  # -m puts the cwd first
+        env=env or _ENV, cwd=cwd)
     _, err = await proc.communicate()
     wall = time.perf_counter() - started
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -96,7 +96,8 @@ async def run(runs: int = 7, containers: int = 10, baseline: str | None = None
         everything: dict[str, list[str]] = {**FLOORS, **{k: v[0] for k, v in commands.items()}}
         envs: dict[str, dict[str, str]] = {}
         if baseline is not None:
-            old_env = {**_ENV, "PYTHONPATH": baseline}
+            old_env = {**_ENV, "PYTHONPATH": baseline}  # and run from there: -m puts the
+            # current folder first on the path
             for name, (argv, _) in commands.items():
                 if name == "aiocri --version":  # new in issue 22
                     continue
@@ -106,14 +107,15 @@ async def run(runs: int = 7, containers: int = 10, baseline: str | None = None
         cpus: dict[str, list[float]] = {k: [] for k in everything}
         rpcs: dict[str, Counter[str]] = {}
         for name, argv in everything.items():  # one warm-up each (page cache, .pyc)
-            await _once(argv, envs.get(name))
+            await _once(argv, envs.get(name), baseline if name in envs else None)
         for n in range(runs):
             order = list(everything.items())
             if n % 2:
                 order.reverse()
             for name, argv in order:
                 calls = Counter(rt.calls)
-                wall, cpu, _ = await _once(argv, envs.get(name))
+                wall, cpu, _ = await _once(argv, envs.get(name),
+                                           baseline if name in envs else None)
                 walls[name].append(wall)
                 cpus[name].append(cpu)
                 rpcs[name] = Counter(rt.calls) - calls

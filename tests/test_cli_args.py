@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from aiocri._cli import _commands, spec
-from aiocri._cli.parse import _arranged
+from aiocri._cli.parse import _argv, _arranged
 from aiocri._cli.render import format_table
 from tests.cli_process import cli_env
 from tests.test_cli import FakeProcess, fake_dir, ro_runtime, run_cli  # noqa: F401
@@ -91,7 +91,7 @@ def test_options_first_then_the_arguments(argv: list[str], params: str, interspe
                                           expected: list[str]) -> None:
     """Values may start with a dash; after ``--`` (or a foreign command) all is argument."""
     table = _commands.ROOT if params == "ROOT" else _commands.COMMANDS[params]["params"]
-    assert _arranged(argv, table, interspersed)[0] == expected
+    assert _argv(*_arranged(argv, table, interspersed)) == expected
 
 
 def test_tables_are_tabwriter_columns() -> None:

@@ -70,6 +70,15 @@ def test_importing_the_package_imports_no_grpc(module: str) -> None:
     assert out.strip() == "[]"
 
 
+def _env_with_verbosity(chosen: str | None) -> dict[str, str]:
+    """The CLI's environment with GRPC_VERBOSITY as the user chose (None: unset)."""
+    env = cli_env()
+    env.pop("GRPC_VERBOSITY", None)
+    if chosen is not None:
+        env["GRPC_VERBOSITY"] = chosen
+    return env
+
+
 _SPY = """
 import os, runpy, sys
 
@@ -104,10 +113,7 @@ async def test_grpc_loads_with_the_commands_verbosity(runtime: FakeRuntime, how:
     pytest.importorskip("yaml")
     if how == "script" and not SCRIPT.exists():
         pytest.skip("the console script is not installed (pip install -e '.[cli]')")
-    env = cli_env()
-    env.pop("GRPC_VERBOSITY", None)
-    if chosen is not None:
-        env["GRPC_VERBOSITY"] = chosen
+    env = _env_with_verbosity(chosen)
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-c", _SPY, str(SCRIPT) if how == "script" else how, runtime.endpoint,
         env=env, cwd=ROOT,
@@ -129,10 +135,7 @@ async def test_no_grpc_notices_across_a_runtime_restart(runtime: FakeRuntime,
     pytest.importorskip("yaml")
     if not SCRIPT.exists():
         pytest.skip("the console script is not installed (pip install -e '.[cli]')")
-    env = cli_env()
-    env.pop("GRPC_VERBOSITY", None)
-    if chosen is not None:
-        env["GRPC_VERBOSITY"] = chosen
+    env = _env_with_verbosity(chosen)
     proc = await asyncio.create_subprocess_exec(
         str(SCRIPT), "-r", runtime.endpoint, "events", env=env,
         stdout=subprocess.PIPE, stderr=subprocess.PIPE)

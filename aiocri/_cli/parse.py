@@ -39,7 +39,7 @@ class UsageError(Exception):
 
 
 class _Parser(argparse.ArgumentParser):
-    arguments: list[str] = []  # what the command line gives as arguments
+    arguments: Sequence[str] = ()  # what the command line gives as arguments
 
     def error(self, message: str) -> NoReturn:
         raise UsageError(_reworded(message, self.arguments), self.prog)
@@ -141,10 +141,9 @@ def _add(parser: argparse.ArgumentParser, param: dict[str, Any], last: bool,
 
 
 def _parser(prog: str, description: str, params: Sequence[dict[str, Any]],
-            interspersed: bool = True, **extra: Any) -> _Parser:
-    extra.setdefault("usage", _usage(prog, params, interspersed))
+            interspersed: bool = True) -> _Parser:
     parser = _Parser(prog=prog, description=description, add_help=False, allow_abbrev=False,
-                     formatter_class=_Formatter, **extra)
+                     formatter_class=_Formatter, usage=_usage(prog, params, interspersed))
     arguments = [p for p in params if p["kind"] == "argument"]
     for param in params:
         _add(parser, param, bool(arguments) and param is arguments[-1], interspersed)
@@ -153,13 +152,13 @@ def _parser(prog: str, description: str, params: Sequence[dict[str, Any]],
 
 
 def _arranged(args: Sequence[str], params: Sequence[dict[str, Any]], interspersed: bool
-              ) -> tuple[list[str], bool]:
+              ) -> tuple[list[str], list[str]]:
     """``args`` as argparse reads them right: the options first, each with its value
     joined (``-t=-5s``, ``-qn2``: a value may start with ``-``, as in crictl), then ``--``,
     then the arguments. What follows the user's ``--`` is an argument whatever it looks
     like (``rm -- -af`` names a container); so is everything after the first argument
-    of a command whose arguments are not ours (``exec ID sh -c x``). Also: whether
-    ``-h``/``--help`` is among the options."""
+    of a command whose arguments are not ours (``exec ID sh -c x``). Returned apart:
+    (options, arguments); argparse takes ``[*options, "--", *arguments]``."""
     takes_value = {d for p in params if p["kind"] == "option" for d in p["decls"]}
     short_flags = {d for p in params if p["kind"] == "flag" for d in p["decls"]
                    if not d.startswith("--")}
@@ -187,8 +186,11 @@ def _arranged(args: Sequence[str], params: Sequence[dict[str, Any]], intersperse
             if flags[-1] in takes_value and all(f in short_flags for f in flags[:-1]):
                 token, n = token + tokens[n], n + 1
         options.append(token)
-    asks_help = any(t in ("-h", "--help") for t in options)
-    return ([*options, "--", *arguments] if arguments else options), asks_help
+    return options, arguments
+
+
+def _argv(options: list[str], arguments: list[str]) -> list[str]:
+    return [*options, "--", *arguments] if arguments else options
 
 
 def _usage(prog: str, params: Sequence[dict[str, Any]], interspersed: bool) -> str:
@@ -209,10 +211,9 @@ def _usage(prog: str, params: Sequence[dict[str, Any]], interspersed: bool) -> s
 
 def _convert(param: dict[str, Any], text: str) -> Any:
     kind = param["type"]
-    if kind in ("int", "float") and not text.isascii():  # int() takes other scripts' digits
-        what = "a whole number" if kind == "int" else "a number"
-        raise UsageError(f"{_names(param)} takes {what}, not {text!r}")
     try:
+        if kind in ("int", "float") and not text.isascii():  # int() takes other digits
+            raise ValueError(text)
         if kind == "int":
             return int(text)
         if kind == "float":
@@ -285,8 +286,7 @@ def main(argv: Sequence[str]) -> None:
     root.add_argument("rest", nargs=argparse.REMAINDER)
     prog = PROG
     try:
-        arranged, asks_help = _arranged(argv, table.ROOT, interspersed=False)
-        ns = root.parse_args(arranged)
+        ns = root.parse_args(_argv(*_arranged(argv, table.ROOT, interspersed=False)))
         if ns.version:
             from aiocri import __version__
 
@@ -305,12 +305,12 @@ def main(argv: Sequence[str]) -> None:
                              f"{', '.join(table.COMMANDS)}")
         prog = f"{PROG} {name}"
         parser = _parser(prog, entry["help"], entry["params"], entry["interspersed"])
-        arranged, asks_help = _arranged(ns.rest, entry["params"], entry["interspersed"])
-        if asks_help:  # even with a required flag missing
+        options, arguments = _arranged(ns.rest, entry["params"], entry["interspersed"])
+        if "-h" in options or "--help" in options:  # even with a required flag missing
             sys.stdout.write(parser.format_help())
             raise SystemExit(0)
-        parser.arguments = arranged[arranged.index("--") + 1:] if "--" in arranged else []
-        values = _values(entry["params"], parser.parse_args(arranged))
+        parser.arguments = arguments
+        values = _values(entry["params"], parser.parse_args(_argv(options, arguments)))
     except UsageError as exc:
         _fail(exc, prog)
     _run(name, entry, flags, values)

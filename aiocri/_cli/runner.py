@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextvars
 import logging
-import os
 import re
 import sys
 import traceback
@@ -23,6 +22,7 @@ import anyio
 from aiocri import api
 from aiocri._cli.settings import LONGEST_DEADLINE, Settings, SettingsError
 from aiocri.channel import RedialPolicy
+from aiocri.cli import reader_gone
 from aiocri.client import CRIClient, connect
 from aiocri.endpoint import Endpoint, discover, parse_endpoint
 from aiocri.errors import (
@@ -152,10 +152,8 @@ def fail(
     if isinstance(exc, KeyboardInterrupt):
         sys.stderr.write("aiocri: interrupted\n")
         raise SystemExit(EXIT_INTERRUPTED)
-    if isinstance(exc, BrokenPipeError):  # e.g. `aiocri ps | head -1`: not an error
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())  # so that the exit's flush does not fail again
-        raise SystemExit(1)
+    if isinstance(exc, BrokenPipeError):
+        reader_gone()
     raise SystemExit(report(action, exc, debug=debug, endpoint=endpoint))
 
 
