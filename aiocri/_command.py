@@ -26,7 +26,7 @@ import gc
 import os
 import sys
 
-_exit_code = [0]
+_exit_code = [1]  # what a failure before the command's own verdict exits with
 
 
 def main() -> None:
@@ -34,10 +34,11 @@ def main() -> None:
     os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
     gc.disable()
     atexit.register(_exit_at_once)  # registered first, so it runs last
-    from aiocri.cli import main as run
-
     try:
+        from aiocri.cli import main as run
+
         run()
+        _exit_code[0] = 0
     except SystemExit as exc:
         code = exc.code
         _exit_code[0] = code if isinstance(code, int) else (0 if code is None else 1)

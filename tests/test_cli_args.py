@@ -229,3 +229,25 @@ async def test_each_command_sends_only_what_it_needs(args: tuple[str, ...],
         code, _, err = await aiocri(rt.endpoint, *args)
         assert code == (2 if "--bogus" in args else 0), err
         assert dict(Counter(rt.calls) - before) == sent
+
+
+_BROKEN_INSTALL = """
+import sys
+
+class Broken:
+    def find_spec(self, name, path=None, target=None):
+        if name == "aiocri.cli":
+            raise ImportError("a half-upgraded install")
+        return None
+
+sys.meta_path.insert(0, Broken())
+from aiocri._command import main
+sys.exit(main())
+"""
+
+
+def test_a_crash_before_the_command_runs_is_not_a_success() -> None:
+    """The exit handler that skips the teardown must not turn a crash into exit 0."""
+    done = subprocess.run([sys.executable, "-c", _BROKEN_INSTALL], capture_output=True,
+                          text=True, env=cli_env(), cwd=ROOT, timeout=60, check=False)
+    assert done.returncode == 1 and "half-upgraded" in done.stderr

@@ -48,3 +48,19 @@ def test_the_testing_example_is_the_one_the_suite_runs() -> None:
         start = example.index(function)
         body = example[start:].split("\n\n\n")[0]
         assert body in suite, function
+
+
+def test_the_library_logs_nothing_on_its_own() -> None:
+    """A program that configures no logging sees none of aiocri's warnings on stderr (a
+    NullHandler on "aiocri", installed by the first module that logs, not by ``import
+    aiocri``, which loads no logging)."""
+    import subprocess
+    import sys
+
+    code = ("import sys, aiocri; assert 'logging' not in sys.modules\n"
+            "from aiocri.channel import log\n"
+            "log.warning('should stay quiet')\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == ""
