@@ -16,6 +16,7 @@ import argparse
 import asyncio
 import gc
 import os
+import shutil
 import sys
 import time
 from typing import Any
@@ -76,11 +77,15 @@ async def _cycles(rt: FakeRuntimeProcess, n: int) -> dict[str, Any]:
 
 
 async def run(restarts: int, cycles: int) -> dict[str, Any]:
-    sock = os.path.join(short_tmpdir("aiocri-soak-"), "rt.sock")
-    async with FakeRuntimeProcess(sock, pods=5, containers_per_pod=4) as rt:
-        started = time.monotonic()
-        first = await _restarts(rt, restarts)
-        second = await _cycles(rt, cycles)
+    folder = short_tmpdir("aiocri-soak-")
+    try:
+        async with FakeRuntimeProcess(os.path.join(folder, "rt.sock"), pods=5,
+                                      containers_per_pod=4) as rt:
+            started = time.monotonic()
+            first = await _restarts(rt, restarts)
+            second = await _cycles(rt, cycles)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
     return {"restarts": restarts, "cycles": cycles, "seconds": time.monotonic() - started,
             "restart_phase": first, "cycle_phase": second}
 
