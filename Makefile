@@ -25,9 +25,11 @@ lint: setup
 	$(PY) -m mypy --strict aiocri examples/node_agent/agent.py docs/_ext
 	$(PY) -m aiocri._cli.spec --check
 
-# The API reference from the docstrings, built strictly (a warning fails it).
+# The API reference from the docstrings, built strictly (a warning fails it), then checked
+# against every public name (tests/test_docs.py on the built site: a name without an entry fails).
 docs: setup
 	$(PY) -m mkdocs build --strict --site-dir site
+	AIOCRI_SITE_DIR=site $(PY) -m pytest -q -p no:cacheprovider tests/test_docs.py
 
 # The containerd tests need Debian packages: installed here when run as root.
 system-deps:
