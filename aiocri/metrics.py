@@ -116,6 +116,9 @@ class PrometheusMetrics(Instrumentation):
         self.stream_errors = Counter(
             "aiocri_pleg_events_connection_error", "Times GetContainerEvents failed or was "
             "refused.", ep, registry=r)
+        self.stream_reopens = Counter(
+            "aiocri_pleg_events_stream_reopens", "Times a poller opened GetContainerEvents "
+            "again after its first open (a broken stream, a new connection).", ep, registry=r)
         st = ["kind", "transport", "endpoint"]
         self.sessions = Counter(
             "aiocri_streaming_sessions", "Streaming sessions opened (exec, attach, "
@@ -270,7 +273,9 @@ class _PollerObserver(PollerObserver):
         self.lag = metrics.event_lag.labels(endpoint)
         self.discards = metrics.discarded.labels(endpoint)
         self.opened = metrics.stream_success.labels(endpoint)
+        self.reopened = metrics.stream_reopens.labels(endpoint)
         self.failed = metrics.stream_errors.labels(endpoint)
+        self.opened_before = False
 
     def relist(self) -> AbstractContextManager[None]:
         return nullcontext()
@@ -282,6 +287,9 @@ class _PollerObserver(PollerObserver):
 
     def stream_opened(self) -> None:
         self.opened.inc()
+        if self.opened_before:
+            self.reopened.inc()
+        self.opened_before = True
 
     def stream_failed(self, error: BaseException) -> None:
         self.failed.inc()

@@ -276,9 +276,13 @@ async def test_poller_events_mode_counts_stream_opens(runtime: FakeRuntime) -> N
                                       mode="events") == 1, "events mode")
             assert value(registry, "aiocri_pleg_events_connection_success_total",
                          endpoint=ep) == 1
+            assert value(registry, "aiocri_pleg_events_stream_reopens_total", endpoint=ep) == 0
             await runtime.restart(down_for=0.1)
             await until(lambda: value(registry, "aiocri_pleg_events_connection_success_total",
                                       endpoint=ep) >= 2, "the stream reopened")
+            opens = value(registry, "aiocri_pleg_events_connection_success_total", endpoint=ep)
+            assert value(registry, "aiocri_pleg_events_stream_reopens_total",
+                         endpoint=ep) == opens - 1
             assert value(registry, "aiocri_pleg_events_connection_error_total",
                          endpoint=ep) >= 1
             # the stream's whole life is no latency: counted, never timed
