@@ -54,9 +54,6 @@ def test_the_library_logs_nothing_on_its_own() -> None:
     """A program that configures no logging sees none of aiocri's warnings on stderr (a
     NullHandler on "aiocri", installed by the first module that logs, not by ``import
     aiocri``, which loads no logging)."""
-    import subprocess
-    import sys
-
     code = ("import sys, aiocri; assert 'logging' not in sys.modules\n"
             "from aiocri.channel import log\n"
             "log.warning('should stay quiet')\n")
@@ -64,3 +61,28 @@ def test_the_library_logs_nothing_on_its_own() -> None:
                           timeout=60, check=False)
     assert done.returncode == 0, done.stderr
     assert done.stderr == ""
+
+
+def test_the_core_loads_no_instrumentation_library() -> None:
+    """Without ``instrumentation=``, a client, a poller and the fake runtime at work load
+    neither prometheus_client nor opentelemetry (the extras stay optional and free)."""
+    code = """
+import sys, anyio, aiocri
+from aiocri.testing import FakeRuntime
+
+async def main():
+    async with FakeRuntime() as rt:
+        rt.populate(1, 1)
+        async with aiocri.connect(rt.endpoint) as client:
+            await client.runtime.list_containers()
+            async with aiocri.Poller(client, period=0.05) as poller:
+                await poller.wait_synced()
+
+anyio.run(main)
+loaded = sorted(m for m in sys.modules
+                if m.split(".")[0] in ("prometheus_client", "opentelemetry"))
+assert not loaded, loaded
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
