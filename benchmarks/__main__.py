@@ -77,9 +77,11 @@ async def _run(args: argparse.Namespace, only: list[str]) -> dict[str, Any]:
                 await section(name, rec)
     else:
         _log("== starting a private containerd and 20 pods x 5 containers")
-        async with ContainerdRuntime(pods=20, containers_per_pod=5) as ctd:
+        async with ContainerdRuntime(pods=20, containers_per_pod=5,
+                                     series=args.containerd) as ctd:
             results["containerd"] = {"create_seconds": round(ctd.create_seconds, 1),
-                                     "pods": ctd.pods, "containers_per_pod": ctd.containers_per_pod}
+                                     "pods": ctd.pods, "containers_per_pod": ctd.containers_per_pod,
+                                     "series": args.containerd}
             for name in only:
                 if name == "throughput":
                     await section(name, lambda: throughput.run(
@@ -221,6 +223,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", default=",".join(ALL),
                         help="comma-separated subset of throughput,recovery,polling,"
                              "instrumentation (the last only when named)")
+    parser.add_argument("--containerd", choices=("1.6", "1.7"), default="1.6",
+                        help="with --runtime containerd: Debian's 1.6.20 or the 1.7 that "
+                             ".ci/system-deps unpacked (recovery's upgrade rounds use both)")
     parser.add_argument("--out", default="benchmarks/results")
     parser.add_argument("--repeats", type=int,
                         help="throughput worker processes per loop (default 2, quick 1)")
@@ -240,6 +245,11 @@ def main(argv: list[str] | None = None) -> int:
         from aiocri.testing.containerd import containerd_available
 
         reason = containerd_available()
+        if not reason and args.containerd == "1.7":
+            from aiocri.testing.containerd import containerd_17
+
+            if containerd_17() is None:
+                reason = "no containerd 1.7 (run `sh .ci/system-deps` as root)"
         if reason:
             print(f"cannot run containerd here: {reason}", file=sys.stderr)
             return 2

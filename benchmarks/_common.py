@@ -449,7 +449,8 @@ class ContainerdRuntime(Runtime):
 
     kind = "containerd"
 
-    def __init__(self, pods: int = 20, containers_per_pod: int = 5) -> None:
+    def __init__(self, pods: int = 20, containers_per_pod: int = 5, series: str = "1.6") -> None:
+        self.series = series  # "1.6": Debian's, on PATH; "1.7": the unpacked one
         self.pods = pods
         self.containers_per_pod = containers_per_pod
         self.ctd: Any = None
@@ -471,9 +472,12 @@ class ContainerdRuntime(Runtime):
         await self.ctd.alaunch()
 
     async def __aenter__(self) -> ContainerdRuntime:
-        from aiocri.testing.containerd import Containerd
+        from aiocri.testing.containerd import Containerd, containerd_17
 
-        self.ctd = await Containerd.astart(log_level="warn")
+        bin_dir = containerd_17() if self.series == "1.7" else None
+        if self.series == "1.7" and bin_dir is None:
+            raise RuntimeError("no containerd 1.7: run `sh .ci/system-deps` as root")
+        self.ctd = await Containerd.astart(log_level="warn", bin_dir=bin_dir)
         self.endpoint = self.ctd.endpoint
         self.socket_path = self.ctd.address
         try:
