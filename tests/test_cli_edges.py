@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from aiocri._cli.settings import SettingsError, parse_duration, resolve_settings
+from aiocri._cli.settings import LONGEST_DEADLINE, SettingsError, parse_duration, resolve_settings
 from aiocri.testing import FakeRuntime
 from tests.cli_process import aiocri, cli_env, run_module
 
@@ -76,6 +76,20 @@ async def test_item_4_timeout_flag_is_checked_and_huge_deadlines_answer(
         code, out, err = await aiocri(rt.endpoint, "-t", huge, "exec", cid, "--", "echo", "hi")
         assert (code, out, err) == (0, b"hi\n", b""), huge
     assert (await aiocri(rt.endpoint, "-t", "0", "version"))[0] == 0  # crictl: the default
+
+
+def test_item_4_the_connect_attempt_stays_bounded_whatever_t_says() -> None:
+    """-t is how long the command waits for the runtime; one attempt's version check is
+    never longer than the dialer's longest (a check that hangs is tried again)."""
+    from aiocri._cli.runner import redial_policy
+    from aiocri._dialer import SLOW_CHECK_CAP
+
+    for huge in (1e10, math.inf):
+        policy = redial_policy(huge)
+        assert policy.attempt_timeout == SLOW_CHECK_CAP
+        assert policy.connect_timeout == LONGEST_DEADLINE
+    policy = redial_policy(5.0)
+    assert (policy.attempt_timeout, policy.connect_timeout) == (5.0, 5.0)
 
 
 def test_durations_and_deadlines() -> None:

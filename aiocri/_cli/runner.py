@@ -243,7 +243,6 @@ def run(
         )
         where.append(str(endpoint))
         _endpoint.set(str(endpoint))
-        bounded = min(settings.timeout, LONGEST_DEADLINE)  # RedialPolicy takes finite times
         while True:
             try:
                 async with connect(
@@ -252,7 +251,7 @@ def run(
                     timeout=settings.deadline(),
                     image_pull_timeout=None,
                     allow_tcp=True,
-                    redial=RedialPolicy(connect_timeout=bounded, attempt_timeout=bounded),
+                    redial=redial_policy(settings.timeout),
                     instrumentation=instrumentation,
                 ) as client:
                     log.debug("connected to %s: CRI %s (%s %s)", endpoint, client.version,
@@ -265,6 +264,17 @@ def run(
                 on_restart_required(exc)
 
     run_coroutine(settings, action, main, interrupt_ok=interrupt_ok, where=where)
+
+
+def redial_policy(timeout: float) -> RedialPolicy:
+    """The command's dialling: start-up waits for the runtime up to ``-t`` (as far as a
+    RedialPolicy holds), and one attempt's version check as long, but never longer than
+    the longest check the dialer itself allows a slow runtime: ``-t 1e10`` means "wait
+    for the runtime", never "one attempt that may hang for ever"."""
+    from aiocri._dialer import SLOW_CHECK_CAP  # loaded by the connect anyway
+
+    return RedialPolicy(connect_timeout=min(timeout, LONGEST_DEADLINE),
+                        attempt_timeout=min(timeout, SLOW_CHECK_CAP))
 
 
 def _parse_given(settings: Settings) -> Endpoint:
