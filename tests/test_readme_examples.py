@@ -278,45 +278,74 @@ def test_readme_testing_example_passes_under_pytest(tmp_path: Path) -> None:
 # -- the streaming examples, run against the fake runtime ------------------------------------
 
 
-def exec_statements(source: str) -> list[ast.AsyncWith]:
-    """The block's top-level ``async with client.exec_stream(...)`` statements that are
-    complete (no ``...`` standing for the reader's own code)."""
-    tree = compile(source, "README", "exec",
-                   flags=ast.PyCF_ONLY_AST | ast.PyCF_ALLOW_TOP_LEVEL_AWAIT)
-    found = []
-    for node in tree.body:
-        if not isinstance(node, ast.AsyncWith):
-            continue
-        call = node.items[0].context_expr
-        named = isinstance(call, ast.Call) and isinstance(call.func, ast.Attribute) \
-            and call.func.attr == "exec_stream"
-        elided = any(isinstance(n, ast.Constant) and n.value is Ellipsis for n in ast.walk(node))
-        if named and not elided:
-            found.append(node)
-    return found
+class _Ports(ast.NodeTransformer):
+    """The README's port numbers (80 in the pod, 8080 on the host) replaced by free ones."""
+
+    def __init__(self, ports: dict[int, int]) -> None:
+        self.ports = ports
+
+    def visit_Constant(self, node: ast.Constant) -> ast.Constant:
+        if type(node.value) is int and node.value in self.ports:
+            return ast.copy_location(ast.Constant(self.ports[node.value]), node)
+        return node
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
 
 
 @pytest.mark.anyio
-async def test_readme_exec_examples_run_on_the_fake_runtime(runtime: FakeRuntime) -> None:
-    """The README's exec examples, as written, on a fake busybox container: `cat; exit 3`
-    echoes what was written and exits 3, `ls /` lists the image's top folders."""
-    statements = exec_statements(block("Streaming: exec, attach, port-forward").source)
-    assert len(statements) == 2
+async def test_readme_streaming_examples_run_on_the_fake_runtime(runtime: FakeRuntime) -> None:
+    """Every statement of the README's streaming block, in order, on a fake busybox
+    container (its pods share the host's network, so the pod's port 80 is a local server
+    here, and the host's 8080 a free port): `cat; exit 3` echoes what was written and
+    exits 3, `ls /` lists the image's top folders, the TTY session resizes, attach reads
+    the main process to its end, port_forward gets the server's reply and forward_port
+    listens."""
+    import asyncio
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.0 200 OK\r\n\r\nfrom the pod")
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    pod_port = server.sockets[0].getsockname()[1]
+    tree = compile(block("Streaming: exec, attach, port-forward").source, "README", "exec",
+                   flags=ast.PyCF_ONLY_AST | ast.PyCF_ALLOW_TOP_LEVEL_AWAIT)
+    assert all(isinstance(node, ast.AsyncWith) for node in tree.body)
+    assert len(tree.body) == 6
+    body = [_Ports({80: pod_port, 8080: _free_port()}).visit(node) for node in tree.body]
     module = ast.Module(body=[ast.AsyncFunctionDef(
         name="examples", args=ast.arguments(
-            posonlyargs=[], args=[ast.arg("client"), ast.arg("cid")], kwonlyargs=[],
-            kw_defaults=[], defaults=[]),
-        body=[*statements, ast.Return(ast.Name("out", ast.Load()))],
+            posonlyargs=[], args=[ast.arg("client"), ast.arg("cid"), ast.arg("pod_id")],
+            kwonlyargs=[], kw_defaults=[], defaults=[]),
+        body=[*body, ast.Return(ast.Tuple([ast.Name("out", ast.Load()),
+                                           ast.Name("reply", ast.Load())], ast.Load()))],
         decorator_list=[], returns=None)], type_ignores=[])
     namespace: dict[str, object] = {}
     exec(compile(ast.fix_missing_locations(module), "README", "exec"), namespace)
-    cid = runtime.state.add_container(runtime.state.add_pod("readme"), "shell")
+    pod_id = runtime.state.add_pod("readme")
+    # the main process: attach reads it until it ends
+    cid = runtime.state.add_container(pod_id, "shell",
+                                      command=["sh", "-c", "sleep 2; echo attached"])
     printed = io.StringIO()
-    async with runtime.connect() as client:
-        with contextlib.redirect_stdout(printed):
-            out = await namespace["examples"](client, cid)  # type: ignore[operator]
+    try:
+        async with runtime.connect() as client:
+            with contextlib.redirect_stdout(printed), anyio.fail_after(30):
+                out, reply = await namespace["examples"](client, cid, pod_id)  # type: ignore[operator]
+    finally:
+        server.close()
     assert printed.getvalue().splitlines() == ["b'hello'", "3"]
     assert out.exit_code == 0 and {b"bin", b"etc", b"tmp"} <= set(out.stdout.split())
+    assert reply == b"HTTP/1.0 200 OK\r\n\r\nfrom the pod"
+    assert runtime.state.containers[cid].state == aiocri.api.CONTAINER_EXITED
 
 
 # -- metrics and traces --------------------------------------------------------------------------
