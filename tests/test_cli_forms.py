@@ -252,15 +252,16 @@ async def test_port_forward_reports_connections_and_refusals(
         line = await asyncio.wait_for(proc.stdout.readline(), 60)
         assert line.startswith(b"Forwarding from 127.0.0.1:"), line
         local = int(line.split(b":")[1].split()[0])
-        reader, writer = await asyncio.open_connection("127.0.0.1", local)
-        writer.write(b"hello")
-        assert await asyncio.wait_for(reader.read(), 60) == b""  # refused in the pod
-        writer.close()
-        handling = await asyncio.wait_for(proc.stdout.readline(), 60)
-        assert handling == f"Handling connection for {local}\n".encode()
-        error = (await asyncio.wait_for(proc.stderr.readline(), 60)).decode()
-        assert error.startswith("aiocri: ") and f"{local} -> {remote}" in error, error
-        assert "refused" in error, error
+        for _ in range(2):  # a line for each connection, and the pod's refusal of each
+            reader, writer = await asyncio.open_connection("127.0.0.1", local)
+            writer.write(b"hello")
+            assert await asyncio.wait_for(reader.read(), 60) == b""  # refused in the pod
+            writer.close()
+            handling = await asyncio.wait_for(proc.stdout.readline(), 60)
+            assert handling == f"Handling connection for {local}\n".encode()
+            error = (await asyncio.wait_for(proc.stderr.readline(), 60)).decode()
+            assert error.startswith("aiocri: ") and f"{local} -> {remote}" in error, error
+            assert "refused" in error, error
         proc.send_signal(signal.SIGINT)
         assert await asyncio.wait_for(proc.wait(), 60) == 0
     finally:
