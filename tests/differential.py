@@ -304,8 +304,9 @@ async def _listed(containerd: Containerd, ref: str) -> bool:
 
 
 class FakeSide(Side):
-    def __init__(self, fake: FakeRuntime, log_root: Path) -> None:
+    def __init__(self, fake: FakeRuntime, log_root: Path, *, sandbox: str = "") -> None:
         self.fake = fake
+        self.sandbox = sandbox  # the image pinned as containerd pins its sandbox_image
         self.name = "fake"
         self.endpoint = fake.endpoint
         self.log_root = log_root
@@ -324,7 +325,7 @@ class FakeSide(Side):
         state = self.fake.state
         for ref, user in images.items():
             if state.find_image(ref) is None:  # what `ctr images import` does
-                state.import_image(imported_image(ref, user))
+                state.import_image(imported_image(ref, user, sandbox=self.sandbox))
 
 
 def imported_image(ref: str, user: str = "", *, sandbox: str = "") -> Image:

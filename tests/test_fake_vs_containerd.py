@@ -34,6 +34,7 @@ import aiocri
 from aiocri._proto.runtime.v1 import api_pb2 as pb
 from aiocri.testing import FakeRuntime, Image
 from aiocri.testing.containerd import BUSYBOX_IMAGE, Containerd, container_config
+from tests.cli_process import run_module
 from tests.containerd_fixture import series
 from tests.differential import (
     HEX64,
@@ -240,7 +241,7 @@ async def fake_runtime(socket_path: str, registry: Registry, version: str
 def sides(containerd: Containerd, fake: FakeRuntime, registry: Registry, tmp_path: Path
           ) -> tuple[Side, Side]:
     real: Side = ContainerdSide(containerd, series(containerd))
-    ours: Side = FakeSide(fake, tmp_path / "pod-logs")
+    ours: Side = FakeSide(fake, tmp_path / "pod-logs", sandbox=BUSYBOX_IMAGE)
     real.registry = ours.registry = registry
     return real, ours
 
@@ -821,6 +822,18 @@ async def scenario_images(side: Side, d: Driver) -> dict[str, Any]:
         seen["after removing the sandbox image"] = await image_status(BUSYBOX_IMAGE)
     finally:
         await side.ensure_images({BUSYBOX_IMAGE: "", **USER_IMAGES})
+
+    # `aiocri rmi --prune`, as a user runs it: the images no container uses go, never a
+    # pinned one (the sandbox image, which 1.7 pins)
+    if d.kind == "aiocri":
+        try:
+            code, _, err = await run_module("aiocri.cli", "-r", side.endpoint, "rmi", "--prune")
+            seen["prune exit"] = [code, err.decode()]
+            left = {t for i in (await d.call("ListImages", pb.ListImagesRequest())).images
+                    for t in i.repo_tags}
+            seen["prune kept"] = sorted(ref for ref in ours if ref in left)
+        finally:
+            await side.ensure_images({BUSYBOX_IMAGE: "", **USER_IMAGES})
 
     # pulls from the local registry
     pulled = f"{side.registry.host}/{PULLABLE}:1"
