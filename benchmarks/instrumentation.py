@@ -352,20 +352,21 @@ def _describe(ref: str | None) -> str:
 
 
 @contextlib.contextmanager
-def _trees(log: Any, today_ref: str | None = None) -> Iterator[dict[str, str]]:
-    """Folders to import aiocri from: ``main`` (MAIN_COMMIT) and ``today`` (a copy of
+def _trees(log: Any, today_ref: str | None = None,
+           main_ref: str = MAIN_COMMIT) -> Iterator[dict[str, str]]:
+    """Folders to import aiocri from: ``main`` (``main_ref``) and ``today`` (a copy of
     this tree's ``aiocri/`` taken now, or of commit ``today_ref``); removed afterwards."""
     top = tempfile.mkdtemp(prefix="aiocri-bench-instr-", dir="/tmp")
     try:
         main_tree = os.path.join(top, "main")
-        _archive(MAIN_COMMIT, main_tree)
+        _archive(main_ref, main_tree)
         today = os.path.join(top, "today")
         if today_ref is not None:
             _archive(today_ref, today)
         else:
             shutil.copytree(os.path.join(REPO, "aiocri"), os.path.join(today, "aiocri"),
                             ignore=shutil.ignore_patterns("__pycache__"))
-        log(f"  instrumentation: aiocri of {MAIN_COMMIT} in {main_tree}, "
+        log(f"  instrumentation: aiocri of {main_ref} in {main_tree}, "
             f"{_describe(today_ref)} in {today}")
         yield {"main": main_tree, "today": today, "today_is": _describe(today_ref)}
     finally:
@@ -435,14 +436,16 @@ def _pinned(pid: int | None, cpus: list[int]) -> Iterator[bool]:
 
 async def run(runtime: Any, *, quick: bool, repeats: int | None = None,
               duration: float | None = None, pin: bool = True, today: str | None = None,
-              only: list[str] | None = None, log: Any = print) -> dict[str, Any]:
+              only: list[str] | None = None, log: Any = print,
+              main: str = MAIN_COMMIT) -> dict[str, Any]:
     """Every cell against ``runtime`` (a started FakeRuntime or ContainerdRuntime).
 
     ``pin``: the runtime's threads on one core, each worker on the other (where there
     are two): less scatter from the scheduler moving them; figures stay comparable
     between cells, not with throughput.py's unpinned ones. ``today``: a commit to
     measure as "today's aiocri" (default: this tree's ``aiocri/`` as it is now).
-    ``only``: these clients alone (a focused check)."""
+    ``only``: these clients alone (a focused check). ``main``: the commit whose aiocri
+    is the ``main`` client."""
     params = dict(QUICK if quick else FULL)
     if repeats is not None:
         params["repeats"] = repeats
@@ -455,15 +458,16 @@ async def run(runtime: Any, *, quick: bool, repeats: int | None = None,
         base = {"endpoint": runtime.endpoint, "ids": {"container": container_id, "pod": pod_id},
                 "server_pid": runtime.server_pid, "duration": params["duration"],
                 "warmup": params["warmup"], "cpus": CLIENT_CPUS if pinned else None}
-        result = await _run(runtime, params, base, quick, today, only, log)
+        result = await _run(runtime, params, base, quick, today, only, log, main)
     return result
 
 
 async def _run(runtime: Any, params: dict[str, Any], base: dict[str, Any], quick: bool,
-               today: str | None, only: list[str] | None, log: Any) -> dict[str, Any]:
+               today: str | None, only: list[str] | None, log: Any,
+               main: str = MAIN_COMMIT) -> dict[str, Any]:
     cells: list[dict[str, Any]] = []
     stubs: list[dict[str, Any]] = []
-    with _trees(log, today) as trees:
+    with _trees(log, today, main) as trees:
         kinds, missing = _available(trees["today"])
         for kind, why in missing.items():
             log(f"  instrumentation: {kind} left out: {why}")
@@ -513,7 +517,7 @@ async def _run(runtime: Any, params: dict[str, Any], base: dict[str, Any], quick
             f"{s['kind']} {s['ns']:.0f}" for s in stubs) + " ns/call")
     return {
         "params": params,
-        "main_commit": MAIN_COMMIT,
+        "main_commit": main,
         "today": trees["today_is"],
         "server": f"{runtime.kind}" + (" (uvloop)" if runtime.kind == "fake" else ""),
         "missing": missing,
@@ -827,6 +831,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--today", metavar="COMMIT",
                         help="measure this commit's aiocri/ as today's (default: the "
                              "working tree's, copied when the run starts)")
+    parser.add_argument("--main", metavar="COMMIT", default=MAIN_COMMIT,
+                        help=f"the aiocri to compare 'off' with (default {MAIN_COMMIT}, "
+                             "the commit before the instrumentation work)")
     parser.add_argument("--no-pin", action="store_true",
                         help="leave the runtime and the workers on every CPU")
     parser.add_argument("--profile", action="store_true",
@@ -859,7 +866,8 @@ def main(argv: list[str] | None = None) -> None:
         async with rt:
             return await run(rt, quick=args.quick, repeats=args.repeats,
                              duration=args.duration, pin=not args.no_pin, today=args.today,
-                             only=args.cells.split(",") if args.cells else None, log=log)
+                             only=args.cells.split(",") if args.cells else None, log=log,
+                             main=args.main)
 
     print(report(anyio.run(standalone)))
 
