@@ -117,8 +117,9 @@ class PrometheusMetrics(Instrumentation):
             "aiocri_pleg_events_connection_error", "Times GetContainerEvents failed or was "
             "refused.", ep, registry=r)
         self.stream_reopens = Counter(
-            "aiocri_pleg_events_stream_reopens", "Times a poller opened GetContainerEvents "
-            "again after its first open (a broken stream, a new connection).", ep, registry=r)
+            "aiocri_pleg_events_stream_reopens", "Times a poller started GetContainerEvents "
+            "again after its first start (a broken stream, a new connection, a retry of a "
+            "refused or failing stream).", ep, registry=r)
         st = ["kind", "transport", "endpoint"]
         self.sessions = Counter(
             "aiocri_streaming_sessions", "Streaming sessions opened (exec, attach, "

@@ -73,9 +73,14 @@ def main(argv: list[str] | None = None) -> int:
                 got[which].append(_run(trees[which], args.only,
                                        os.path.join(top, f"{which}-{i}")))
     rows = []
+    notes = []
     for label, section, path, unit in FIGURES:
         per = {w: [v for r in got[w] if (v := _figure(r, section, path)) is not None]
                for w in got}
+        short = [w for w in per if len(per[w]) < args.rounds]
+        if short:  # a section that failed in a run (its error is in that run's output)
+            notes.append(f"{label}: missing from {len(got[short[0]]) - len(per[short[0]])} "
+                         f"run(s) of {', '.join(short)}")
         if not per["this"] or not per["other"]:
             continue
         scale, fmt = (1000.0, "{:.1f}") if unit == "ms" else (1.0, "{:.3f}")
@@ -87,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
         ratio = statistics.median(per["this"]) / statistics.median(per["other"])
         rows.append([label + ("" if unit == "x" else " ms"), *cells, f"{ratio:.3f}x"])
     print(table(f"this tree beside {args.other}, {args.rounds} alternating rounds "
-                "(median (each run))", ["figure", "other", "this", "this/other"], rows, []))
+                "(median (each run))", ["figure", "other", "this", "this/other"], rows, notes))
     return 0
 
 

@@ -867,7 +867,7 @@ def main(argv: list[str] | None = None) -> None:
             return await run(rt, quick=args.quick, repeats=args.repeats,
                              duration=args.duration, pin=not args.no_pin, today=args.today,
                              only=args.cells.split(",") if args.cells else None, log=log,
-                             main=args.main)
+                             main=_describe(args.main) or args.main)  # a commit, not "HEAD~3"
 
     print(report(anyio.run(standalone)))
 

@@ -131,6 +131,8 @@ SERIES_DIFFERENCES: dict[str, dict[str, Any]] = {
                             "ContainerdHasDeprecationWarnings"]]},
     "images: list localhost/aiocri/busybox:1": {"1.6": _UNPINNED, "1.7": _PINNED},
     "images: status localhost/aiocri/busybox:1": {"1.6": _UNPINNED, "1.7": _PINNED},
+    # what `aiocri rmi --prune` leaves: the pinned sandbox image on 1.7, nothing on 1.6
+    "images: prune kept": {"1.6": [], "1.7": [BUSYBOX_IMAGE]},
     "refusals: status mounts: rro mount, private": {
         "1.6": [{**_MOUNT, "readonly": True}], "1.7": [{**_MOUNT, "readonly": True, **_RRO}]},
     "refusals: status mounts: rro mount, readonly false": {

@@ -290,15 +290,6 @@ class _Ports(ast.NodeTransformer):
         return node
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
 @pytest.mark.anyio
 async def test_readme_streaming_examples_run_on_the_fake_runtime(runtime: FakeRuntime) -> None:
     """Every statement of the README's streaming block, in order, on a fake busybox
@@ -321,7 +312,8 @@ async def test_readme_streaming_examples_run_on_the_fake_runtime(runtime: FakeRu
                    flags=ast.PyCF_ONLY_AST | ast.PyCF_ALLOW_TOP_LEVEL_AWAIT)
     assert all(isinstance(node, ast.AsyncWith) for node in tree.body)
     assert len(tree.body) == 6
-    body = [_Ports({80: pod_port, 8080: _free_port()}).visit(node) for node in tree.body]
+    # the host's 8080 becomes 0: forward_port's "any free port" (no race for a port)
+    body = [_Ports({80: pod_port, 8080: 0}).visit(node) for node in tree.body]
     module = ast.Module(body=[ast.AsyncFunctionDef(
         name="examples", args=ast.arguments(
             posonlyargs=[], args=[ast.arg("client"), ast.arg("cid"), ast.arg("pod_id")],
@@ -332,12 +324,19 @@ async def test_readme_streaming_examples_run_on_the_fake_runtime(runtime: FakeRu
     namespace: dict[str, object] = {}
     exec(compile(ast.fix_missing_locations(module), "README", "exec"), namespace)
     pod_id = runtime.state.add_pod("readme")
-    # the main process: attach reads it until it ends
-    cid = runtime.state.add_container(pod_id, "shell",
-                                      command=["sh", "-c", "sleep 2; echo attached"])
+    cid = runtime.state.add_container(pod_id, "shell")  # sleep infinity
+    container = runtime.state.containers[cid]
+
+    async def main_process_ends_once_attached() -> None:
+        # attach reads the main process until it ends: it prints, then exits
+        await wait_for(lambda: bool(container.listeners), timeout=30)
+        runtime.write_output(cid, "attached\n")
+        runtime.state.exit_container(cid, 0)
+
     printed = io.StringIO()
     try:
-        async with runtime.connect() as client:
+        async with runtime.connect() as client, anyio.create_task_group() as tg:
+            tg.start_soon(main_process_ends_once_attached)
             with contextlib.redirect_stdout(printed), anyio.fail_after(30):
                 out, reply = await namespace["examples"](client, cid, pod_id)  # type: ignore[operator]
     finally:

@@ -268,9 +268,11 @@ def run(
 
 def redial_policy(timeout: float) -> RedialPolicy:
     """The command's dialling: start-up waits for the runtime up to ``-t`` (as far as a
-    RedialPolicy holds), and one attempt's version check as long, but never longer than
-    the longest check the dialer itself allows a slow runtime: ``-t 1e10`` means "wait
-    for the runtime", never "one attempt that may hang for ever"."""
+    RedialPolicy holds), and one attempt's version check as long, but at most 30 s (the
+    longest check the library's dialer gives a slow runtime): ``-t 1e10`` means "wait for
+    the runtime", never "one attempt that may hang for ever". The price: a runtime that
+    takes over 30 s to answer Version is not waited for whatever -t says, as the library's
+    own default does not wait for it either."""
     from aiocri._dialer import SLOW_CHECK_CAP  # loaded by the connect anyway
 
     return RedialPolicy(connect_timeout=min(timeout, LONGEST_DEADLINE),
