@@ -825,17 +825,16 @@ async def scenario_images(side: Side, d: Driver) -> dict[str, Any]:
     finally:
         await side.ensure_images({BUSYBOX_IMAGE: "", **USER_IMAGES})
 
-    # `aiocri rmi --prune`, as a user runs it: the images no container uses go, never a
-    # pinned one (the sandbox image, which 1.7 pins)
-    if d.kind == "aiocri":
-        try:
-            code, _, err = await run_module("aiocri.cli", "-r", side.endpoint, "rmi", "--prune")
-            seen["prune exit"] = [code, err.decode()]
-            left = {t for i in (await d.call("ListImages", pb.ListImagesRequest())).images
-                    for t in i.repo_tags}
-            seen["prune kept"] = sorted(ref for ref in ours if ref in left)
-        finally:
-            await side.ensure_images({BUSYBOX_IMAGE: "", **USER_IMAGES})
+    # `aiocri rmi --prune`, as a user runs it (the same command whichever client observes):
+    # the images no container uses go, never a pinned one (the sandbox image, which 1.7 pins)
+    try:
+        code, _, err = await run_module("aiocri.cli", "-r", side.endpoint, "rmi", "--prune")
+        seen["prune exit"] = [code, err.decode()]
+        left = {t for i in (await d.call("ListImages", pb.ListImagesRequest())).images
+                for t in i.repo_tags}
+        seen["prune kept"] = sorted(ref for ref in ours if ref in left)
+    finally:
+        await side.ensure_images({BUSYBOX_IMAGE: "", **USER_IMAGES})
 
     # pulls from the local registry
     pulled = f"{side.registry.host}/{PULLABLE}:1"
