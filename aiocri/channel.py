@@ -49,7 +49,7 @@ from aiocri._policy import RedialPolicy
 from aiocri._proto.runtime.v1 import api_pb2
 from aiocri._rpc import RPC, RPCS
 from aiocri._tasks import TaskSet
-from aiocri._timeouts import check_timeout
+from aiocri._timeouts import MAX_TIMEOUT, check_timeout
 from aiocri._verdict import Link, ProbeOutcome, Verdict, decide
 from aiocri.endpoint import Endpoint, check_socket
 from aiocri.errors import (
@@ -82,9 +82,12 @@ log = library_logger("aiocri.channel")
 #: (``connect(max_message_size=...)``): 16 MiB, the kubelet's default.
 DEFAULT_MAX_MESSAGE_SIZE = 16 * 1024 * 1024
 
-# Read-only unary RPCs: safe to send again after the connection broke under them.
 #: Parses a response's bytes instead of the RPC's own message class (see unary()).
 Decode = Callable[[bytes], Any] | None
+#: A call ready to go: the live generation, its callable, the time left (None: no deadline).
+_Sendable = tuple[Connection, Any, float | None]
+
+# Read-only unary RPCs: safe to send again after the connection broke under them.
 
 _RETRY_SAFE = frozenset(
     name
@@ -227,11 +230,16 @@ class ChannelManager:
         """
         self.stats.calls += 1
         request = rpc.request_type() if request is None else request
-        deadline = _deadline(timeout)
+        if type(timeout) is float and 0.0 <= timeout <= MAX_TIMEOUT:  # usual: checked inline
+            deadline: float | None = time.monotonic() + timeout
+        else:
+            deadline = _deadline(timeout)
         resent = False
         metadata = record and record.metadata
         while True:
-            conn, fn, remaining = await self._callable(rpc, deadline, decode)
+            while (sendable := self._sendable(rpc, deadline, decode)) is None:
+                await self._wait_ready(rpc, deadline)
+            conn, fn, remaining = sendable
             if resent and record is not None:
                 guarded(record.resent, conn.generation, default=None)
             conn.users += 1
@@ -256,7 +264,7 @@ class ChannelManager:
             error = await self._failed(conn, rpc, failure, deadline,
                                        read_only=rpc.name in _RETRY_SAFE, resent=resent)
             # A raised error's traceback keeps this frame: let it hold no channel.
-            del conn, fn, call, failure
+            del conn, fn, call, failure, sendable
             if error is not None:
                 raise error
             resent = True
@@ -272,11 +280,13 @@ class ChannelManager:
         self.stats.calls += 1
         request = rpc.request_type() if request is None else request
         deadline = _deadline(timeout)
-        conn, fn, remaining = await self._callable(rpc, deadline, decode)
+        while (sendable := self._sendable(rpc, deadline, decode)) is None:
+            await self._wait_ready(rpc, deadline)
+        conn, fn, remaining = sendable
         conn.users += 1
         call = fn(request, timeout=remaining, metadata=record and record.metadata)
         responses = call.__aiter__()
-        del fn
+        del fn, sendable
         failure: grpc.aio.AioRpcError | None = None
         try:
             while True:
@@ -339,26 +349,19 @@ class ChannelManager:
                 return from_rpc_error(exc, method=rpc.name, endpoint=endpoint)
         return _broke_in_flight(rpc, code, endpoint, exc)
 
-    async def _callable(self, rpc: RPC, deadline: float | None,
-                        decode: Callable[[bytes], Any] | None,
-                        ) -> tuple[Connection, Any, float | None]:
-        """The live generation, its callable for ``rpc`` (raw bytes with ``decode``) and
-        the time left (None: no deadline). Raises, holding no channel, when the pinned
-        version lacks ``rpc`` or no time is left: nothing is sent."""
-        conn = self._live or await self._wait_ready(rpc, deadline)
-        if decode is not None:
-            fn = conn.raw(rpc)
-        else:
-            fn = (conn.streams if rpc.server_streaming else conn.unary).get(rpc.name)
+    def _sendable(self, rpc: RPC, deadline: float | None, decode: Decode) -> _Sendable | None:
+        """The live generation, its callable for ``rpc`` (raw bytes with ``decode``) and the
+        time left; None while none is live; raises if nothing can be sent. Not a coroutine
+        (~0.2 µs less on every call, issue 19)."""
+        if (conn := self._live) is None:
+            return None
+        table = conn.streams if rpc.server_streaming else conn.unary
+        fn = table.get(rpc.name) if decode is None else conn.raw(rpc)
         remaining = None if deadline is None else deadline - time.monotonic()
         if fn is None or (remaining is not None and remaining <= 0):
             version = conn.version.name
-            del conn, fn  # a raised error's traceback keeps this frame
-            if remaining is not None and remaining <= 0:
-                raise _expired(rpc, self.endpoint, "the call's deadline passed before it was sent")
-            raise UnsupportedByVersion(
-                f"{rpc.name} is not part of CRI {version}, the version this client pinned",
-                method=rpc.name, endpoint=str(self.endpoint))
+            del conn, fn, table  # a raised error's traceback keeps this frame
+            raise _unsendable(rpc, version, remaining, self.endpoint)
         return conn, fn, remaining
 
     async def _wait_ready(self, rpc: RPC, deadline: float | None) -> Connection:
@@ -511,6 +514,16 @@ def _deadline(timeout: float | None) -> float | None:
     raises here, before any round trip."""
     seconds = check_timeout("timeout", timeout)
     return None if seconds is None else time.monotonic() + seconds
+
+
+def _unsendable(rpc: RPC, version: str, remaining: float | None,
+                endpoint: Endpoint) -> CRIError:
+    """Why a call is not sent: no time left, or the pinned version lacks ``rpc``."""
+    if remaining is not None and remaining <= 0:
+        return _expired(rpc, endpoint, "the call's deadline passed before it was sent")
+    return UnsupportedByVersion(
+        f"{rpc.name} is not part of CRI {version}, the version this client pinned",
+        method=rpc.name, endpoint=str(endpoint))
 
 
 def _broke_in_flight(rpc: RPC, code: grpc.StatusCode, endpoint: str,

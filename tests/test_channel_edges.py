@@ -23,6 +23,7 @@ import pytest
 import aiocri
 from aiocri import api
 from aiocri._rpc import RPCS
+from aiocri._timeouts import MAX_TIMEOUT, check_timeout
 from aiocri.poller import Poller
 from aiocri.testing import FakeRuntime, FakeRuntimeProcess
 
@@ -175,6 +176,40 @@ async def test_item_5_a_call_refuses_a_bad_timeout_before_any_round_trip(
         with pytest.raises(error, match="timeout"):
             await client.runtime.list_containers(timeout=timeout)
         assert runtime.calls["ListContainers"] == before
+
+
+class _Seconds(float):
+    """A float subclass: not the inline path's exact float, so checked in full."""
+
+
+HOSTILE_TIMEOUTS: list[Any] = [
+    None, 0.0, -0.0, 5e-324, 1e-300, 2.0, 30, 0, -1, -0.5, -math.inf, math.nan, math.inf,
+    MAX_TIMEOUT, math.nextafter(MAX_TIMEOUT, math.inf), 1e10, True, False, "5", b"5",
+    [1.0], _Seconds(2.0), _Seconds(math.nan), _Seconds(-1.0)]
+
+
+async def test_the_calls_inline_deadline_agrees_with_check_timeout(
+        runtime: FakeRuntime) -> None:
+    """The call path checks an ordinary float inline (issue 19's A/B: every call runs
+    it); whatever the value, a call must end as check_timeout says it should."""
+    async with runtime.connect(redial=FAST) as client:
+        for timeout in HOSTILE_TIMEOUTS:
+            before = runtime.calls["ListContainers"]
+            try:
+                seconds = check_timeout("timeout", timeout)
+            except (TypeError, ValueError) as refused:
+                with pytest.raises(type(refused), match="timeout"):
+                    await client.runtime.list_containers(timeout=timeout)
+                assert runtime.calls["ListContainers"] == before, timeout
+                continue
+            if seconds is not None and seconds < 1e-3:  # expires unsent, or on the way
+                with pytest.raises(aiocri.DeadlineExceeded):
+                    await client.runtime.list_containers(timeout=timeout)
+                if seconds < 1e-12:
+                    assert runtime.calls["ListContainers"] == before, timeout
+                continue
+            await client.runtime.list_containers(timeout=timeout)
+            assert runtime.calls["ListContainers"] == before + 1, timeout
 
 
 # -- 6. a hung runtime is not "not a CRI runtime" ------------------------------------------

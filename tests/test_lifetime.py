@@ -148,6 +148,26 @@ async def test_nothing_outlives_the_client(runtime: FakeRuntime) -> None:
     assert _fds() <= fds + 1, (fds, _fds())
 
 
+async def test_an_error_raised_before_sending_holds_no_channel(runtime: FakeRuntime) -> None:
+    """A call refused before it is sent (deadline gone, RPC not in the pinned version)
+    raises an error the user may keep: its traceback must not keep the client's channel."""
+    async with aiocri.connect(runtime.endpoint, redial=FAST) as warm:
+        await warm.runtime.version()
+    channels = _channels()
+    client = await aiocri.connect(runtime.endpoint, redial=FAST, versions=["v1alpha2"])
+    kept: list[BaseException] = []
+    for send in (lambda: client.runtime.list_containers(timeout=0),
+                 lambda: client.runtime.invoke("StreamContainers").__anext__()):
+        try:
+            await send()
+        except aiocri.CRIError as exc:
+            kept.append(exc)
+    assert [type(e) for e in kept] == [aiocri.DeadlineExceeded, aiocri.UnsupportedByVersion]
+    await client.aclose()
+    del client
+    assert _channels() <= channels, "a kept error holds the client's channel"
+
+
 # -- 3. nothing foreign reaches the caller ---------------------------------------------
 
 
