@@ -76,10 +76,14 @@ def _pooled_recovery(got: dict[str, list[dict[str, Any]]]) -> list[list[str]]:
             med = [statistics.median(v) for v in cells]
             rows.append([f"{label}, median ms (n)",
                          *(f"{m:.1f} ({len(v)})" for m, v in zip(med, cells, strict=True)),
-                         f"{med[1] / med[0]:.3f}x"])
-            rows.append([f"{label}, p95 ms", *(f"{p:.1f}" for p in p95),
-                         f"{p95[1] / p95[0]:.3f}x"])
+                         _change(*med)])
+            rows.append([f"{label}, p95 ms", *(f"{p:.1f}" for p in p95), _change(*p95)])
     return rows
+
+
+def _change(before: float, after: float) -> str:
+    """after/before; in ms where before is near zero or below (a ratio means nothing)."""
+    return f"{after / before:.3f}x" if before >= 1.0 else f"{after - before:+.1f} ms"
 
 
 def main(argv: list[str] | None = None) -> int:
