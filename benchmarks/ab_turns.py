@@ -13,7 +13,7 @@ hides a difference of a few percent. Turns of a fraction of a second put every c
 under the same minute of the machine. ``control`` against ``this`` is an A/A pair: the
 noise floor the ``this``/``other`` ratio is read against.
 
-    python -m benchmarks.ab_turns [--other COMMIT] [--rounds 60] [--calls 1000]
+    python -m benchmarks.ab_turns [--other COMMIT] [--sessions 3] [--rounds 50] [--calls 1000]
                                   [--runtime fake|containerd]
 """
 
@@ -97,15 +97,12 @@ def _end(procs: dict[str, subprocess.Popen[str]]) -> None:
             proc.wait()
 
 
-def _ratio_row(label: str, ratios: list[float]) -> list[str]:
-    se = 1.2533 * statistics.stdev(ratios) / len(ratios) ** 0.5  # of the median
-    return [label, f"{statistics.median(ratios):.3f}x", f"+-{se:.3f}", str(len(ratios))]
-
-
-async def run(*, other: str, rounds: int, calls: int, runtime_kind: str = "fake",
-              pin: bool = True, log: Any = print) -> dict[str, Any]:
+async def run(*, other: str, sessions: int, rounds: int, calls: int,
+              runtime_kind: str = "fake", pin: bool = True, log: Any = print) -> dict[str, Any]:
+    """``sessions`` times: three fresh clients, ``rounds`` rounds of turns."""
     top = tempfile.mkdtemp(prefix="aiocri-bench-turns-", dir="/tmp")
     procs: dict[str, subprocess.Popen[str]] = {}
+    found: list[dict[str, list[tuple[float, float]]]] = []
     try:
         trees = {name: os.path.join(top, name) for name in CLIENTS}
         _archive(other, trees["other"])
@@ -119,51 +116,61 @@ async def run(*, other: str, rounds: int, calls: int, runtime_kind: str = "fake"
             cpus = sorted(os.sched_getaffinity(0))
             with _pinned(runtime.server_pid, cpus[:1] if pin else cpus) as pinned:
                 client_cpu = cpus[1] if pinned and len(cpus) > 1 else None
-                for name in CLIENTS:
-                    procs[name] = _spawn(trees[name], runtime.endpoint, container_id, calls,
-                                         client_cpu)
-                for name, proc in procs.items():
-                    if proc.stdout is None or proc.stdout.readline().strip() != "ready":
-                        raise RuntimeError(f"the {name} client did not start")
-                log(f"  turns: {rounds} rounds of {calls} calls on {runtime_kind}, "
-                    f"other = {other}, this = {_describe(None)} (load {loadavg():.2f})")
-                turns: dict[str, list[tuple[float, float]]] = {n: [] for n in CLIENTS}
-                try:
-                    for i in range(rounds):
-                        order = CLIENTS[i % 3:] + CLIENTS[:i % 3]
-                        for name in order if i % 6 < 3 else tuple(reversed(order)):
-                            turns[name].append(_turn(procs[name]))
-                finally:
-                    _end(procs)  # before the runtime goes
+                for session in range(sessions):
+                    try:
+                        for name in CLIENTS:
+                            procs[name] = _spawn(trees[name], runtime.endpoint, container_id,
+                                                 calls, client_cpu)
+                        for name, proc in procs.items():
+                            if proc.stdout is None or proc.stdout.readline().strip() != "ready":
+                                raise RuntimeError(f"the {name} client did not start")
+                        log(f"  turns: session {session + 1}/{sessions}, {rounds} rounds of "
+                            f"{calls} calls on {runtime_kind}, other = {other}, "
+                            f"this = {_describe(None)} (load {loadavg():.2f})")
+                        turns: dict[str, list[tuple[float, float]]] = {n: [] for n in CLIENTS}
+                        for i in range(rounds):
+                            order = CLIENTS[i % 3:] + CLIENTS[:i % 3]
+                            for name in order if i % 6 < 3 else tuple(reversed(order)):
+                                turns[name].append(_turn(procs[name]))
+                        found.append(turns)
+                    finally:
+                        _end(procs)  # before the runtime goes
     finally:
         _end(procs)
         shutil.rmtree(top, ignore_errors=True)
-    return {"other": other, "this": _describe(None), "rounds": rounds, "calls": calls,
-            "runtime": runtime_kind, "turns": turns}
+    return {"other": other, "this": _describe(None), "sessions": sessions, "rounds": rounds,
+            "calls": calls, "runtime": runtime_kind, "turns": found}
+
+
+def _per_round(found: list[dict[str, list[tuple[float, float]]]], a: str, b: str,
+               index: int) -> list[list[float]]:
+    """b/a of each round (index 0: CPU, 1: wall), one list per session."""
+    return [[y[index] / x[index] for x, y in zip(t[a], t[b], strict=True)] for t in found]
 
 
 def report(result: dict[str, Any]) -> str:
-    turns = result["turns"]
-    cpu = {n: [c for c, _ in turns[n]] for n in CLIENTS}
-    wall = {n: [w for _, w in turns[n]] for n in CLIENTS}
+    found = result["turns"]
+    pooled = {n: [turn for t in found for turn in t[n]] for n in CLIENTS}
     per_client = table(
-        f"one caller, ContainerStatus on {result['runtime']}, {result['rounds']} rounds of "
-        f"{result['calls']} calls",
+        f"one caller, ContainerStatus on {result['runtime']}: {result['sessions']} sessions "
+        f"of fresh clients x {result['rounds']} rounds of {result['calls']} calls",
         ["client", "aiocri of", "CPU µs/call (median)", "wall µs/call (median)"],
         [[n, result["other"] if n == "other" else result["this"],
-          f"{statistics.median(cpu[n]):.1f}", f"{statistics.median(wall[n]):.1f}"]
-         for n in CLIENTS])
-
-    def pair(a: str, b: str, of: dict[str, list[float]]) -> list[float]:
-        return [y / x for x, y in zip(of[a], of[b], strict=True)]
-
+          f"{statistics.median(c for c, _ in pooled[n]):.1f}",
+          f"{statistics.median(w for _, w in pooled[n]):.1f}"] for n in CLIENTS])
+    rows = []
+    for label, a, b in (("this/other", "other", "this"), ("control/other", "other", "control"),
+                        ("control/this (A/A)", "this", "control")):
+        for what, index in (("CPU", 0), ("wall", 1)):
+            sessions = _per_round(found, a, b, index)
+            every = [r for one in sessions for r in one]
+            se = 1.2533 * statistics.stdev(every) / len(every) ** 0.5  # of the median
+            rows.append([f"{what} {label}", f"{statistics.median(every):.3f}x", f"+-{se:.3f}",
+                         ", ".join(f"{statistics.median(one):.3f}" for one in sessions)])
     ratios = table(
-        "ratios of the turns of one round (median, its standard error, rounds)",
-        ["pair", "median", "noise", "n"],
-        [_ratio_row("CPU this/other", pair("other", "this", cpu)),
-         _ratio_row("CPU control/this (A/A: the noise floor)", pair("this", "control", cpu)),
-         _ratio_row("wall this/other", pair("other", "this", wall)),
-         _ratio_row("wall control/this (A/A)", pair("this", "control", wall))])
+        "per round, the turns' ratio: median over every round, its standard error, and the "
+        "median of each session (fresh processes: a process's own bias shows there)",
+        ["pair", "median", "noise", "each session"], sorted(rows, key=lambda r: r[0][:3]))
     return per_client + "\n" + ratios
 
 
@@ -182,15 +189,17 @@ def main(argv: list[str] | None = None) -> None:
                                      description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--other", default=OTHER_COMMIT, help="the commit to compare with")
-    parser.add_argument("--rounds", type=int, default=60)
+    parser.add_argument("--sessions", type=int, default=3, help="fresh clients each time")
+    parser.add_argument("--rounds", type=int, default=50, help="rounds of turns a session")
     parser.add_argument("--calls", type=int, default=1000, help="calls per turn")
     parser.add_argument("--runtime", choices=("fake", "containerd"), default="fake",
                         help="containerd: Debian's 1.6, started here (root)")
     parser.add_argument("--no-pin", action="store_true")
     args = parser.parse_args(argv)
-    if args.rounds < 3 or args.calls < 1:
-        parser.error("--rounds must be at least 3 and --calls at least 1")
-    result = asyncio.run(run(other=args.other, rounds=args.rounds, calls=args.calls,
+    if args.rounds < 3 or args.calls < 1 or args.sessions < 1:
+        parser.error("--rounds must be at least 3, --calls and --sessions at least 1")
+    result = asyncio.run(run(other=args.other, sessions=args.sessions, rounds=args.rounds,
+                             calls=args.calls,
                              runtime_kind=args.runtime, pin=not args.no_pin))
     print(report(result))
 
