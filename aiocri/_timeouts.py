@@ -26,7 +26,8 @@ def check_timeout(name: str, value: object, *, zero: bool = True) -> float | Non
         return None
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise TypeError(f"{name} must be a number of seconds or None, not {value!r}")
-    if math.isnan(value) or value < 0 or (value == 0 and not zero):
+    # isnan only on a float: an int too large for one (10**400) is no NaN, only huge
+    if (isinstance(value, float) and math.isnan(value)) or value < 0 or (value == 0 and not zero):
         least = "zero or more" if zero else "more than zero"
         raise ValueError(f"{name} must be {least} seconds (or None: no deadline), "
                          f"not {value!r}")

@@ -13,7 +13,7 @@ hides a difference of a few percent. Turns of a fraction of a second put every c
 under the same minute of the machine. ``control`` against ``this`` is an A/A pair: the
 noise floor the ``this``/``other`` ratio is read against.
 
-    python -m benchmarks.ab_turns [--other COMMIT] [--sessions 3] [--rounds 50] [--calls 1000]
+    python -m benchmarks.ab_turns [--other COMMIT] [--sessions 3] [--rounds 48] [--calls 1000]
                                   [--runtime fake|containerd]
 """
 
@@ -65,7 +65,8 @@ async def _child(endpoint: str, container_id: str, calls: int) -> None:
 def _spawn(tree: str, endpoint: str, container_id: str, calls: int,
            cpu: int | None) -> subprocess.Popen[str]:
     pin = ["taskset", "-c", str(cpu)] if cpu is not None else []
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([tree, REPO]))
+    # one hash seed for all: a process's dict layouts are part of its own bias
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([tree, REPO]), PYTHONHASHSEED="0")
     return subprocess.Popen(
         [*pin, sys.executable, "-m", "benchmarks.ab_turns", "--child", tree, endpoint,
          container_id, str(calls)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
@@ -165,12 +166,18 @@ def report(result: dict[str, Any]) -> str:
             sessions = _per_round(found, a, b, index)
             every = [r for one in sessions for r in one]
             se = 1.2533 * statistics.stdev(every) / len(every) ** 0.5  # of the median
+            medians = [statistics.median(one) for one in sessions]
+            # rounds of one session share its processes' bias: the sessions' spread says more
+            between = (statistics.stdev(medians) / len(medians) ** 0.5 if len(medians) > 1
+                       else float("nan"))
             rows.append([f"{what} {label}", f"{statistics.median(every):.3f}x", f"+-{se:.3f}",
-                         ", ".join(f"{statistics.median(one):.3f}" for one in sessions)])
+                         f"+-{between:.3f}", ", ".join(f"{m:.3f}" for m in medians)])
     ratios = table(
-        "per round, the turns' ratio: median over every round, its standard error, and the "
-        "median of each session (fresh processes: a process's own bias shows there)",
-        ["pair", "median", "noise", "each session"], sorted(rows, key=lambda r: r[0][:3]))
+        "per round, the turns' ratio: median over every round, its standard error from the "
+        "rounds and from the sessions' medians, and the median of each session (fresh "
+        "processes: a process's own bias shows there)",
+        ["pair", "median", "noise (rounds)", "noise (sessions)", "each session"],
+        sorted(rows, key=lambda r: r[0][:3]))
     return per_client + "\n" + ratios
 
 
@@ -190,14 +197,15 @@ def main(argv: list[str] | None = None) -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--other", default=OTHER_COMMIT, help="the commit to compare with")
     parser.add_argument("--sessions", type=int, default=3, help="fresh clients each time")
-    parser.add_argument("--rounds", type=int, default=50, help="rounds of turns a session")
+    parser.add_argument("--rounds", type=int, default=48,
+                        help="rounds of turns a session (a multiple of 6: every order as often)")
     parser.add_argument("--calls", type=int, default=1000, help="calls per turn")
     parser.add_argument("--runtime", choices=("fake", "containerd"), default="fake",
                         help="containerd: Debian's 1.6, started here (root)")
     parser.add_argument("--no-pin", action="store_true")
     args = parser.parse_args(argv)
-    if args.rounds < 3 or args.calls < 1 or args.sessions < 1:
-        parser.error("--rounds must be at least 3, --calls and --sessions at least 1")
+    if args.rounds < 6 or args.rounds % 6 or args.calls < 1 or args.sessions < 1:
+        parser.error("--rounds must be a multiple of 6, --calls and --sessions at least 1")
     result = asyncio.run(run(other=args.other, sessions=args.sessions, rounds=args.rounds,
                              calls=args.calls,
                              runtime_kind=args.runtime, pin=not args.no_pin))

@@ -184,7 +184,7 @@ class _Seconds(float):
 
 HOSTILE_TIMEOUTS: list[Any] = [
     None, 0.0, -0.0, 5e-324, 1e-300, 2.0, 30, 0, -1, -0.5, -math.inf, math.nan, math.inf,
-    MAX_TIMEOUT, math.nextafter(MAX_TIMEOUT, math.inf), 1e10, True, False, "5", b"5",
+    MAX_TIMEOUT, math.nextafter(MAX_TIMEOUT, math.inf), 1e10, 10**400, True, False, "5", b"5",
     [1.0], _Seconds(2.0), _Seconds(math.nan), _Seconds(-1.0)]
 
 
@@ -210,6 +210,16 @@ async def test_the_calls_inline_deadline_agrees_with_check_timeout(
                 continue
             await client.runtime.list_containers(timeout=timeout)
             assert runtime.calls["ListContainers"] == before + 1, timeout
+
+
+async def test_the_inline_deadline_is_the_timeout_in_seconds(runtime: FakeRuntime) -> None:
+    """A short float deadline on a call the runtime holds ends near that deadline."""
+    runtime.inject_latency("ListContainers", 30.0)
+    async with runtime.connect(redial=FAST) as client:
+        began = anyio.current_time()
+        with pytest.raises(aiocri.DeadlineExceeded):
+            await client.runtime.list_containers(timeout=0.2)
+        assert anyio.current_time() - began < 10  # a generous bound; 30 s if it were lost
 
 
 # -- 6. a hung runtime is not "not a CRI runtime" ------------------------------------------

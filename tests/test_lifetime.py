@@ -156,7 +156,7 @@ async def test_an_error_raised_before_sending_holds_no_channel(runtime: FakeRunt
     channels = _channels()
     client = await aiocri.connect(runtime.endpoint, redial=FAST, versions=["v1alpha2"])
     with pytest.raises(aiocri.DeadlineExceeded) as expired:
-        await client.runtime.list_containers(timeout=0)
+        await client.runtime.list_containers(timeout=0.0)
     with pytest.raises(aiocri.UnsupportedByVersion) as unsupported:
         await anext(client.runtime.invoke("StreamContainers"))
     await client.aclose()
