@@ -230,10 +230,7 @@ class ChannelManager:
         """
         self.stats.calls += 1
         request = rpc.request_type() if request is None else request
-        if type(timeout) is float and 0.0 <= timeout <= MAX_TIMEOUT:  # usual: checked inline
-            deadline: float | None = time.monotonic() + timeout
-        else:
-            deadline = _deadline(timeout)
+        deadline = _deadline(timeout)
         resent = False
         metadata = record and record.metadata
         while True:
@@ -512,6 +509,8 @@ async def _newer_served(dialer: Dialer, conn: Connection,
 def _deadline(timeout: float | None) -> float | None:
     """The call's deadline on the monotonic clock (None: none); a wrong timeout
     raises here, before any round trip."""
+    if type(timeout) is float and 0.0 <= timeout <= MAX_TIMEOUT:  # the usual: checked at once
+        return time.monotonic() + timeout
     seconds = check_timeout("timeout", timeout)
     return None if seconds is None else time.monotonic() + seconds
 
