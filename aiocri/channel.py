@@ -88,7 +88,6 @@ Decode = Callable[[bytes], Any] | None
 _Sendable = tuple[Connection, Any, float | None]
 
 # Read-only unary RPCs: safe to send again after the connection broke under them.
-
 _RETRY_SAFE = frozenset(
     name
     for name, rpc in RPCS.items()
